@@ -1,0 +1,519 @@
+//! Wire shapes of the HTTP API, shared by the server and the client so they cannot disagree.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::backoff::Backoff;
+use crate::id::LeaseToken;
+use crate::names::{AgentName, Capability, QueueName};
+use crate::task::{
+    Completion, DEFAULT_MAX_ATTEMPTS, NewArtifact, NewTask, Progress, Task, TaskError, TaskPatch, TaskStatus,
+};
+use crate::time::Timestamp;
+
+/// Longest free-text field (titles, kinds, keys) the API accepts, in bytes.
+pub const MAX_TEXT_LEN: usize = 1024;
+/// Most tasks one batch create or claim handles.
+pub const MAX_BATCH: usize = 1000;
+/// Most tasks one claim hands out.
+pub const MAX_CLAIM: u32 = 100;
+/// Longest long-poll of a claim.
+pub const MAX_WAIT_MS: u64 = 60_000;
+/// Shortest and longest lease.
+pub const MIN_LEASE_MS: u64 = 100;
+pub const MAX_LEASE_MS: u64 = 24 * 3_600_000;
+/// Most attempts a task may ask for.
+pub const MAX_ATTEMPTS_LIMIT: u32 = 1_000;
+
+/// A request field that is out of range or inconsistent. Becomes a 422 naming `field`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Prefixes the field with its position in a batch, e.g. `tasks[3].queue`.
+    pub fn within(self, prefix: &str) -> Self {
+        Self {
+            field: format!("{prefix}.{}", self.field),
+            message: self.message,
+        }
+    }
+}
+
+fn check_text(field: &str, value: &Option<String>) -> Result<(), FieldError> {
+    match value {
+        Some(v) if v.len() > MAX_TEXT_LEN => Err(FieldError::new(
+            field,
+            format!("is {} bytes long; the limit is {MAX_TEXT_LEN}", v.len()),
+        )),
+        Some(v) if v.is_empty() => Err(FieldError::new(field, "must not be empty (leave it out instead)")),
+        _ => Ok(()),
+    }
+}
+
+/// Partial backoff policy: fields left out take the defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackoffRequest {
+    pub initial_ms: Option<u64>,
+    pub max_ms: Option<u64>,
+    pub multiplier: Option<f64>,
+    pub jitter: Option<f64>,
+}
+
+/// `POST /v1/tasks`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTaskRequest {
+    pub queue: QueueName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub input: Value,
+    /// Higher runs first. Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_capabilities: Option<Vec<Capability>>,
+    /// Default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<BackoffRequest>,
+    /// Not before this time. Exclusive with `delay_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<Timestamp>,
+    /// Not before this many milliseconds from now. Exclusive with `run_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    /// Hard limit of one attempt: its lease is never extended past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub context: Option<Map<String, Value>>,
+}
+
+impl CreateTaskRequest {
+    pub fn new(queue: QueueName, input: Value) -> Self {
+        Self {
+            queue,
+            kind: None,
+            title: None,
+            input,
+            priority: None,
+            required_capabilities: None,
+            max_attempts: None,
+            backoff: None,
+            run_at: None,
+            delay_ms: None,
+            timeout_ms: None,
+            idempotency_key: None,
+            concurrency_key: None,
+            rate_limit_key: None,
+            correlation_id: None,
+            context: None,
+        }
+    }
+
+    /// Checks ranges and consistency and builds the task to create.
+    pub fn into_new_task(self, now: Timestamp) -> Result<NewTask, FieldError> {
+        for (field, value) in [
+            ("kind", &self.kind),
+            ("title", &self.title),
+            ("idempotency_key", &self.idempotency_key),
+            ("concurrency_key", &self.concurrency_key),
+            ("rate_limit_key", &self.rate_limit_key),
+            ("correlation_id", &self.correlation_id),
+        ] {
+            check_text(field, value)?;
+        }
+        let max_attempts = self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+        if !(1..=MAX_ATTEMPTS_LIMIT).contains(&max_attempts) {
+            return Err(FieldError::new(
+                "max_attempts",
+                format!("must be between 1 and {MAX_ATTEMPTS_LIMIT}"),
+            ));
+        }
+        let defaults = Backoff::default();
+        let b = self.backoff.unwrap_or_default();
+        let initial_ms = b.initial_ms.unwrap_or(defaults.initial_ms);
+        let backoff = Backoff {
+            initial_ms,
+            max_ms: b.max_ms.unwrap_or(defaults.max_ms.max(initial_ms)),
+            multiplier: b.multiplier.unwrap_or(defaults.multiplier),
+            jitter: b.jitter.unwrap_or(defaults.jitter),
+        };
+        backoff
+            .check()
+            .map_err(|(f, m)| FieldError::new(format!("backoff.{f}"), m))?;
+        let run_at = match (self.run_at, self.delay_ms) {
+            (Some(_), Some(_)) => return Err(FieldError::new("delay_ms", "give either run_at or delay_ms, not both")),
+            (Some(t), None) => Some(t),
+            (None, Some(d)) if d > crate::backoff::MAX_BACKOFF_MS * 52 => {
+                return Err(FieldError::new("delay_ms", "must be at most one year"));
+            }
+            (None, Some(d)) => Some(now.add_millis(d)),
+            (None, None) => None,
+        };
+        if let Some(t) = self.timeout_ms
+            && t < MIN_LEASE_MS
+        {
+            return Err(FieldError::new(
+                "timeout_ms",
+                format!("must be at least {MIN_LEASE_MS}"),
+            ));
+        }
+        let mut caps = self.required_capabilities.unwrap_or_default();
+        if caps.len() > 64 {
+            return Err(FieldError::new("required_capabilities", "at most 64 capabilities"));
+        }
+        caps.sort();
+        caps.dedup();
+        Ok(NewTask {
+            queue: self.queue,
+            kind: self.kind,
+            title: self.title,
+            input: self.input,
+            priority: self.priority.unwrap_or(0),
+            required_capabilities: caps,
+            max_attempts,
+            backoff,
+            run_at,
+            timeout_ms: self.timeout_ms,
+            idempotency_key: self.idempotency_key,
+            concurrency_key: self.concurrency_key,
+            rate_limit_key: self.rate_limit_key,
+            correlation_id: self.correlation_id,
+            context: self.context.unwrap_or_default(),
+        })
+    }
+}
+
+/// `POST /v1/tasks/batch`: all are created, or none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchCreateRequest {
+    pub tasks: Vec<CreateTaskRequest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BatchCreateResponse {
+    /// In request order; an item whose `idempotency_key` was seen is the original task.
+    pub tasks: Vec<Task>,
+    /// How many were new.
+    pub created: usize,
+}
+
+/// `PATCH /v1/tasks/{id}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTaskRequest {
+    /// The version this change is based on (or send `If-Match: "<version>"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
+    /// A JSON merge patch applied to the task's context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub context: Option<Map<String, Value>>,
+    /// Appended to the task's artifacts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<Vec<NewArtifact>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    /// `cancelled`, or `queued` (run a scheduled task now, or redrive a failed one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<TaskStatus>,
+}
+
+impl UpdateTaskRequest {
+    pub fn into_patch(self) -> Result<TaskPatch, FieldError> {
+        check_text("title", &self.title)?;
+        let artifacts = self.artifacts.unwrap_or_default();
+        check_artifacts(&artifacts)?;
+        check_progress(&self.progress)?;
+        let patch = TaskPatch {
+            title: self.title,
+            priority: self.priority,
+            input: self.input,
+            context: self.context,
+            artifacts,
+            progress: self.progress,
+            status: self.status,
+        };
+        if patch.is_empty() {
+            return Err(FieldError::new(
+                "body",
+                "the update changes nothing: send at least one field to change",
+            ));
+        }
+        Ok(patch)
+    }
+}
+
+fn check_artifacts(artifacts: &[NewArtifact]) -> Result<(), FieldError> {
+    if artifacts.len() > MAX_BATCH {
+        return Err(FieldError::new("artifacts", format!("at most {MAX_BATCH} per request")));
+    }
+    for (i, a) in artifacts.iter().enumerate() {
+        if a.name.is_empty() || a.name.len() > MAX_TEXT_LEN {
+            return Err(FieldError::new(
+                format!("artifacts[{i}].name"),
+                format!("must be 1 to {MAX_TEXT_LEN} bytes"),
+            ));
+        }
+        if a.uri.is_none() && a.content.is_none() {
+            return Err(FieldError::new(format!("artifacts[{i}]"), "needs a uri or a content"));
+        }
+    }
+    Ok(())
+}
+
+fn check_progress(progress: &Option<Progress>) -> Result<(), FieldError> {
+    if let Some(Progress { percent: Some(p), .. }) = progress
+        && !(0.0..=100.0).contains(p)
+    {
+        return Err(FieldError::new("progress.percent", "must be between 0 and 100"));
+    }
+    Ok(())
+}
+
+/// `POST /v1/queues/{queue}/claim`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    pub agent: AgentName,
+    /// Only tasks whose `required_capabilities` are all in this list are handed out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<Capability>>,
+    /// Most tasks to take (1–100, default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
+    /// Long-poll: wait up to this long for a task when none is ready (at most 60000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
+    /// Lease length; the server default when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+}
+
+impl ClaimRequest {
+    pub fn new(agent: AgentName) -> Self {
+        Self {
+            agent,
+            capabilities: None,
+            max: None,
+            wait_ms: None,
+            lease_ms: None,
+        }
+    }
+
+    /// Checks ranges; returns `(max, wait_ms, lease_ms)` with defaults filled in.
+    pub fn limits(&self, default_lease_ms: u64) -> Result<(u32, u64, u64), FieldError> {
+        let max = self.max.unwrap_or(1);
+        if !(1..=MAX_CLAIM).contains(&max) {
+            return Err(FieldError::new("max", format!("must be between 1 and {MAX_CLAIM}")));
+        }
+        let wait = self.wait_ms.unwrap_or(0);
+        if wait > MAX_WAIT_MS {
+            return Err(FieldError::new("wait_ms", format!("must be at most {MAX_WAIT_MS}")));
+        }
+        let lease = self.lease_ms.unwrap_or(default_lease_ms);
+        if !(MIN_LEASE_MS..=MAX_LEASE_MS).contains(&lease) {
+            return Err(FieldError::new(
+                "lease_ms",
+                format!("must be between {MIN_LEASE_MS} and {MAX_LEASE_MS}"),
+            ));
+        }
+        Ok((max, wait, lease))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ClaimResponse {
+    /// Each with its `lease` set. Empty when nothing was ready within `wait_ms`.
+    pub tasks: Vec<Task>,
+}
+
+/// `POST /v1/tasks/{id}/heartbeat`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    pub lease_token: LeaseToken,
+    /// New lease length from now; the server default when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+}
+
+impl HeartbeatRequest {
+    pub fn check(&self) -> Result<(), FieldError> {
+        if let Some(l) = self.lease_ms
+            && !(MIN_LEASE_MS..=MAX_LEASE_MS).contains(&l)
+        {
+            return Err(FieldError::new(
+                "lease_ms",
+                format!("must be between {MIN_LEASE_MS} and {MAX_LEASE_MS}"),
+            ));
+        }
+        check_progress(&self.progress)
+    }
+}
+
+/// `POST /v1/tasks/{id}/complete`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    pub lease_token: LeaseToken,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<Vec<NewArtifact>>,
+}
+
+impl CompleteRequest {
+    pub fn into_completion(self) -> Result<(LeaseToken, Completion), FieldError> {
+        let artifacts = self.artifacts.unwrap_or_default();
+        check_artifacts(&artifacts)?;
+        Ok((
+            self.lease_token,
+            Completion {
+                result: self.result,
+                artifacts,
+            },
+        ))
+    }
+}
+
+/// The error a failing agent reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailureReport {
+    /// A short machine-readable kind, e.g. `timeout`, `rate_limited`. Default `error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    pub message: String,
+    /// `false` sends the task straight to the dead-letter view. Default `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retryable: Option<bool>,
+}
+
+/// `POST /v1/tasks/{id}/fail`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailRequest {
+    pub lease_token: LeaseToken,
+    pub error: FailureReport,
+}
+
+impl FailRequest {
+    pub fn into_error(self) -> Result<(LeaseToken, TaskError), FieldError> {
+        let kind = self.error.kind.unwrap_or_else(|| "error".to_owned());
+        if kind.is_empty() || kind.len() > 128 {
+            return Err(FieldError::new("error.kind", "must be 1 to 128 bytes"));
+        }
+        if self.error.message.len() > 64 * 1024 {
+            return Err(FieldError::new("error.message", "must be at most 65536 bytes"));
+        }
+        let error = TaskError {
+            kind,
+            message: self.error.message,
+            retryable: self.error.retryable.unwrap_or(true),
+        };
+        Ok((self.lease_token, error))
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TaskPage {
+    pub items: Vec<Task>,
+    /// Pass as `cursor` to get the next page; `null` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// Tasks of one queue by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StatusCounts {
+    pub scheduled: u64,
+    pub queued: u64,
+    pub running: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+}
+
+impl StatusCounts {
+    pub fn get(&self, s: TaskStatus) -> u64 {
+        match s {
+            TaskStatus::Scheduled => self.scheduled,
+            TaskStatus::Queued => self.queued,
+            TaskStatus::Running => self.running,
+            TaskStatus::Succeeded => self.succeeded,
+            TaskStatus::Failed => self.failed,
+            TaskStatus::Cancelled => self.cancelled,
+        }
+    }
+
+    pub fn slot(&mut self, s: TaskStatus) -> &mut u64 {
+        match s {
+            TaskStatus::Scheduled => &mut self.scheduled,
+            TaskStatus::Queued => &mut self.queued,
+            TaskStatus::Running => &mut self.running,
+            TaskStatus::Succeeded => &mut self.succeeded,
+            TaskStatus::Failed => &mut self.failed,
+            TaskStatus::Cancelled => &mut self.cancelled,
+        }
+    }
+
+    /// Tasks waiting to run (queued + scheduled): what the depth limit counts.
+    pub fn depth(&self) -> u64 {
+        self.queued + self.scheduled
+    }
+}
+
+/// `GET /v1/queues/{queue}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct QueueStats {
+    pub queue: QueueName,
+    pub counts: StatusCounts,
+    /// Tasks waiting to run (queued + scheduled).
+    pub depth: u64,
+    /// When the oldest claimable task became ready; `null` when none is.
+    pub oldest_ready_at: Option<Timestamp>,
+    /// Age of that task in milliseconds; `null` when none is ready.
+    pub oldest_ready_age_ms: Option<u64>,
+}
+
+/// `GET /v1/queues`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct QueueList {
+    pub queues: Vec<QueueStats>,
+}

@@ -1,0 +1,1 @@
+//! The storage conformance suite: written once, run against every backend.

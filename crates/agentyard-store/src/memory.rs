@@ -1,0 +1,354 @@
+//! The in-memory backend: everything in one mutex-guarded map with the same indexes a database
+//! would keep. For tests and ephemeral runs (`memory://`); nothing survives a restart.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use agentyard_core::api::{QueueStats, StatusCounts};
+use agentyard_core::{LeaseToken, Namespace, NewTask, QueueName, Task, TaskCommand, TaskId, TaskStatus, Timestamp};
+use async_trait::async_trait;
+
+use crate::{Claim, CreateOptions, Created, Page, Store, StoreError, TaskFilter};
+
+type ReadyKey = (Namespace, QueueName, Reverse<i32>, Timestamp, TaskId);
+
+#[derive(Default)]
+struct State {
+    tasks: BTreeMap<TaskId, Task>,
+    idempotency: HashMap<(Namespace, String), TaskId>,
+    ready: BTreeSet<ReadyKey>,
+    scheduled: BTreeSet<(Timestamp, TaskId)>,
+    leases: BTreeSet<(Timestamp, TaskId)>,
+    counts: BTreeMap<(Namespace, QueueName), StatusCounts>,
+}
+
+impl State {
+    fn index(&mut self, t: &Task) {
+        match t.status {
+            TaskStatus::Queued => {
+                self.ready.insert(ready_key(t));
+            }
+            TaskStatus::Scheduled => {
+                self.scheduled.insert((t.run_at, t.id));
+            }
+            TaskStatus::Running => {
+                if let Some(l) = &t.lease {
+                    self.leases.insert((l.expires_at, t.id));
+                }
+            }
+            _ => {}
+        }
+        *self
+            .counts
+            .entry((t.namespace.clone(), t.queue.clone()))
+            .or_default()
+            .slot(t.status) += 1;
+    }
+
+    fn unindex(&mut self, t: &Task) {
+        self.ready.remove(&ready_key(t));
+        self.scheduled.remove(&(t.run_at, t.id));
+        if let Some(l) = &t.lease {
+            self.leases.remove(&(l.expires_at, t.id));
+        }
+        if let Some(c) = self.counts.get_mut(&(t.namespace.clone(), t.queue.clone())) {
+            *c.slot(t.status) -= 1;
+        }
+    }
+
+    /// Runs `f` on a task, keeping the indexes right whether it succeeds or not.
+    fn modify<R>(&mut self, id: TaskId, f: impl FnOnce(&mut Task) -> R) -> Option<(R, Task)> {
+        let mut task = self.tasks.get(&id)?.clone();
+        let before = task.clone();
+        let r = f(&mut task);
+        self.unindex(&before);
+        self.index(&task);
+        self.tasks.insert(id, task.clone());
+        Some((r, task))
+    }
+
+    fn get(&self, ns: &Namespace, id: TaskId) -> Result<&Task, StoreError> {
+        self.tasks
+            .get(&id)
+            .filter(|t| &t.namespace == ns)
+            .ok_or_else(|| StoreError::task_not_found(id))
+    }
+}
+
+fn ready_key(t: &Task) -> ReadyKey {
+    (
+        t.namespace.clone(),
+        t.queue.clone(),
+        Reverse(t.priority),
+        t.run_at,
+        t.id,
+    )
+}
+
+/// See the module docs.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // matters more than losing the process, so recover the guard rather than cascade.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn create_tasks(
+        &self,
+        ns: &Namespace,
+        tasks: Vec<NewTask>,
+        options: CreateOptions,
+        now: Timestamp,
+    ) -> Result<Vec<Created>, StoreError> {
+        let mut st = self.lock();
+        // First pass: resolve idempotency and check depth, without changing anything.
+        let mut plan: Vec<Result<Task, TaskId>> = Vec::with_capacity(tasks.len());
+        let mut batch_keys: HashMap<String, usize> = HashMap::new();
+        let mut added: HashMap<QueueName, u64> = HashMap::new();
+        for new in tasks {
+            if let Some(key) = &new.idempotency_key {
+                if let Some(id) = st.idempotency.get(&(ns.clone(), key.clone())) {
+                    plan.push(Err(*id));
+                    continue;
+                }
+                if let Some(&i) = batch_keys.get(key) {
+                    let id = plan[i].as_ref().map(|t| t.id).unwrap_or_else(|id| *id);
+                    plan.push(Err(id));
+                    continue;
+                }
+                batch_keys.insert(key.clone(), plan.len());
+            }
+            let task = new.into_task(TaskId::generate(), ns.clone(), now);
+            *added.entry(task.queue.clone()).or_default() += 1;
+            plan.push(Ok(task));
+        }
+        if let Some(limit) = options.max_queue_depth {
+            for (queue, n) in &added {
+                let depth = st.counts.get(&(ns.clone(), queue.clone())).map_or(0, |c| c.depth());
+                if depth + n > limit {
+                    return Err(StoreError::Backpressure {
+                        queue: queue.clone(),
+                        depth,
+                        limit,
+                    });
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(plan.len());
+        for item in plan {
+            match item {
+                Ok(task) => {
+                    if let Some(key) = &task.idempotency_key {
+                        st.idempotency.insert((ns.clone(), key.clone()), task.id);
+                    }
+                    st.index(&task);
+                    st.tasks.insert(task.id, task.clone());
+                    out.push(Created { task, created: true });
+                }
+                Err(id) => {
+                    let task = st
+                        .tasks
+                        .get(&id)
+                        .cloned()
+                        .ok_or_else(|| StoreError::task_not_found(id))?;
+                    out.push(Created { task, created: false });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn get_task(&self, ns: &Namespace, id: TaskId) -> Result<Task, StoreError> {
+        self.lock().get(ns, id).cloned()
+    }
+
+    async fn list_tasks(
+        &self,
+        ns: &Namespace,
+        filter: &TaskFilter,
+        after: Option<TaskId>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let st = self.lock();
+        let range = match after {
+            Some(a) => st
+                .tasks
+                .range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+            None => st.tasks.range(..),
+        };
+        let mut items: Vec<Task> = range
+            .map(|(_, t)| t)
+            .filter(|t| &t.namespace == ns)
+            .filter(|t| filter.queue.as_ref().is_none_or(|q| &t.queue == q))
+            .filter(|t| filter.status.is_none_or(|s| t.status == s))
+            .take(limit + 1)
+            .cloned()
+            .collect();
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|t| t.id)
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn apply(
+        &self,
+        ns: &Namespace,
+        id: TaskId,
+        command: TaskCommand,
+        now: Timestamp,
+    ) -> Result<Task, StoreError> {
+        let mut st = self.lock();
+        let current = st.get(ns, id)?.clone();
+        let mut task = current.clone();
+        match task.apply(command, now) {
+            Ok(_) => st
+                .modify(id, |t| *t = task)
+                .map(|(_, t)| t)
+                .ok_or_else(|| StoreError::task_not_found(id)),
+            Err(e) => Err(StoreError::from_transition(e, &current)),
+        }
+    }
+
+    async fn claim_tasks(&self, ns: &Namespace, claim: &Claim, now: Timestamp) -> Result<Vec<Task>, StoreError> {
+        let mut st = self.lock();
+        let start: ReadyKey = (
+            ns.clone(),
+            claim.queue.clone(),
+            Reverse(i32::MAX),
+            Timestamp::from_millis(i64::MIN),
+            TaskId::from_parts(0, 0),
+        );
+        let picked: Vec<TaskId> = st
+            .ready
+            .range(start..)
+            .take_while(|k| &k.0 == ns && k.1 == claim.queue)
+            .filter(|k| st.tasks.get(&k.4).is_some_and(|t| t.runnable_by(&claim.capabilities)))
+            .take(claim.max as usize)
+            .map(|k| k.4)
+            .collect();
+        let mut out = Vec::with_capacity(picked.len());
+        for id in picked {
+            let token = LeaseToken::generate();
+            if let Some((Ok(()), task)) = st.modify(id, |t| t.claim(&claim.agent, token, claim.lease_ms, now)) {
+                out.push(task);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn expire_leases(&self, now: Timestamp, limit: usize) -> Result<Vec<Task>, StoreError> {
+        let mut st = self.lock();
+        let due: Vec<TaskId> = st
+            .leases
+            .iter()
+            .take_while(|(t, _)| *t <= now)
+            .take(limit)
+            .map(|(_, id)| *id)
+            .collect();
+        Ok(due
+            .into_iter()
+            .filter_map(|id| st.modify(id, |t| t.expire_lease(now)))
+            .filter(|(c, _)| *c)
+            .map(|(_, t)| t)
+            .collect())
+    }
+
+    async fn promote_due(&self, now: Timestamp, limit: usize) -> Result<Vec<Task>, StoreError> {
+        let mut st = self.lock();
+        let due: Vec<TaskId> = st
+            .scheduled
+            .iter()
+            .take_while(|(t, _)| *t <= now)
+            .take(limit)
+            .map(|(_, id)| *id)
+            .collect();
+        Ok(due
+            .into_iter()
+            .filter_map(|id| st.modify(id, |t| t.promote_if_due(now)))
+            .filter(|(c, _)| *c)
+            .map(|(_, t)| t)
+            .collect())
+    }
+
+    async fn next_wakeup(&self) -> Result<Option<Timestamp>, StoreError> {
+        let st = self.lock();
+        let a = st.scheduled.first().map(|(t, _)| *t);
+        let b = st.leases.first().map(|(t, _)| *t);
+        Ok(a.into_iter().chain(b).min())
+    }
+
+    async fn redrive_failed(
+        &self,
+        ns: &Namespace,
+        queue: &QueueName,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Vec<Task>, StoreError> {
+        let mut st = self.lock();
+        let ids: Vec<TaskId> = st
+            .tasks
+            .values()
+            .filter(|t| &t.namespace == ns && &t.queue == queue && t.status == TaskStatus::Failed)
+            .take(limit)
+            .map(|t| t.id)
+            .collect();
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| st.modify(id, |t| t.apply(TaskCommand::Redrive, now)))
+            .filter(|(r, _)| r.is_ok())
+            .map(|(_, t)| t)
+            .collect())
+    }
+
+    async fn queue_stats(
+        &self,
+        ns: &Namespace,
+        queue: Option<&QueueName>,
+        now: Timestamp,
+    ) -> Result<Vec<QueueStats>, StoreError> {
+        let st = self.lock();
+        let mut out = Vec::new();
+        for ((n, q), counts) in &st.counts {
+            if n != ns || queue.is_some_and(|want| want != q) {
+                continue;
+            }
+            let start: ReadyKey = (
+                n.clone(),
+                q.clone(),
+                Reverse(i32::MAX),
+                Timestamp::from_millis(i64::MIN),
+                TaskId::from_parts(0, 0),
+            );
+            let oldest = st
+                .ready
+                .range(start..)
+                .take_while(|k| &k.0 == n && &k.1 == q)
+                .map(|k| k.3)
+                .min();
+            out.push(QueueStats {
+                queue: q.clone(),
+                counts: *counts,
+                depth: counts.depth(),
+                oldest_ready_at: oldest,
+                oldest_ready_age_ms: oldest.map(|o| now.millis_since(o)),
+            });
+        }
+        Ok(out)
+    }
+}
