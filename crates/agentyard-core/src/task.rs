@@ -486,6 +486,7 @@ impl Task {
                     });
                 }
                 self.requeue_for_redrive(now);
+                self.touch(now);
                 Ok(Applied::Changed)
             }
         }
@@ -526,13 +527,13 @@ impl Task {
         true
     }
 
+    /// Back to the queue with fresh attempts. The caller bumps the version.
     fn requeue_for_redrive(&mut self, now: Timestamp) {
         self.status = TaskStatus::Queued;
         self.attempt = 0;
         self.run_at = now;
         self.finished_at = None;
         self.meta.finished_by = None;
-        self.touch(now);
     }
 
     fn update(
@@ -549,8 +550,9 @@ impl Task {
         }
         let actual = self.version;
         if expected != actual {
-            // Status moves always need the exact version: they are never merged.
-            if !merge || patch.status.is_some() {
+            // Status moves always need the exact version: they are never merged. A version from
+            // the future was never read from this task, so there is nothing to merge against.
+            if !merge || patch.status.is_some() || expected > actual {
                 return Err(TransitionError::VersionConflict { expected, actual });
             }
             if let Some(ctx) = &patch.context {
