@@ -1,10 +1,13 @@
 //! agentyard's domain: tasks and their status machine, names, ids, time, backoff, merge rules,
 //! and the API's wire shapes. No IO happens here.
 
+pub mod agent;
 pub mod api;
 pub mod backoff;
+pub mod flow;
 pub mod id;
 pub mod merge;
+pub mod message;
 pub mod names;
 pub mod task;
 pub mod time;
