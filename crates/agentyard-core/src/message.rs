@@ -63,3 +63,22 @@ impl Message {
         self.expires_at.is_some_and(|e| e <= now)
     }
 }
+
+impl NewMessage {
+    /// The message as stored at position `seq`.
+    pub fn into_message(self, namespace: Namespace, seq: u64, now: Timestamp) -> Message {
+        Message {
+            id: ulid::Ulid::new().to_string(),
+            seq,
+            namespace,
+            from: self.from,
+            to: self.to,
+            body: self.body,
+            correlation_id: self.correlation_id,
+            reply_to: self.reply_to,
+            expires_at: self.ttl_ms.map(|ttl| now.add_millis(ttl)),
+            idempotency_key: self.idempotency_key,
+            created_at: now,
+        }
+    }
+}

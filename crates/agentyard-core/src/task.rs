@@ -517,6 +517,24 @@ impl Task {
         true
     }
 
+    /// Takes the lease away now, whatever its expiry (its agent is gone or was removed): the task
+    /// goes back to the queue (attempt counted) or to `failed` when it has no attempts left.
+    /// Returns false if the task holds no lease.
+    pub fn release_lease(&mut self, now: Timestamp, reason: &str) -> bool {
+        if self.status != TaskStatus::Running || self.lease.is_none() {
+            return false;
+        }
+        if let Some(lease) = self.lease.as_mut() {
+            lease.expires_at = now;
+        }
+        let released = self.expire_lease(now);
+        if let Some(e) = self.error.as_mut() {
+            e.kind = "lease_released".into();
+            e.message = reason.to_owned();
+        }
+        released
+    }
+
     /// A scheduled task whose time came becomes claimable. Returns false if not yet due.
     pub fn promote_if_due(&mut self, now: Timestamp) -> bool {
         if self.status != TaskStatus::Scheduled || self.run_at > now {

@@ -1,7 +1,7 @@
 //! Backend-neutral store errors. Backends map their driver errors into these; the API maps these
 //! to HTTP statuses; the conformance suite asserts the variant, never the message.
 
-use agentyard_core::{QueueName, Task, TransitionError};
+use agentyard_core::{AgentName, QueueName, Task, TransitionError};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -28,6 +28,8 @@ pub enum StoreError {
     Invalid { message: String },
     #[error("queue {queue} holds {depth} waiting tasks; its limit is {limit}")]
     Backpressure { queue: QueueName, depth: u64, limit: u64 },
+    #[error("agent {agent} has {depth} unacknowledged messages; its inbox limit is {limit}")]
+    InboxFull { agent: AgentName, depth: u64, limit: u64 },
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     #[error("storage error: {0}")]
@@ -79,6 +81,7 @@ impl StoreError {
             StoreError::InvalidTransition { .. } => "invalid_transition",
             StoreError::Invalid { .. } => "invalid",
             StoreError::Backpressure { .. } => "backpressure",
+            StoreError::InboxFull { .. } => "inbox_full",
             StoreError::Unavailable(_) => "unavailable",
             StoreError::Other(_) => "other",
         }

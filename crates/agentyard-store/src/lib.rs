@@ -2,6 +2,7 @@
 //! [`StoreError`], the in-memory backend, and (feature `conformance`) the suite every backend
 //! must pass.
 
+pub mod agents;
 mod error;
 pub mod memory;
 
@@ -14,6 +15,7 @@ use agentyard_core::{
 };
 use async_trait::async_trait;
 
+pub use agents::{AgentStore, InboxPage, MessageStore, SendOptions, Sent};
 pub use error::StoreError;
 pub use memory::MemoryStore;
 

@@ -5,10 +5,15 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
+use agentyard_core::agent::{Agent, AgentRegistration, AgentStatus, DEFAULT_SLOTS};
 use agentyard_core::api::{QueueStats, StatusCounts};
-use agentyard_core::{LeaseToken, Namespace, NewTask, QueueName, Task, TaskCommand, TaskId, TaskStatus, Timestamp};
+use agentyard_core::message::{Message, NewMessage, Recipient, TopicName};
+use agentyard_core::{
+    AgentName, Capability, LeaseToken, Namespace, NewTask, QueueName, Task, TaskCommand, TaskId, TaskStatus, Timestamp,
+};
 use async_trait::async_trait;
 
+use crate::agents::{AgentStore, InboxPage, MessageStore, SendOptions, Sent};
 use crate::{Claim, CreateOptions, Created, Page, Store, StoreError, TaskFilter};
 
 type ReadyKey = (Namespace, QueueName, Reverse<i32>, Timestamp, TaskId);
@@ -21,6 +26,12 @@ struct State {
     scheduled: BTreeSet<(Timestamp, TaskId)>,
     leases: BTreeSet<(Timestamp, TaskId)>,
     counts: BTreeMap<(Namespace, QueueName), StatusCounts>,
+    agents: BTreeMap<(Namespace, AgentName), Agent>,
+    messages: BTreeMap<(Namespace, u64), Message>,
+    last_seq: HashMap<Namespace, u64>,
+    /// (namespace, agent, topic) → sequence the subscription started after.
+    subscriptions: BTreeMap<(Namespace, AgentName, TopicName), u64>,
+    message_keys: HashMap<(Namespace, String), u64>,
 }
 
 impl State {
@@ -350,5 +361,340 @@ impl Store for MemoryStore {
             });
         }
         Ok(out)
+    }
+}
+
+fn agent_not_found(name: &AgentName) -> StoreError {
+    StoreError::NotFound {
+        what: format!("agent {name}"),
+    }
+}
+
+impl State {
+    fn running_of(&self, ns: &Namespace, name: &AgentName) -> Vec<TaskId> {
+        self.tasks
+            .values()
+            .filter(|t| &t.namespace == ns && t.status == TaskStatus::Running)
+            .filter(|t| t.lease.as_ref().is_some_and(|l| &l.agent == name))
+            .map(|t| t.id)
+            .collect()
+    }
+
+    fn agent_view(&self, ns: &Namespace, name: &AgentName) -> Result<Agent, StoreError> {
+        let mut agent = self
+            .agents
+            .get(&(ns.clone(), name.clone()))
+            .cloned()
+            .ok_or_else(|| agent_not_found(name))?;
+        agent.running = self.running_of(ns, name).len() as u64;
+        Ok(agent)
+    }
+
+    fn release_all(&mut self, ns: &Namespace, name: &AgentName, now: Timestamp, reason: &str) -> Vec<Task> {
+        let ids = self.running_of(ns, name);
+        ids.into_iter()
+            .filter_map(|id| self.modify(id, |t| t.release_lease(now, reason)))
+            .filter(|(released, _)| *released)
+            .map(|(_, t)| t)
+            .collect()
+    }
+
+    fn latest_seq(&self, ns: &Namespace) -> u64 {
+        self.last_seq.get(ns).copied().unwrap_or(0)
+    }
+
+    fn new_agent(&self, ns: &Namespace, name: &AgentName, reg: AgentRegistration, now: Timestamp) -> Agent {
+        let start = self.latest_seq(ns);
+        Agent {
+            name: name.clone(),
+            namespace: ns.clone(),
+            capabilities: reg.capabilities,
+            slots: reg.slots,
+            metadata: reg.metadata,
+            status: AgentStatus::Active,
+            last_heartbeat: now,
+            registered_at: now,
+            running: 0,
+            inbox_start: start,
+            inbox_cursor: start,
+        }
+    }
+
+    fn deliverable(&self, ns: &Namespace, agent: &Agent, m: &Message) -> bool {
+        match &m.to {
+            Recipient::Agent { agent: to } => to == &agent.name,
+            Recipient::Topic { topic } => self
+                .subscriptions
+                .get(&(ns.clone(), agent.name.clone(), topic.clone()))
+                .is_some_and(|start| m.seq > *start),
+            Recipient::Broadcast { .. } => m.seq > agent.inbox_start,
+        }
+    }
+}
+
+#[async_trait]
+impl AgentStore for MemoryStore {
+    async fn register_agent(
+        &self,
+        ns: &Namespace,
+        name: &AgentName,
+        registration: AgentRegistration,
+        now: Timestamp,
+    ) -> Result<Agent, StoreError> {
+        let mut st = self.lock();
+        let key = (ns.clone(), name.clone());
+        let agent = match st.agents.get(&key).cloned() {
+            Some(mut a) => {
+                a.capabilities = registration.capabilities;
+                a.slots = registration.slots;
+                a.metadata = registration.metadata;
+                a.status = AgentStatus::Active;
+                a.last_heartbeat = now;
+                a
+            }
+            None => st.new_agent(ns, name, registration, now),
+        };
+        st.agents.insert(key, agent);
+        st.agent_view(ns, name)
+    }
+
+    async fn touch_agent(
+        &self,
+        ns: &Namespace,
+        name: &AgentName,
+        capabilities: Option<Vec<Capability>>,
+        now: Timestamp,
+    ) -> Result<Agent, StoreError> {
+        let mut st = self.lock();
+        let key = (ns.clone(), name.clone());
+        let agent = match st.agents.get(&key).cloned() {
+            Some(mut a) => {
+                if a.status == AgentStatus::Gone {
+                    a.status = AgentStatus::Active;
+                }
+                a.last_heartbeat = now;
+                a
+            }
+            None => {
+                let reg = AgentRegistration {
+                    capabilities: capabilities.unwrap_or_default(),
+                    slots: DEFAULT_SLOTS,
+                    metadata: serde_json::Value::Null,
+                };
+                st.new_agent(ns, name, reg, now)
+            }
+        };
+        st.agents.insert(key, agent);
+        st.agent_view(ns, name)
+    }
+
+    async fn heartbeat_agent(&self, ns: &Namespace, name: &AgentName, now: Timestamp) -> Result<Agent, StoreError> {
+        let mut st = self.lock();
+        let a = st
+            .agents
+            .get_mut(&(ns.clone(), name.clone()))
+            .ok_or_else(|| agent_not_found(name))?;
+        if a.status == AgentStatus::Gone {
+            a.status = AgentStatus::Active;
+        }
+        a.last_heartbeat = now;
+        st.agent_view(ns, name)
+    }
+
+    async fn get_agent(&self, ns: &Namespace, name: &AgentName) -> Result<Agent, StoreError> {
+        self.lock().agent_view(ns, name)
+    }
+
+    async fn list_agents(&self, ns: &Namespace) -> Result<Vec<Agent>, StoreError> {
+        let st = self.lock();
+        let names: Vec<AgentName> = st
+            .agents
+            .keys()
+            .filter(|(n, _)| n == ns)
+            .map(|(_, a)| a.clone())
+            .collect();
+        names.iter().map(|name| st.agent_view(ns, name)).collect()
+    }
+
+    async fn drain_agent(&self, ns: &Namespace, name: &AgentName, now: Timestamp) -> Result<Agent, StoreError> {
+        let mut st = self.lock();
+        let a = st
+            .agents
+            .get_mut(&(ns.clone(), name.clone()))
+            .ok_or_else(|| agent_not_found(name))?;
+        a.status = AgentStatus::Draining;
+        a.last_heartbeat = a.last_heartbeat.max(now);
+        st.agent_view(ns, name)
+    }
+
+    async fn delete_agent(&self, ns: &Namespace, name: &AgentName, now: Timestamp) -> Result<Vec<Task>, StoreError> {
+        let mut st = self.lock();
+        if st.agents.remove(&(ns.clone(), name.clone())).is_none() {
+            return Err(agent_not_found(name));
+        }
+        st.subscriptions.retain(|(n, a, _), _| !(n == ns && a == name));
+        Ok(st.release_all(ns, name, now, &format!("agent {name} was removed")))
+    }
+
+    async fn expire_agents(&self, now: Timestamp, timeout_ms: u64) -> Result<Vec<(Agent, Vec<Task>)>, StoreError> {
+        let mut st = self.lock();
+        let silent: Vec<(Namespace, AgentName)> = st
+            .agents
+            .iter()
+            .filter(|(_, a)| a.status != AgentStatus::Gone && a.last_heartbeat.add_millis(timeout_ms) <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut out = Vec::new();
+        for (ns, name) in silent {
+            if let Some(a) = st.agents.get_mut(&(ns.clone(), name.clone())) {
+                a.status = AgentStatus::Gone;
+            }
+            let reason = format!("agent {name} stopped heartbeating");
+            let released = st.release_all(&ns, &name, now, &reason);
+            out.push((st.agent_view(&ns, &name)?, released));
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl MessageStore for MemoryStore {
+    async fn send_message(
+        &self,
+        ns: &Namespace,
+        message: NewMessage,
+        options: SendOptions,
+        now: Timestamp,
+    ) -> Result<Sent, StoreError> {
+        let mut st = self.lock();
+        if let Some(key) = &message.idempotency_key
+            && let Some(seq) = st.message_keys.get(&(ns.clone(), key.clone()))
+        {
+            let original = st.messages.get(&(ns.clone(), *seq)).cloned();
+            return original
+                .map(|message| Sent {
+                    message,
+                    created: false,
+                })
+                .ok_or_else(|| StoreError::Other(format!("message {seq} of idempotency key {key:?} is missing")));
+        }
+        if let Recipient::Agent { agent } = &message.to {
+            let to = st
+                .agents
+                .get(&(ns.clone(), agent.clone()))
+                .cloned()
+                .ok_or_else(|| agent_not_found(agent))?;
+            if let Some(limit) = options.max_inbox_depth {
+                let depth = st
+                    .messages
+                    .range((ns.clone(), to.inbox_cursor + 1)..=(ns.clone(), u64::MAX))
+                    .filter(|(_, m)| !m.is_expired(now) && st.deliverable(ns, &to, m))
+                    .count() as u64;
+                if depth >= limit {
+                    return Err(StoreError::InboxFull {
+                        agent: agent.clone(),
+                        depth,
+                        limit,
+                    });
+                }
+            }
+        }
+        let seq = st.latest_seq(ns) + 1;
+        st.last_seq.insert(ns.clone(), seq);
+        let stored = message.into_message(ns.clone(), seq, now);
+        if let Some(key) = &stored.idempotency_key {
+            st.message_keys.insert((ns.clone(), key.clone()), seq);
+        }
+        st.messages.insert((ns.clone(), seq), stored.clone());
+        Ok(Sent {
+            message: stored,
+            created: true,
+        })
+    }
+
+    async fn read_inbox(
+        &self,
+        ns: &Namespace,
+        agent: &AgentName,
+        after: Option<u64>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<InboxPage, StoreError> {
+        let st = self.lock();
+        let a = st.agent_view(ns, agent)?;
+        let after = after.unwrap_or(a.inbox_cursor);
+        let messages: Vec<Message> = st
+            .messages
+            .range((ns.clone(), after.saturating_add(1))..=(ns.clone(), u64::MAX))
+            .map(|(_, m)| m)
+            .filter(|m| !m.is_expired(now) && st.deliverable(ns, &a, m))
+            .take(limit)
+            .cloned()
+            .collect();
+        let cursor = messages.last().map_or(after, |m| m.seq);
+        Ok(InboxPage { messages, cursor })
+    }
+
+    async fn ack_inbox(&self, ns: &Namespace, agent: &AgentName, cursor: u64) -> Result<Agent, StoreError> {
+        let mut st = self.lock();
+        let latest = st.latest_seq(ns);
+        if cursor > latest {
+            return Err(StoreError::Invalid {
+                message: format!("cursor {cursor} is past the latest message ({latest})"),
+            });
+        }
+        let a = st
+            .agents
+            .get_mut(&(ns.clone(), agent.clone()))
+            .ok_or_else(|| agent_not_found(agent))?;
+        a.inbox_cursor = a.inbox_cursor.max(cursor);
+        st.agent_view(ns, agent)
+    }
+
+    async fn subscribe(&self, ns: &Namespace, agent: &AgentName, topic: &TopicName) -> Result<bool, StoreError> {
+        let mut st = self.lock();
+        st.agent_view(ns, agent)?;
+        let start = st.latest_seq(ns);
+        let key = (ns.clone(), agent.clone(), topic.clone());
+        if st.subscriptions.contains_key(&key) {
+            return Ok(false);
+        }
+        st.subscriptions.insert(key, start);
+        Ok(true)
+    }
+
+    async fn unsubscribe(&self, ns: &Namespace, agent: &AgentName, topic: &TopicName) -> Result<bool, StoreError> {
+        let mut st = self.lock();
+        st.agent_view(ns, agent)?;
+        Ok(st
+            .subscriptions
+            .remove(&(ns.clone(), agent.clone(), topic.clone()))
+            .is_some())
+    }
+
+    async fn subscriptions(&self, ns: &Namespace, agent: &AgentName) -> Result<Vec<TopicName>, StoreError> {
+        let st = self.lock();
+        st.agent_view(ns, agent)?;
+        Ok(st
+            .subscriptions
+            .keys()
+            .filter(|(n, a, _)| n == ns && a == agent)
+            .map(|(_, _, t)| t.clone())
+            .collect())
+    }
+
+    async fn message_count(&self, ns: &Namespace) -> Result<u64, StoreError> {
+        let st = self.lock();
+        Ok(st.messages.keys().filter(|(n, _)| n == ns).count() as u64)
+    }
+
+    async fn inbox_depth(&self, ns: &Namespace, agent: &AgentName, now: Timestamp) -> Result<u64, StoreError> {
+        let st = self.lock();
+        let a = st.agent_view(ns, agent)?;
+        Ok(st
+            .messages
+            .range((ns.clone(), a.inbox_cursor.saturating_add(1))..=(ns.clone(), u64::MAX))
+            .filter(|(_, m)| !m.is_expired(now) && st.deliverable(ns, &a, m))
+            .count() as u64)
     }
 }

@@ -13,3 +13,18 @@ async fn memory_store() -> TestStore {
 }
 
 agentyard_store::conformance_tests!(memory_store);
+
+async fn memory_agent_store() -> agentyard_store::conformance::agents::AgentTestStore {
+    let store = Arc::new(MemoryStore::new());
+    agentyard_store::conformance::agents::AgentTestStore {
+        tasks: store.clone(),
+        agents: store.clone(),
+        messages: store,
+        _guard: Box::new(()),
+    }
+}
+
+mod agents {
+    use super::memory_agent_store;
+    agentyard_store::agent_conformance_tests!(memory_agent_store);
+}
