@@ -1,0 +1,73 @@
+//! Opening connections with the pragmas the store relies on: the writer's (WAL, durability) and
+//! the readers' (read-only).
+
+use std::path::Path;
+use std::time::Duration;
+
+use agentyard_store::StoreError;
+use rusqlite::{Connection, OpenFlags};
+
+use crate::Durability;
+use crate::error::sql_error;
+
+/// How long a connection waits for a lock before giving up. The writer is the only writer, so
+/// it waits only on checkpoints and WAL recovery; 30 s turns a slow disk into latency, not errors.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Statements kept prepared per connection: more than the store ever uses, so none is evicted.
+const STATEMENT_CACHE: usize = 64;
+
+fn tune(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_error)?;
+    // 64 MB of page cache (negative means KiB) and temporary tables in memory.
+    conn.pragma_update(None, "cache_size", -64_000).map_err(sql_error)?;
+    conn.pragma_update(None, "temp_store", "MEMORY").map_err(sql_error)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(())
+}
+
+/// The read-write connection, owned by the writer thread.
+pub(crate) fn open_writer(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(|e| opening(path, e))?;
+    tune(&conn)?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(sql_error)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Other(format!(
+            "{} cannot use write-ahead logging (journal mode stays {mode:?}); the SQLite store needs a \
+             database file on a local file system",
+            path.display()
+        )));
+    }
+    let synchronous = match durability {
+        // In WAL mode NORMAL syncs at checkpoints only: a commit survives the process dying,
+        // not necessarily the machine losing power.
+        Durability::Normal => "NORMAL",
+        // FULL syncs the WAL at every commit, i.e. once per commit group.
+        Durability::Full => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)
+        .map_err(sql_error)?;
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(sql_error)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 1_000)
+        .map_err(sql_error)?;
+    Ok(conn)
+}
+
+/// A read-only connection for the reader pool. It opens after the writer, which created the
+/// file and switched it to WAL (a persistent setting), so readers never wait on the writer.
+pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| opening(path, e))?;
+    tune(&conn)?;
+    Ok(conn)
+}
+
+fn opening(path: &Path, e: rusqlite::Error) -> StoreError {
+    match sql_error(e) {
+        StoreError::Unavailable(m) => StoreError::Unavailable(format!("cannot open {}: {m}", path.display())),
+        StoreError::Other(m) => StoreError::Other(format!("cannot open {}: {m}", path.display())),
+        other => other,
+    }
+}

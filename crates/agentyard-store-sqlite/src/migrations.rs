@@ -1,0 +1,110 @@
+//! The schema, as an ordered list of embedded migrations tracked by `PRAGMA user_version`.
+//!
+//! Step `i` (0-based) brings the database from version `i` to `i + 1`. Steps are only ever
+//! appended: a released step is never edited, because databases in the field already ran it.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use agentyard_store::StoreError;
+
+use crate::error::sql_error;
+
+/// Every schema step, oldest first.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: tasks and the indexes every hot query walks.
+    //
+    // A rowid table rather than WITHOUT ROWID: a row carries the whole task as JSON (usually
+    // several hundred bytes, up to many KB), and SQLite advises WITHOUT ROWID only for rows
+    // small next to the page size. The primary key (namespace, id) is the lookup every API call
+    // makes (ids are only meaningful within their namespace) and, because ULIDs sort by creation
+    // time, it also serves an unfiltered listing of a namespace in id order.
+    //
+    // The indexed columns (status, priority, run_at, lease_expires_at, ...) copy fields of `doc`
+    // so the queries below never parse JSON; the writer keeps them in step on every write.
+    // `capabilities` is the task's required capabilities, space separated (names cannot hold a
+    // space), NULL when it needs none: a claimer can skip a task it cannot run without parsing it.
+    r"
+    CREATE TABLE tasks (
+        namespace        TEXT    NOT NULL,
+        id               TEXT    NOT NULL,
+        queue            TEXT    NOT NULL,
+        status           TEXT    NOT NULL,
+        priority         INTEGER NOT NULL,
+        run_at           INTEGER NOT NULL, -- unix ms
+        lease_expires_at INTEGER,          -- unix ms, set while running
+        idempotency_key  TEXT,
+        capabilities     TEXT,
+        doc              TEXT    NOT NULL, -- serde_json of Task (without meta)
+        meta             TEXT    NOT NULL, -- serde_json of TaskMeta
+        PRIMARY KEY (namespace, id)
+    );
+
+    -- Claims walk this in claim order and stop at the first rows they can run: never a table scan.
+    CREATE INDEX tasks_ready ON tasks (namespace, queue, priority DESC, run_at, id)
+        WHERE status = 'queued';
+    -- promote_due and next_wakeup. The id makes ties come out in id order without a sort.
+    CREATE INDEX tasks_scheduled ON tasks (run_at, id) WHERE status = 'scheduled';
+    -- expire_leases and next_wakeup.
+    CREATE INDEX tasks_leases ON tasks (lease_expires_at, id) WHERE status = 'running';
+    -- Idempotency keys are unique per namespace; the index also answers the lookup on create.
+    CREATE UNIQUE INDEX tasks_idempotency ON tasks (namespace, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    -- list_tasks filtered by queue, or by status (the dead-letter view, bulk redrive).
+    CREATE INDEX tasks_by_queue ON tasks (namespace, queue, id);
+    CREATE INDEX tasks_by_status ON tasks (namespace, status, id);
+    ",
+];
+
+/// Brings the schema up to date, one transaction per step, so a crash mid-way leaves the
+/// database at the last completed version.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(sql_error)?;
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(StoreError::Other(format!(
+            "the database schema is at version {current} but this build knows only up to {known}; \
+             it was written by a newer agentyard"
+        )));
+    }
+    for (index, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(current).unwrap_or(0))
+    {
+        let version = index as i64 + 1;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_error)?;
+        tx.execute_batch(sql)
+            .map_err(|e| StoreError::Other(format!("schema migration {version} failed: {e}")))?;
+        tx.pragma_update(None, "user_version", version).map_err(sql_error)?;
+        tx.commit().map_err(sql_error)?;
+        tracing::info!(version, "applied SQLite schema migration");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_set_the_version() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        migrate(&mut conn).expect("first run");
+        migrate(&mut conn).expect("second run is a no-op");
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.pragma_update(None, "user_version", 999).expect("set");
+        assert_eq!(migrate(&mut conn).map_err(|e| e.kind()), Err("other"));
+    }
+}

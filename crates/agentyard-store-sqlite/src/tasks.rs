@@ -1,0 +1,377 @@
+//! The tasks table: how a task maps to a row, and every query the store runs on it.
+//!
+//! These functions neither open nor end transactions: the writer runs them inside its group
+//! transaction, the readers inside the implicit one of a single statement. All of them use
+//! cached prepared statements, since the same dozen statements run over and over.
+
+use agentyard_core::{Capability, Namespace, QueueName, Task, TaskId, Timestamp};
+use agentyard_store::{Page, StoreError, TaskFilter};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
+
+use crate::error::{corrupt, corrupt_id, sql_error};
+
+/// How many ready tasks a claim may pass over because the claimer lacks their capabilities,
+/// before it gives up. Keeps a claim's cost bounded when the head of a queue is full of tasks
+/// that need a capability nobody polling has.
+pub(crate) const CLAIM_SKIP_LIMIT: usize = 1_000;
+
+fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The `capabilities` column: required capabilities, space separated; NULL when none.
+fn capabilities_column(task: &Task) -> Option<String> {
+    if task.required_capabilities.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = task.required_capabilities.iter().map(Capability::as_str).collect();
+    Some(names.join(" "))
+}
+
+fn text<'r>(row: &'r Row<'_>, index: usize, id: &str, what: &str) -> Result<&'r str, StoreError> {
+    match row.get_ref(index).map_err(sql_error)? {
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes).map_err(|e| corrupt(id, what, e)),
+        other => Err(corrupt(
+            id,
+            what,
+            format!("expected text, found {:?}", other.data_type()),
+        )),
+    }
+}
+
+/// Decodes a row whose first three columns are `id, doc, meta`.
+fn decode(row: &Row<'_>) -> Result<Task, StoreError> {
+    let id: String = row.get(0).map_err(sql_error)?;
+    let doc = text(row, 1, &id, "document")?;
+    let meta = text(row, 2, &id, "metadata")?;
+    let mut task: Task = serde_json::from_str(doc).map_err(|e| corrupt(&id, "document", e))?;
+    if task.id.to_string() != id {
+        return Err(corrupt(&id, "document", format!("it holds task {}", task.id)));
+    }
+    task.meta = serde_json::from_str(meta).map_err(|e| corrupt(&id, "metadata", e))?;
+    Ok(task)
+}
+
+fn encode(task: &Task) -> Result<(String, String), StoreError> {
+    // Serializing our own types into a string cannot fail short of a bug; report it, never panic.
+    let doc = serde_json::to_string(task).map_err(|e| corrupt_id(task.id, "document", e))?;
+    let meta = serde_json::to_string(&task.meta).map_err(|e| corrupt_id(task.id, "metadata", e))?;
+    Ok((doc, meta))
+}
+
+fn collect(mut rows: rusqlite::Rows<'_>) -> Result<Vec<Task>, StoreError> {
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(sql_error)? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn load(conn: &Connection, ns: &Namespace, id: TaskId) -> Result<Task, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT id, doc, meta FROM tasks WHERE namespace = ?1 AND id = ?2")
+        .map_err(sql_error)?;
+    let mut rows = stmt.query(params![ns.as_str(), id.to_string()]).map_err(sql_error)?;
+    match rows.next().map_err(sql_error)? {
+        Some(row) => decode(row),
+        None => Err(StoreError::task_not_found(id)),
+    }
+}
+
+pub(crate) fn insert(conn: &Connection, task: &Task) -> Result<(), StoreError> {
+    let (doc, meta) = encode(task)?;
+    let mut stmt = conn
+        .prepare_cached(
+            "INSERT INTO tasks (namespace, id, queue, status, priority, run_at, lease_expires_at, \
+             idempotency_key, capabilities, doc, meta) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )
+        .map_err(sql_error)?;
+    stmt.execute(params![
+        task.namespace.as_str(),
+        task.id.to_string(),
+        task.queue.as_str(),
+        task.status.as_str(),
+        task.priority,
+        task.run_at.as_millis(),
+        task.lease.as_ref().map(|l| l.expires_at.as_millis()),
+        task.idempotency_key,
+        capabilities_column(task),
+        doc,
+        meta,
+    ])
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+/// Stores a changed task. Namespace, queue, idempotency key and required capabilities never
+/// change after creation, so only the columns that can are written.
+pub(crate) fn update(conn: &Connection, task: &Task) -> Result<(), StoreError> {
+    let (doc, meta) = encode(task)?;
+    let mut stmt = conn
+        .prepare_cached(
+            "UPDATE tasks SET status = ?3, priority = ?4, run_at = ?5, lease_expires_at = ?6, doc = ?7, meta = ?8 \
+             WHERE namespace = ?1 AND id = ?2",
+        )
+        .map_err(sql_error)?;
+    let changed = stmt
+        .execute(params![
+            task.namespace.as_str(),
+            task.id.to_string(),
+            task.status.as_str(),
+            task.priority,
+            task.run_at.as_millis(),
+            task.lease.as_ref().map(|l| l.expires_at.as_millis()),
+            doc,
+            meta,
+        ])
+        .map_err(sql_error)?;
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::task_not_found(task.id))
+    }
+}
+
+pub(crate) fn find_by_idempotency_key(
+    conn: &Connection,
+    ns: &Namespace,
+    key: &str,
+) -> Result<Option<TaskId>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT id FROM tasks WHERE namespace = ?1 AND idempotency_key = ?2")
+        .map_err(sql_error)?;
+    let id: Option<String> = stmt
+        .query_row(params![ns.as_str(), key], |row| row.get(0))
+        .optional()
+        .map_err(sql_error)?;
+    id.map(|id| TaskId::parse(&id).map_err(|e| corrupt(&id, "id", e)))
+        .transpose()
+}
+
+/// At most `limit` tasks with ids greater than `after`, in id order (see `Store::list_tasks`).
+pub(crate) fn list(
+    conn: &Connection,
+    ns: &Namespace,
+    filter: &TaskFilter,
+    after: Option<TaskId>,
+    limit: usize,
+) -> Result<Page, StoreError> {
+    // Every ULID sorts after the empty string, so no cursor means "from the start".
+    let after = after.map(|a| a.to_string()).unwrap_or_default();
+    let fetch = to_i64(limit.saturating_add(1));
+    let queue = filter.queue.as_ref().map(QueueName::as_str);
+    let status = filter.status.map(|s| s.as_str());
+    // One fixed statement per filter shape, so each can use its index and stay cached.
+    let base: [&dyn ToSql; 3] = [&ns.as_str(), &after, &fetch];
+    let (sql, extra): (&str, Vec<&dyn ToSql>) = match (&queue, &status) {
+        (None, None) => (
+            "SELECT id, doc, meta FROM tasks WHERE namespace = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+            vec![],
+        ),
+        (Some(q), None) => (
+            "SELECT id, doc, meta FROM tasks WHERE namespace = ?1 AND id > ?2 AND queue = ?4 ORDER BY id LIMIT ?3",
+            vec![q],
+        ),
+        (None, Some(s)) => (
+            "SELECT id, doc, meta FROM tasks WHERE namespace = ?1 AND id > ?2 AND status = ?4 ORDER BY id LIMIT ?3",
+            vec![s],
+        ),
+        (Some(q), Some(s)) => (
+            "SELECT id, doc, meta FROM tasks \
+             WHERE namespace = ?1 AND id > ?2 AND queue = ?4 AND status = ?5 ORDER BY id LIMIT ?3",
+            vec![q, s],
+        ),
+    };
+    let all: Vec<&dyn ToSql> = base.into_iter().chain(extra).collect();
+    let mut stmt = conn.prepare_cached(sql).map_err(sql_error)?;
+    let mut items = collect(stmt.query(all.as_slice()).map_err(sql_error)?)?;
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|t| t.id)
+    } else {
+        None
+    };
+    Ok(Page { items, next })
+}
+
+/// Up to `max` ready tasks of the queue the claimer can run, in claim order (priority, then
+/// `run_at`, then id), walking the ready index and passing over at most [`CLAIM_SKIP_LIMIT`]
+/// tasks it cannot run.
+pub(crate) fn claimable(
+    conn: &Connection,
+    ns: &Namespace,
+    queue: &QueueName,
+    capabilities: &[Capability],
+    max: usize,
+) -> Result<Vec<Task>, StoreError> {
+    if max == 0 {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, doc, meta, capabilities FROM tasks \
+             WHERE namespace = ?1 AND queue = ?2 AND status = 'queued' \
+             ORDER BY priority DESC, run_at, id LIMIT ?3",
+        )
+        .map_err(sql_error)?;
+    let scan = to_i64(max.saturating_add(CLAIM_SKIP_LIMIT));
+    let mut rows = stmt
+        .query(params![ns.as_str(), queue.as_str(), scan])
+        .map_err(sql_error)?;
+    let mut out = Vec::new();
+    // Rows are stepped lazily: the scan stops as soon as `max` tasks are found, and the document
+    // of a task the claimer cannot run is never read.
+    while let Some(row) = rows.next().map_err(sql_error)? {
+        let required: Option<String> = row.get(3).map_err(sql_error)?;
+        let can_run = required.as_deref().is_none_or(|required| {
+            required
+                .split(' ')
+                .all(|need| capabilities.iter().any(|have| have.as_str() == need))
+        });
+        if !can_run {
+            continue;
+        }
+        let task = decode(row)?;
+        // The document is the truth; the column only saves parsing it.
+        if task.runnable_by(capabilities) {
+            out.push(task);
+            if out.len() == max {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Running tasks whose lease expired at or before `now`, earliest first.
+pub(crate) fn expired_leases(conn: &Connection, now: Timestamp, limit: usize) -> Result<Vec<Task>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, doc, meta FROM tasks WHERE status = 'running' AND lease_expires_at <= ?1 \
+             ORDER BY lease_expires_at, id LIMIT ?2",
+        )
+        .map_err(sql_error)?;
+    collect(stmt.query(params![now.as_millis(), to_i64(limit)]).map_err(sql_error)?)
+}
+
+/// Scheduled tasks whose `run_at` is at or before `now`, earliest first.
+pub(crate) fn due_scheduled(conn: &Connection, now: Timestamp, limit: usize) -> Result<Vec<Task>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, doc, meta FROM tasks WHERE status = 'scheduled' AND run_at <= ?1 \
+             ORDER BY run_at, id LIMIT ?2",
+        )
+        .map_err(sql_error)?;
+    collect(stmt.query(params![now.as_millis(), to_i64(limit)]).map_err(sql_error)?)
+}
+
+/// Failed (dead-lettered) tasks of a queue, in id order.
+pub(crate) fn failed(
+    conn: &Connection,
+    ns: &Namespace,
+    queue: &QueueName,
+    limit: usize,
+) -> Result<Vec<Task>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, doc, meta FROM tasks WHERE namespace = ?1 AND queue = ?2 AND status = 'failed' \
+             ORDER BY id LIMIT ?3",
+        )
+        .map_err(sql_error)?;
+    collect(
+        stmt.query(params![ns.as_str(), queue.as_str(), to_i64(limit)])
+            .map_err(sql_error)?,
+    )
+}
+
+/// The earliest `run_at` among the ready tasks of a queue (read from the ready index alone).
+pub(crate) fn oldest_ready(
+    conn: &Connection,
+    ns: &Namespace,
+    queue: &QueueName,
+) -> Result<Option<Timestamp>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT MIN(run_at) FROM tasks WHERE namespace = ?1 AND queue = ?2 AND status = 'queued'")
+        .map_err(sql_error)?;
+    let min: Option<i64> = stmt
+        .query_row(params![ns.as_str(), queue.as_str()], |row| row.get(0))
+        .map_err(sql_error)?;
+    Ok(min.map(Timestamp::from_millis))
+}
+
+/// The earliest moment a scheduled task becomes due or a lease expires.
+pub(crate) fn next_wakeup(conn: &Connection) -> Result<Option<Timestamp>, StoreError> {
+    let first = |sql: &str| -> Result<Option<i64>, StoreError> {
+        let mut stmt = conn.prepare_cached(sql).map_err(sql_error)?;
+        stmt.query_row([], |row| row.get(0)).optional().map_err(sql_error)
+    };
+    let due = first("SELECT run_at FROM tasks WHERE status = 'scheduled' ORDER BY run_at LIMIT 1")?;
+    let lease = first(
+        "SELECT lease_expires_at FROM tasks WHERE status = 'running' AND lease_expires_at IS NOT NULL \
+         ORDER BY lease_expires_at LIMIT 1",
+    )?;
+    Ok(due.into_iter().chain(lease).min().map(Timestamp::from_millis))
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use crate::migrations::migrate;
+
+    /// Every hot query must walk an index and never sort: a claim or an expiry sweep that scans
+    /// or sorts the table gets slower with every task ever stored.
+    #[test]
+    fn hot_queries_use_their_index_without_sorting() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        migrate(&mut conn).expect("migrate");
+        for (sql, index) in [
+            (
+                "SELECT id, doc, meta, capabilities FROM tasks WHERE namespace = ?1 AND queue = ?2 \
+                 AND status = 'queued' ORDER BY priority DESC, run_at, id LIMIT ?3",
+                "tasks_ready",
+            ),
+            (
+                "SELECT id FROM tasks WHERE status = 'running' AND lease_expires_at <= ?1 \
+                 ORDER BY lease_expires_at, id LIMIT ?2",
+                "tasks_leases",
+            ),
+            (
+                "SELECT id FROM tasks WHERE status = 'scheduled' AND run_at <= ?1 ORDER BY run_at, id LIMIT ?2",
+                "tasks_scheduled",
+            ),
+            (
+                "SELECT MIN(run_at) FROM tasks WHERE namespace = ?1 AND queue = ?2 AND status = 'queued'",
+                "tasks_ready",
+            ),
+            (
+                "SELECT id FROM tasks WHERE namespace = ?1 AND idempotency_key = ?2",
+                "tasks_idempotency",
+            ),
+            (
+                "SELECT id FROM tasks WHERE namespace = ?1 AND id > ?2 AND queue = ?4 ORDER BY id LIMIT ?3",
+                "tasks_by_queue",
+            ),
+            (
+                "SELECT id FROM tasks WHERE namespace = ?1 AND id > ?2 AND status = ?4 ORDER BY id LIMIT ?3",
+                "tasks_by_status",
+            ),
+            (
+                "SELECT id FROM tasks WHERE namespace = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                "sqlite_autoindex_tasks_1",
+            ),
+        ] {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("explain");
+            let unbound = vec![rusqlite::types::Null; stmt.parameter_count()];
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(unbound), |row| row.get::<_, String>(3))
+                .expect("plan")
+                .collect::<Result<_, _>>()
+                .expect("plan rows");
+            let plan = plan.join(" / ");
+            assert!(plan.contains(index), "{sql}\nplan: {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{sql}\nplan: {plan}");
+        }
+    }
+}
