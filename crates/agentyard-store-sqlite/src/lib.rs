@@ -37,6 +37,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use store::SqliteStore;
+pub use writer::CommitStats;
 
 /// How hard a commit works to survive a crash. See the crate docs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]

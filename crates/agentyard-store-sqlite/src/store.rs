@@ -17,7 +17,7 @@ use crate::counts::Counts;
 use crate::migrations::migrate;
 use crate::readers::Readers;
 use crate::tasks;
-use crate::writer::{WriteCtx, Writer};
+use crate::writer::{CommitStats, WriteCtx, Writer};
 use crate::{Durability, SqliteOptions};
 
 /// A store in one SQLite file. See the crate docs for how it writes and what survives a crash.
@@ -62,6 +62,11 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How many commit groups the writer ran and how many commands they held (for metrics).
+    pub fn commit_stats(&self) -> CommitStats {
+        self.writer.stats()
     }
 }
 

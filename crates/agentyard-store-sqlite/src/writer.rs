@@ -12,6 +12,8 @@
 //! With one writer there is never a second writer to be `SQLITE_BUSY` against.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use agentyard_core::{Namespace, QueueName, Task, TaskStatus};
@@ -102,24 +104,50 @@ impl<R: Send> Job for Pending<R> {
     }
 }
 
+/// How much grouping the writer achieved since the store opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Transactions the writer committed (or tried to).
+    pub groups: u64,
+    /// Commands run in them; `commands / groups` is the mean group size.
+    pub commands: u64,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    groups: AtomicU64,
+    commands: AtomicU64,
+}
+
 /// The handle the store holds: sends commands to the writer thread.
 pub(crate) struct Writer {
     /// `None` only while dropping: closing the channel is what stops the thread.
     commands: Option<mpsc::Sender<Box<dyn Job>>>,
     thread: Option<JoinHandle<()>>,
+    tally: Arc<Tally>,
 }
 
 impl Writer {
     pub(crate) fn start(conn: Connection, counts: Counts) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let tally = Arc::new(Tally::default());
+        let thread_tally = tally.clone();
         let thread = std::thread::Builder::new()
             .name("agentyard-sqlite-writer".into())
-            .spawn(move || write_loop(conn, counts, rx))
+            .spawn(move || write_loop(conn, counts, rx, &thread_tally))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer thread: {e}")))?;
         Ok(Self {
             commands: Some(tx),
             thread: Some(thread),
+            tally,
         })
+    }
+
+    pub(crate) fn stats(&self) -> CommitStats {
+        CommitStats {
+            groups: self.tally.groups.load(Ordering::Relaxed),
+            commands: self.tally.commands.load(Ordering::Relaxed),
+        }
     }
 
     /// Runs `op` in the writer's next group and returns its outcome once the group committed.
@@ -155,7 +183,7 @@ impl Drop for Writer {
     }
 }
 
-fn write_loop(conn: Connection, counts: Counts, mut commands: mpsc::Receiver<Box<dyn Job>>) {
+fn write_loop(conn: Connection, counts: Counts, mut commands: mpsc::Receiver<Box<dyn Job>>, tally: &Tally) {
     let mut group: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = commands.blocking_recv() {
         group.push(first);
@@ -166,6 +194,8 @@ fn write_loop(conn: Connection, counts: Counts, mut commands: mpsc::Receiver<Box
             }
         }
         let outcome = commit_group(&conn, &counts, &mut group);
+        tally.groups.fetch_add(1, Ordering::Relaxed);
+        tally.commands.fetch_add(group.len() as u64, Ordering::Relaxed);
         let answer = match outcome {
             Ok(deltas) => {
                 // Before answering, so a caller that reads the stats next sees its own write.
@@ -236,4 +266,146 @@ fn run_commands(conn: &Connection, counts: &Counts, group: &mut [Box<dyn Job>]) 
         }
     }
     Ok(committed)
+}
+
+#[cfg(test)]
+mod tests {
+    use agentyard_core::{NewTask, TaskId, Timestamp};
+    use serde_json::json;
+
+    use super::*;
+    use crate::migrations::migrate;
+
+    fn setup() -> (Connection, Counts) {
+        let mut conn = Connection::open_in_memory().expect("open");
+        migrate(&mut conn).expect("migrate");
+        let counts = Counts::load(&conn).expect("counts");
+        (conn, counts)
+    }
+
+    fn ns() -> Namespace {
+        Namespace::default_namespace()
+    }
+
+    fn queue() -> QueueName {
+        QueueName::parse("q").expect("valid")
+    }
+
+    fn task() -> Task {
+        NewTask::on(queue(), json!({})).into_task(TaskId::generate(), ns(), Timestamp::from_millis(0))
+    }
+
+    type Answer<R> = oneshot::Receiver<Result<R, StoreError>>;
+
+    fn job<R: Send + 'static>(
+        op: impl FnOnce(&mut WriteCtx<'_>) -> Result<R, StoreError> + Send + 'static,
+    ) -> (Box<dyn Job>, Answer<R>) {
+        let (reply, answer) = oneshot::channel();
+        let job = Pending {
+            op: Some(Box::new(op) as Op<R>),
+            outcome: None,
+            reply,
+        };
+        (Box::new(job), answer)
+    }
+
+    /// Runs a group as the writer loop does and returns how it ended.
+    fn run_group(conn: &Connection, counts: &Counts, mut group: Vec<Box<dyn Job>>) -> Result<(), StoreError> {
+        let outcome = commit_group(conn, counts, &mut group).map(|deltas| counts.apply(deltas));
+        for job in group {
+            job.answer(outcome.as_ref().map(|_| ()));
+        }
+        outcome
+    }
+
+    fn stored(conn: &Connection) -> i64 {
+        conn.query_row("SELECT COUNT(*) FROM tasks", [], |r| r.get(0))
+            .expect("count")
+    }
+
+    fn depth(counts: &Counts) -> u64 {
+        counts.depth(&ns(), &queue(), &[])
+    }
+
+    #[test]
+    fn a_failed_command_rolls_back_alone() {
+        let (conn, counts) = setup();
+        let (a, b, c) = (task(), task(), task());
+        let (b_id, c_id) = (b.id, c.id);
+        let (first, first_answer) = job(move |ctx| ctx.insert(&a));
+        // Writes, then fails: its write must vanish, the others' must stay.
+        let (failing, failing_answer) = job(move |ctx| {
+            ctx.insert(&b)?;
+            Err::<(), _>(StoreError::Invalid {
+                message: "refused".into(),
+            })
+        });
+        // Sees the first command's insert through the group's pending counts.
+        let (third, mut third_answer) = job(move |ctx| {
+            let depth = ctx.depth(&ns(), &queue());
+            ctx.insert(&c)?;
+            Ok(depth)
+        });
+        run_group(&conn, &counts, vec![first, failing, third]).expect("the group commits");
+        assert_eq!(stored(&conn), 2);
+        assert!(
+            tasks::load(&conn, &ns(), b_id).is_err(),
+            "the failed command left nothing"
+        );
+        assert!(tasks::load(&conn, &ns(), c_id).is_ok());
+        assert_eq!(depth(&counts), 2, "the failed command's count change was discarded");
+        assert!(first_answer.blocking_recv().expect("answered").is_ok());
+        assert_eq!(
+            failing_answer.blocking_recv().expect("answered").map_err(|e| e.kind()),
+            Err("invalid")
+        );
+        assert_eq!(third_answer.try_recv().expect("answered").expect("ok"), 1);
+    }
+
+    #[test]
+    fn a_panicking_command_fails_alone() {
+        let (conn, counts) = setup();
+        let (a, b) = (task(), task());
+        let (first, first_answer) = job(move |ctx| ctx.insert(&a));
+        let (panics, panics_answer) = job(move |ctx| -> Result<(), StoreError> {
+            ctx.insert(&b)?;
+            panic!("a bug");
+        });
+        run_group(&conn, &counts, vec![first, panics]).expect("the group commits");
+        assert_eq!(stored(&conn), 1);
+        assert!(first_answer.blocking_recv().expect("answered").is_ok());
+        assert_eq!(
+            panics_answer.blocking_recv().expect("answered").map_err(|e| e.kind()),
+            Err("other")
+        );
+    }
+
+    #[test]
+    fn an_aborted_transaction_fails_the_whole_group() {
+        let (conn, counts) = setup();
+        let (a, b) = (task(), task());
+        let (first, first_answer) = job(move |ctx| ctx.insert(&a));
+        // Stands in for SQLite rolling back the whole transaction on an I/O or full-disk error.
+        let (aborts, aborts_answer) = job(move |ctx| -> Result<(), StoreError> {
+            ctx.insert(&b)?;
+            ctx.conn().execute_batch("ROLLBACK").expect("rollback");
+            Err(StoreError::Unavailable("disk full".into()))
+        });
+        let (never, never_answer) = job(move |_| Ok(()));
+        let err = run_group(&conn, &counts, vec![first, aborts, never]).expect_err("the group fails");
+        assert_eq!(err.kind(), "unavailable");
+        assert_eq!(stored(&conn), 0);
+        assert_eq!(depth(&counts), 0, "no count change of a failed group is kept");
+        for answer in [first_answer, aborts_answer, never_answer] {
+            assert_eq!(
+                answer.blocking_recv().expect("answered").map_err(|e| e.kind()),
+                Err("unavailable")
+            );
+        }
+        // The connection is usable again afterwards.
+        let (next, next_answer) = job(move |ctx| ctx.insert(&task()));
+        run_group(&conn, &counts, vec![next]).expect("the next group commits");
+        assert!(next_answer.blocking_recv().expect("answered").is_ok());
+        assert_eq!(depth(&counts), 1);
+    }
 }
