@@ -1,1 +1,279 @@
-//! placeholder
+//! Typed HTTP client for agentyard: one async method per route, the wire types of
+//! `agentyard_core::api`, and errors that carry the server's problem body so callers can match on
+//! conflicts. Cloning a [`Client`] is cheap and shares its connection pool.
+
+mod error;
+
+use std::sync::Arc;
+
+use agentyard_core::api::{
+    BatchCreateResponse, ClaimRequest, ClaimResponse, CompleteRequest, CreateTaskRequest, FailRequest,
+    HeartbeatRequest, QueueList, QueueStats, TaskPage, UpdateTaskRequest,
+};
+use agentyard_core::{Namespace, QueueName, Task, TaskId, TaskStatus};
+use reqwest::header::{HeaderValue, RETRY_AFTER};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+pub use error::{ClientError, Problem, kinds};
+
+/// The header naming the namespace of a request.
+pub const NAMESPACE_HEADER: &str = "agentyard-namespace";
+
+/// The answer of `GET /health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+}
+
+/// The outcome of creating one task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Created {
+    pub task: Task,
+    /// False when the `idempotency_key` was seen before: `task` is the original.
+    pub created: bool,
+}
+
+#[derive(Deserialize)]
+struct RedriveResponse {
+    redriven: u64,
+}
+
+#[derive(Serialize)]
+struct BatchRef<'a> {
+    tasks: &'a [CreateTaskRequest],
+}
+
+/// A connection to one agentyard server, in one namespace.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Arc<str>,
+    namespace: Option<HeaderValue>,
+}
+
+impl Client {
+    /// A client of the server at `base_url` (e.g. `http://127.0.0.1:7070`), in the `default`
+    /// namespace.
+    pub fn new(base_url: impl Into<String>) -> Self {
+        Self::with_http(base_url, reqwest::Client::new())
+    }
+
+    /// Like [`Client::new`] with a configured `reqwest::Client` (timeouts, pool sizes).
+    pub fn with_http(base_url: impl Into<String>, http: reqwest::Client) -> Self {
+        let base: String = base_url.into();
+        Self {
+            http,
+            base: base.trim_end_matches('/').into(),
+            namespace: None,
+        }
+    }
+
+    /// The same server and connection pool, in namespace `ns`.
+    pub fn with_namespace(mut self, ns: Namespace) -> Self {
+        // Namespace names are visible ASCII by construction.
+        self.namespace = HeaderValue::from_str(ns.as_str()).ok();
+        self
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let mut url = String::with_capacity(self.base.len() + path.len());
+        url.push_str(&self.base);
+        url.push_str(path);
+        let rb = self.http.request(method, url);
+        match &self.namespace {
+            Some(ns) => rb.header(NAMESPACE_HEADER, ns.clone()),
+            None => rb,
+        }
+    }
+
+    async fn call<T: DeserializeOwned>(&self, rb: RequestBuilder) -> Result<T, ClientError> {
+        let response = rb.send().await.map_err(ClientError::Transport)?;
+        decode(response).await.map(|(_, body)| body)
+    }
+
+    /// `GET /health`.
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.call(self.request(Method::GET, "/health")).await
+    }
+
+    /// `POST /v1/tasks`: the new task, or the original when its idempotency key was seen.
+    pub async fn create_task(&self, req: &CreateTaskRequest) -> Result<Task, ClientError> {
+        self.create_task_outcome(req).await.map(|c| c.task)
+    }
+
+    /// `POST /v1/tasks`, telling a new task from the original of a repeated idempotency key.
+    pub async fn create_task_outcome(&self, req: &CreateTaskRequest) -> Result<Created, ClientError> {
+        let rb = self.request(Method::POST, "/v1/tasks").json(req);
+        let response = rb.send().await.map_err(ClientError::Transport)?;
+        let (status, task) = decode(response).await?;
+        Ok(Created {
+            task,
+            created: status == StatusCode::CREATED,
+        })
+    }
+
+    /// `POST /v1/tasks/batch`: creates all of `tasks` or none.
+    pub async fn create_tasks(&self, tasks: &[CreateTaskRequest]) -> Result<BatchCreateResponse, ClientError> {
+        self.call(self.request(Method::POST, "/v1/tasks/batch").json(&BatchRef { tasks }))
+            .await
+    }
+
+    /// `GET /v1/tasks/{id}`.
+    pub async fn get_task(&self, id: TaskId) -> Result<Task, ClientError> {
+        self.call(self.request(Method::GET, &format!("/v1/tasks/{id}"))).await
+    }
+
+    /// `GET /v1/tasks`: one page; pass its `next_cursor` as `cursor` for the next.
+    pub async fn list_tasks(
+        &self,
+        queue: Option<&QueueName>,
+        status: Option<TaskStatus>,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<TaskPage, ClientError> {
+        let mut query: Vec<(&str, String)> = Vec::with_capacity(4);
+        if let Some(q) = queue {
+            query.push(("queue", q.to_string()));
+        }
+        if let Some(s) = status {
+            query.push(("status", s.as_str().to_owned()));
+        }
+        if let Some(l) = limit {
+            query.push(("limit", l.to_string()));
+        }
+        if let Some(c) = cursor {
+            query.push(("cursor", c.to_owned()));
+        }
+        self.call(self.request(Method::GET, "/v1/tasks").query(&query)).await
+    }
+
+    /// `PATCH /v1/tasks/{id}` based on `expected_version` (it overrides `req.expected_version`).
+    /// A stale version fails with a 409 [`ClientError::is_version_conflict`]; with `merge`, the
+    /// server merges with changes made since instead, where they do not touch the same keys.
+    pub async fn update_task(
+        &self,
+        id: TaskId,
+        expected_version: u64,
+        req: &UpdateTaskRequest,
+        merge: bool,
+    ) -> Result<Task, ClientError> {
+        let mut path = format!("/v1/tasks/{id}");
+        if merge {
+            path.push_str("?merge=true");
+        }
+        let body = UpdateTaskRequest {
+            expected_version: Some(expected_version),
+            ..req.clone()
+        };
+        self.call(self.request(Method::PATCH, &path).json(&body)).await
+    }
+
+    /// `POST /v1/tasks/{id}/cancel`.
+    pub async fn cancel(&self, id: TaskId) -> Result<Task, ClientError> {
+        self.call(self.request(Method::POST, &format!("/v1/tasks/{id}/cancel")))
+            .await
+    }
+
+    /// `POST /v1/tasks/{id}/redrive`: a failed task back to its queue.
+    pub async fn redrive(&self, id: TaskId) -> Result<Task, ClientError> {
+        self.call(self.request(Method::POST, &format!("/v1/tasks/{id}/redrive")))
+            .await
+    }
+
+    /// `POST /v1/queues/{queue}/redrive`: every failed task of the queue back to it. Returns how
+    /// many went back.
+    pub async fn redrive_queue(&self, queue: &QueueName) -> Result<u64, ClientError> {
+        let r: RedriveResponse = self
+            .call(self.request(Method::POST, &format!("/v1/queues/{queue}/redrive")))
+            .await?;
+        Ok(r.redriven)
+    }
+
+    /// `POST /v1/queues/{queue}/claim`. With `wait_ms`, a long poll: the call returns when a task
+    /// was claimed or the wait ran out (then with no tasks).
+    pub async fn claim(&self, queue: &QueueName, req: &ClaimRequest) -> Result<ClaimResponse, ClientError> {
+        self.call(
+            self.request(Method::POST, &format!("/v1/queues/{queue}/claim"))
+                .json(req),
+        )
+        .await
+    }
+
+    /// `POST /v1/tasks/{id}/heartbeat`: extends the lease.
+    pub async fn heartbeat(&self, id: TaskId, req: &HeartbeatRequest) -> Result<Task, ClientError> {
+        self.call(
+            self.request(Method::POST, &format!("/v1/tasks/{id}/heartbeat"))
+                .json(req),
+        )
+        .await
+    }
+
+    /// `POST /v1/tasks/{id}/complete`.
+    pub async fn complete(&self, id: TaskId, req: &CompleteRequest) -> Result<Task, ClientError> {
+        self.call(
+            self.request(Method::POST, &format!("/v1/tasks/{id}/complete"))
+                .json(req),
+        )
+        .await
+    }
+
+    /// `POST /v1/tasks/{id}/fail`.
+    pub async fn fail(&self, id: TaskId, req: &FailRequest) -> Result<Task, ClientError> {
+        self.call(self.request(Method::POST, &format!("/v1/tasks/{id}/fail")).json(req))
+            .await
+    }
+
+    /// `GET /v1/queues/{queue}`.
+    pub async fn queue_stats(&self, queue: &QueueName) -> Result<QueueStats, ClientError> {
+        self.call(self.request(Method::GET, &format!("/v1/queues/{queue}")))
+            .await
+    }
+
+    /// `GET /v1/queues`.
+    pub async fn queues(&self) -> Result<QueueList, ClientError> {
+        self.call(self.request(Method::GET, "/v1/queues")).await
+    }
+}
+
+/// Most of an unexpected error body kept in an error message.
+const MAX_ECHO: usize = 512;
+
+async fn decode<T: DeserializeOwned>(response: Response) -> Result<(StatusCode, T), ClientError> {
+    let status = response.status();
+    let retry_after_secs = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    let bytes = response.bytes().await.map_err(ClientError::Transport)?;
+    if status.is_success() {
+        return serde_json::from_slice(&bytes)
+            .map(|body| (status, body))
+            .map_err(|e| ClientError::Decode(format!("{status}: {e}: {}", echo(&bytes))));
+    }
+    let problem = serde_json::from_slice::<Problem>(&bytes).unwrap_or_else(|_| Problem {
+        title: status.canonical_reason().unwrap_or("error").to_owned(),
+        status: status.as_u16(),
+        detail: echo(&bytes),
+        ..Problem::default()
+    });
+    Err(ClientError::Api {
+        status,
+        problem: Box::new(problem),
+        retry_after_secs,
+    })
+}
+
+fn echo(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    match text.char_indices().nth(MAX_ECHO) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.into_owned(),
+    }
+}

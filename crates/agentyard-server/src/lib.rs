@@ -1,1 +1,11 @@
-//! placeholder
+//! agentyard's HTTP server: the `/v1` API (axum handlers in [`api`]), the dispatch machinery that
+//! wakes long-polling claimers and runs the timer loop ([`dispatch`]), configuration and start-up.
+
+pub mod api;
+pub mod config;
+pub mod dispatch;
+pub mod startup;
+pub mod state;
+
+pub use config::ServerConfig;
+pub use state::AppState;

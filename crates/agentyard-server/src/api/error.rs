@@ -1,0 +1,539 @@
+//! `ApiError`: every way a request can fail, mapped by one table to an HTTP status and a stable
+//! problem `type`, and rendered as RFC 9457 `application/problem+json`.
+
+use agentyard_core::api::FieldError;
+use agentyard_core::{QueueName, Task, TaskStatus};
+use agentyard_store::StoreError;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+/// What a 429 or 503 asks clients to wait before retrying, in seconds.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// Why a request failed. Each variant carries what its problem body shows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiError {
+    /// The body is not JSON (syntax error, truncated, empty).
+    MalformedBody(String),
+    UnsupportedMediaType(String),
+    /// A field, query parameter, path parameter or header is invalid; `field` names it.
+    InvalidField {
+        field: String,
+        detail: String,
+    },
+    /// The request is well-formed but makes no sense as a whole.
+    InvalidRequest(String),
+    NotFound(String),
+    NoSuchRoute {
+        method: String,
+        path: String,
+    },
+    MethodNotAllowed {
+        method: String,
+        path: String,
+    },
+    /// A conditional request was required (`If-Match` or `expected_version`).
+    PreconditionRequired(String),
+    /// `expected_version` (body) is not the task's version.
+    VersionConflict {
+        expected: u64,
+        actual: u64,
+        current: Box<Task>,
+    },
+    /// `If-Match` is not the task's version.
+    PreconditionFailed {
+        expected: u64,
+        actual: u64,
+        current: Box<Task>,
+    },
+    MergeConflict {
+        expected: u64,
+        actual: u64,
+        paths: Vec<String>,
+        current: Box<Task>,
+    },
+    /// The lease token is not (or no longer) the task's lease. The current task is not shown:
+    /// it would hand a stale holder the new lease's token.
+    LeaseConflict {
+        detail: String,
+        task_status: TaskStatus,
+    },
+    InvalidTransition {
+        detail: String,
+        task_status: TaskStatus,
+    },
+    PayloadTooLarge {
+        limit: usize,
+    },
+    Backpressure {
+        queue: QueueName,
+        depth: u64,
+        limit: u64,
+    },
+    InboxFull {
+        agent: String,
+        depth: u64,
+        limit: u64,
+    },
+    /// The store is unreachable; worth retrying.
+    Unavailable,
+    /// A bug or an unexpected store failure. The cause is logged, never shown.
+    Internal,
+}
+
+impl ApiError {
+    /// The one table from error to status, problem type and title.
+    pub fn kind(&self) -> (StatusCode, &'static str, &'static str) {
+        use ApiError::*;
+        match self {
+            MalformedBody(_) => (
+                StatusCode::BAD_REQUEST,
+                "/problems/malformed-body",
+                "Malformed request body",
+            ),
+            UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "/problems/unsupported-media-type",
+                "Unsupported media type",
+            ),
+            InvalidField { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "/problems/invalid-field",
+                "Invalid field",
+            ),
+            InvalidRequest(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "/problems/invalid-request",
+                "Invalid request",
+            ),
+            NotFound(_) => (StatusCode::NOT_FOUND, "/problems/not-found", "Not found"),
+            NoSuchRoute { .. } => (StatusCode::NOT_FOUND, "/problems/no-such-route", "No such route"),
+            MethodNotAllowed { .. } => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "/problems/method-not-allowed",
+                "Method not allowed",
+            ),
+            PreconditionRequired(_) => (
+                StatusCode::PRECONDITION_REQUIRED,
+                "/problems/precondition-required",
+                "Precondition required",
+            ),
+            VersionConflict { .. } => (StatusCode::CONFLICT, "/problems/version-conflict", "Version conflict"),
+            PreconditionFailed { .. } => (
+                StatusCode::PRECONDITION_FAILED,
+                "/problems/precondition-failed",
+                "Precondition failed",
+            ),
+            MergeConflict { .. } => (StatusCode::CONFLICT, "/problems/merge-conflict", "Merge conflict"),
+            LeaseConflict { .. } => (StatusCode::CONFLICT, "/problems/lease-conflict", "Lease conflict"),
+            InvalidTransition { .. } => (
+                StatusCode::CONFLICT,
+                "/problems/invalid-transition",
+                "Invalid status transition",
+            ),
+            PayloadTooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "/problems/payload-too-large",
+                "Payload too large",
+            ),
+            Backpressure { .. } => (StatusCode::TOO_MANY_REQUESTS, "/problems/backpressure", "Queue is full"),
+            InboxFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "/problems/inbox-full", "Inbox is full"),
+            Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "/problems/unavailable",
+                "Service unavailable",
+            ),
+            Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "/problems/internal",
+                "Internal server error",
+            ),
+        }
+    }
+
+    pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        ApiError::InvalidField {
+            field: field.into(),
+            detail: detail.into(),
+        }
+    }
+
+    fn detail(&self) -> String {
+        use ApiError::*;
+        match self {
+            MalformedBody(d) | UnsupportedMediaType(d) | InvalidRequest(d) | NotFound(d) | PreconditionRequired(d) => {
+                d.clone()
+            }
+            InvalidField { field, detail } => format!("{field}: {detail}"),
+            NoSuchRoute { method, path } => format!("no route for {method} {path}"),
+            MethodNotAllowed { method, path } => format!("{path} does not accept {method}"),
+            VersionConflict { expected, actual, .. } => format!(
+                "the task changed: expected_version is {expected} but the task is at version {actual}; \
+                 re-read it and apply your change again"
+            ),
+            PreconditionFailed { expected, actual, .. } => format!(
+                "If-Match names version {expected} but the task is at version {actual}; re-read it and \
+                 apply your change again"
+            ),
+            MergeConflict {
+                expected,
+                actual,
+                paths,
+                ..
+            } => format!(
+                "the context changed since version {expected} (now {actual}) at the same keys: {}",
+                paths.join(", ")
+            ),
+            LeaseConflict { detail, .. } | InvalidTransition { detail, .. } => detail.clone(),
+            PayloadTooLarge { limit } => format!("the request body is larger than the limit of {limit} bytes"),
+            Backpressure { queue, depth, limit } => {
+                format!("queue {queue} holds {depth} waiting tasks; its limit is {limit}; retry later")
+            }
+            InboxFull { agent, depth, limit } => {
+                format!("agent {agent} has {depth} unacknowledged messages; its limit is {limit}; retry later")
+            }
+            Unavailable => "the storage is unavailable right now; retry later".to_owned(),
+            Internal => "the server failed to handle the request; the cause is in its log".to_owned(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::Backpressure { .. } | ApiError::InboxFull { .. } | ApiError::Unavailable => {
+                Some(RETRY_AFTER_SECS)
+            }
+            _ => None,
+        }
+    }
+
+    /// The problem body.
+    pub fn problem(&self) -> Problem {
+        let (status, kind, title) = self.kind();
+        let mut p = Problem {
+            kind,
+            title,
+            status: status.as_u16(),
+            detail: self.detail(),
+            field: None,
+            expected_version: None,
+            actual_version: None,
+            conflicts: None,
+            task_status: None,
+            queue: None,
+            depth: None,
+            limit: None,
+            current: None,
+        };
+        match self {
+            ApiError::InvalidField { field, .. } => p.field = Some(field.clone()),
+            ApiError::VersionConflict {
+                expected,
+                actual,
+                current,
+            }
+            | ApiError::PreconditionFailed {
+                expected,
+                actual,
+                current,
+            } => {
+                p.expected_version = Some(*expected);
+                p.actual_version = Some(*actual);
+                p.current = Some(current.clone());
+            }
+            ApiError::MergeConflict {
+                expected,
+                actual,
+                paths,
+                current,
+            } => {
+                p.expected_version = Some(*expected);
+                p.actual_version = Some(*actual);
+                p.conflicts = Some(paths.clone());
+                p.current = Some(current.clone());
+            }
+            ApiError::LeaseConflict { task_status, .. } | ApiError::InvalidTransition { task_status, .. } => {
+                p.task_status = Some(*task_status);
+            }
+            ApiError::PayloadTooLarge { limit } => p.limit = Some(*limit as u64),
+            ApiError::Backpressure { queue, depth, limit } => {
+                p.queue = Some(queue.to_string());
+                p.depth = Some(*depth);
+                p.limit = Some(*limit);
+            }
+            ApiError::InboxFull { depth, limit, .. } => {
+                p.depth = Some(*depth);
+                p.limit = Some(*limit);
+            }
+            _ => {}
+        }
+        p
+    }
+}
+
+/// An RFC 9457 problem body. Fields beyond the standard five appear when they apply.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// Stable identifier of the kind of problem, e.g. `/problems/version-conflict`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub status: u16,
+    /// What went wrong with this request, for humans.
+    pub detail: String,
+    /// The invalid field (`tasks[3].queue`), query parameter, path parameter or header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The version the request was based on (conflicts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<u64>,
+    /// The task's version now (conflicts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actual_version: Option<u64>,
+    /// Context paths changed on both sides (merge conflicts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflicts: Option<Vec<String>>,
+    /// The task's status now (lease conflicts, invalid transitions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_status: Option<TaskStatus>,
+    /// The full queue (backpressure).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub depth: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    /// The task as it is now (version and merge conflicts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current: Option<Box<Task>>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = self.problem();
+        let body = match serde_json::to_vec(&problem) {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serialize a problem body");
+                br#"{"type":"/problems/internal","title":"Internal server error","status":500}"#.to_vec()
+            }
+        };
+        let mut response = (self.kind().0, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(secs) = self.retry_after() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        ApiError::InvalidField {
+            field: e.field,
+            detail: e.message,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { what } => ApiError::NotFound(format!("no {what}")),
+            StoreError::VersionConflict {
+                expected,
+                actual,
+                current,
+            } => ApiError::VersionConflict {
+                expected,
+                actual,
+                current,
+            },
+            StoreError::MergeConflict {
+                expected,
+                actual,
+                paths,
+                current,
+            } => ApiError::MergeConflict {
+                expected,
+                actual,
+                paths,
+                current,
+            },
+            StoreError::LeaseConflict { message, current } => ApiError::LeaseConflict {
+                detail: message,
+                task_status: current.status,
+            },
+            StoreError::InvalidTransition { message, current } => ApiError::InvalidTransition {
+                detail: message,
+                task_status: current.status,
+            },
+            StoreError::Invalid { message } => ApiError::InvalidRequest(message),
+            StoreError::Backpressure { queue, depth, limit } => ApiError::Backpressure { queue, depth, limit },
+            StoreError::InboxFull { agent, depth, limit } => ApiError::InboxFull {
+                agent: agent.to_string(),
+                depth,
+                limit,
+            },
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(cause = %cause, "storage unavailable");
+                ApiError::Unavailable
+            }
+            StoreError::Other(cause) => {
+                tracing::error!(cause = %cause, "storage error");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agentyard_core::{Namespace, NewTask, TaskId, Timestamp};
+    use axum::body::to_bytes;
+
+    use super::*;
+
+    fn task() -> Box<Task> {
+        let new = NewTask::on(QueueName::parse("emails").unwrap(), serde_json::json!({"to": "a@b.c"}));
+        let t = new.into_task(
+            TaskId::from_parts(1_795_000_000_000, 42),
+            Namespace::default(),
+            Timestamp::from_millis(1_795_000_000_000),
+        );
+        Box::new(t)
+    }
+
+    async fn render(e: ApiError) -> (StatusCode, Option<String>, serde_json::Value) {
+        let r = e.into_response();
+        let status = r.status();
+        assert_eq!(r.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        let retry = r
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = to_bytes(r.into_body(), usize::MAX).await.unwrap();
+        (status, retry, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn every_problem_renders_as_problem_json() {
+        let q = QueueName::parse("emails").unwrap();
+        let cases = vec![
+            (
+                "malformed_body",
+                ApiError::MalformedBody("the body is not valid JSON: EOF".into()),
+            ),
+            (
+                "unsupported_media_type",
+                ApiError::UnsupportedMediaType("expected application/json".into()),
+            ),
+            (
+                "invalid_field",
+                ApiError::invalid("tasks[3].queue", "invalid name \"Bad\""),
+            ),
+            (
+                "invalid_request",
+                ApiError::InvalidRequest("status cannot be set to running".into()),
+            ),
+            (
+                "not_found",
+                ApiError::NotFound("no task 01KA9Q3Z8006AB4RTCGKRYT3D2".into()),
+            ),
+            (
+                "no_such_route",
+                ApiError::NoSuchRoute {
+                    method: "GET".into(),
+                    path: "/v2".into(),
+                },
+            ),
+            (
+                "method_not_allowed",
+                ApiError::MethodNotAllowed {
+                    method: "PUT".into(),
+                    path: "/v1/tasks".into(),
+                },
+            ),
+            (
+                "precondition_required",
+                ApiError::PreconditionRequired("send If-Match".into()),
+            ),
+            (
+                "version_conflict",
+                ApiError::VersionConflict {
+                    expected: 1,
+                    actual: 2,
+                    current: task(),
+                },
+            ),
+            (
+                "precondition_failed",
+                ApiError::PreconditionFailed {
+                    expected: 1,
+                    actual: 2,
+                    current: task(),
+                },
+            ),
+            (
+                "merge_conflict",
+                ApiError::MergeConflict {
+                    expected: 1,
+                    actual: 3,
+                    paths: vec!["/plan".into()],
+                    current: task(),
+                },
+            ),
+            (
+                "lease_conflict",
+                ApiError::LeaseConflict {
+                    detail: "cannot complete".into(),
+                    task_status: TaskStatus::Queued,
+                },
+            ),
+            (
+                "invalid_transition",
+                ApiError::InvalidTransition {
+                    detail: "cannot redrive a task that is queued".into(),
+                    task_status: TaskStatus::Queued,
+                },
+            ),
+            ("payload_too_large", ApiError::PayloadTooLarge { limit: 1024 }),
+            (
+                "backpressure",
+                ApiError::Backpressure {
+                    queue: q,
+                    depth: 10,
+                    limit: 10,
+                },
+            ),
+            (
+                "inbox_full",
+                ApiError::InboxFull {
+                    agent: "a".into(),
+                    depth: 5,
+                    limit: 5,
+                },
+            ),
+            ("unavailable", ApiError::Unavailable),
+            ("internal", ApiError::Internal),
+        ];
+        for (name, e) in cases {
+            let (code, retry, body) = render(e).await;
+            assert_eq!(body["status"], code.as_u16(), "{name}");
+            insta::assert_json_snapshot!(
+                name,
+                serde_json::json!({"status": code.as_u16(), "retry_after": retry, "body": body})
+            );
+        }
+    }
+
+    #[test]
+    fn store_failures_do_not_leak_their_cause() {
+        let e = ApiError::from(StoreError::Other("disk I/O error at /var/lib/secret.db".into()));
+        assert_eq!(e, ApiError::Internal);
+        assert!(!e.problem().detail.contains("secret"));
+    }
+}

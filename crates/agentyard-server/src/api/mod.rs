@@ -1,0 +1,42 @@
+//! The HTTP API: handlers by resource, the error type, the extractors and the OpenAPI document.
+
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod openapi;
+pub mod queues;
+pub mod tasks;
+
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::state::AppState;
+
+pub use error::{ApiError, Problem};
+
+/// Every route with its OpenAPI description: the single list both the router and the document
+/// are built from.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health::health))
+        .routes(routes!(tasks::create_task, tasks::list_tasks))
+        .routes(routes!(tasks::create_tasks))
+        .routes(routes!(tasks::get_task, tasks::update_task))
+        .routes(routes!(tasks::cancel_task))
+        .routes(routes!(tasks::redrive_task))
+        .routes(routes!(tasks::heartbeat))
+        .routes(routes!(tasks::complete))
+        .routes(routes!(tasks::fail))
+        .routes(routes!(queues::list_queues))
+        .routes(routes!(queues::queue_stats))
+        .routes(routes!(queues::claim))
+        .routes(routes!(queues::redrive_queue))
+}
+
+/// The OpenAPI document served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = routes().into_openapi();
+    openapi::finish(&mut doc);
+    doc
+}

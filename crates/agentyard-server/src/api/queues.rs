@@ -1,0 +1,130 @@
+//! `/v1/queues…`: claiming (with long-poll), bulk redrive of the dead-letter view, queue stats.
+
+use std::time::Duration;
+
+use agentyard_core::api::{ClaimRequest, ClaimResponse, QueueList, QueueStats, StatusCounts};
+use agentyard_store::Claim;
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+
+use crate::api::error::{ApiError, Problem};
+use crate::api::extract::{JsonBody, Ns, QueueParam};
+use crate::state::AppState;
+
+/// Failed tasks one store call re-queues during a bulk redrive.
+const REDRIVE_BATCH: usize = 1_000;
+
+/// Claim ready tasks of a queue under a lease.
+///
+/// With `wait_ms`, waits up to that long for a task when none is ready (long-poll) and answers
+/// with an empty list when none came.
+#[utoipa::path(
+    post, path = "/v1/queues/{queue}/claim", tag = "leases",
+    params(("queue" = String, Path, description = "Queue name")),
+    request_body = ClaimRequest,
+    responses(
+        (status = 200, description = "The claimed tasks, each with its lease (maybe none)", body = ClaimResponse),
+        (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn claim(
+    State(s): State<AppState>,
+    Ns(ns): Ns,
+    QueueParam(queue): QueueParam,
+    JsonBody(req): JsonBody<ClaimRequest>,
+) -> Result<Json<ClaimResponse>, ApiError> {
+    let (max, wait_ms, lease_ms) = req.limits(s.config.default_lease_ms)?;
+    let claim = Claim {
+        queue,
+        agent: req.agent,
+        capabilities: req.capabilities.unwrap_or_default(),
+        max,
+        lease_ms,
+    };
+    let tasks = s
+        .dispatch
+        .waiters
+        .claim(
+            &*s.store,
+            &*s.clock,
+            &ns,
+            &claim,
+            Duration::from_millis(wait_ms),
+            s.config.claim_recheck,
+        )
+        .await?;
+    s.dispatch.tasks_changed(&tasks);
+    Ok(Json(ClaimResponse { tasks }))
+}
+
+/// What a bulk redrive did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RedriveResponse {
+    /// How many failed tasks went back to the queue.
+    pub redriven: u64,
+}
+
+/// Send every failed task of the queue back to it, with fresh attempts.
+#[utoipa::path(
+    post, path = "/v1/queues/{queue}/redrive", tag = "queues",
+    params(("queue" = String, Path, description = "Queue name")),
+    responses(
+        (status = 200, description = "How many tasks were re-queued", body = RedriveResponse),
+        (status = 422, description = "Invalid queue name", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn redrive_queue(
+    State(s): State<AppState>,
+    Ns(ns): Ns,
+    QueueParam(queue): QueueParam,
+) -> Result<Json<RedriveResponse>, ApiError> {
+    let mut redriven = 0u64;
+    loop {
+        let tasks = s
+            .store
+            .redrive_failed(&ns, &queue, REDRIVE_BATCH, s.clock.now())
+            .await?;
+        redriven += tasks.len() as u64;
+        s.dispatch.tasks_changed(&tasks);
+        if tasks.len() < REDRIVE_BATCH {
+            break;
+        }
+    }
+    Ok(Json(RedriveResponse { redriven }))
+}
+
+/// Every queue of the namespace with its counts.
+#[utoipa::path(
+    get, path = "/v1/queues", tag = "queues",
+    responses((status = 200, description = "The queues", body = QueueList))
+)]
+pub async fn list_queues(State(s): State<AppState>, Ns(ns): Ns) -> Result<Json<QueueList>, ApiError> {
+    let queues = s.store.queue_stats(&ns, None, s.clock.now()).await?;
+    Ok(Json(QueueList { queues }))
+}
+
+/// Counts of one queue; all zero for a queue that never held a task.
+#[utoipa::path(
+    get, path = "/v1/queues/{queue}", tag = "queues",
+    params(("queue" = String, Path, description = "Queue name")),
+    responses(
+        (status = 200, description = "The queue's counts", body = QueueStats),
+        (status = 422, description = "Invalid queue name", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn queue_stats(
+    State(s): State<AppState>,
+    Ns(ns): Ns,
+    QueueParam(queue): QueueParam,
+) -> Result<Json<QueueStats>, ApiError> {
+    let stats = s.store.queue_stats(&ns, Some(&queue), s.clock.now()).await?;
+    let stats = stats.into_iter().find(|q| q.queue == queue).unwrap_or(QueueStats {
+        queue,
+        counts: StatusCounts::default(),
+        depth: 0,
+        oldest_ready_at: None,
+        oldest_ready_age_ms: None,
+    });
+    Ok(Json(stats))
+}

@@ -1,0 +1,78 @@
+//! Dispatch: waking long-polling claimers when tasks become ready ([`waiters`]) and the timer
+//! loop that promotes due tasks and expires leases ([`timers`]).
+//!
+//! Every handler that changes tasks reports the result to [`Dispatch::tasks_changed`]; that is
+//! the one place deciding who must be woken, so no code path can forget a wake-up.
+
+pub mod timers;
+pub mod waiters;
+
+use agentyard_core::{Namespace, QueueName, Task, TaskStatus, Timestamp};
+
+pub use timers::{Tick, TimerSignal, Timers};
+pub use waiters::Waiters;
+
+/// The in-memory side of dispatch shared by handlers and loops.
+#[derive(Default)]
+pub struct Dispatch {
+    pub waiters: Waiters,
+    pub timer: TimerSignal,
+}
+
+impl Dispatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reports a changed task: see [`Dispatch::tasks_changed`].
+    pub fn task_changed(&self, task: &Task) {
+        self.tasks_changed(std::slice::from_ref(task));
+    }
+
+    /// Reports tasks as they are after a committed change. Queued ones wake claimers parked on
+    /// their queue; scheduled and leased ones may move the timer loop's next wake-up earlier.
+    pub fn tasks_changed(&self, tasks: &[Task]) {
+        // Most changes touch one queue, so a short list beats a hash map here.
+        let mut ready: Vec<(&Namespace, &QueueName, usize, bool)> = Vec::new();
+        let mut earliest: Option<Timestamp> = None;
+        for task in tasks {
+            let due = match task.status {
+                TaskStatus::Queued => {
+                    let picky = !task.required_capabilities.is_empty();
+                    match ready
+                        .iter_mut()
+                        .find(|(ns, q, ..)| *ns == &task.namespace && *q == &task.queue)
+                    {
+                        Some(entry) => {
+                            entry.2 += 1;
+                            entry.3 |= picky;
+                        }
+                        None => ready.push((&task.namespace, &task.queue, 1, picky)),
+                    }
+                    None
+                }
+                TaskStatus::Scheduled => Some(task.run_at),
+                TaskStatus::Running => task.lease.as_ref().map(|l| l.expires_at),
+                _ => None,
+            };
+            if let Some(t) = due {
+                earliest = Some(earliest.map_or(t, |e| e.min(t)));
+            }
+        }
+        for (ns, queue, n, picky) in ready {
+            // A task that needs capabilities may not suit the claimers woken first; waking all
+            // of them lets the able one find it without waiting for its periodic re-check.
+            let n = if picky { usize::MAX } else { n };
+            self.waiters.wake(ns, queue, n);
+        }
+        if let Some(t) = earliest {
+            self.timer.wake_by(t);
+        }
+    }
+
+    /// Wakes every parked claimer for good (they answer with no tasks) so a graceful shutdown
+    /// does not wait for long polls to time out.
+    pub fn shut_down(&self) {
+        self.waiters.close();
+    }
+}

@@ -1,0 +1,98 @@
+//! Start-up: the router with its layers, and `run`, which serves it with the timer loop beside it
+//! until the shutdown future completes, then drains gracefully.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Method, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::api::{self, ApiError};
+use crate::dispatch::Timers;
+use crate::state::AppState;
+
+/// The whole HTTP API, ready to serve (or to call in tests without a socket).
+pub fn router(state: AppState) -> Router {
+    let (router, mut doc) = api::routes().split_for_parts();
+    api::openapi::finish(&mut doc);
+    // Rendered once: the document never changes while the process runs.
+    let doc: Arc<[u8]> = match serde_json::to_vec(&doc) {
+        Ok(bytes) => bytes.into(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot render the OpenAPI document");
+            Arc::from(&b"{}"[..])
+        }
+    };
+    let openapi = get(move || {
+        let doc = doc.clone();
+        async move {
+            let mut response = axum::body::Body::from(axum::body::Bytes::copy_from_slice(&doc)).into_response();
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
+    });
+    router
+        .route("/openapi.json", openapi)
+        .fallback(no_such_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+        )
+        .with_state(state)
+}
+
+async fn no_such_route(method: Method, uri: Uri) -> Response {
+    ApiError::NoSuchRoute {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+    .into_response()
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+    .into_response()
+}
+
+/// Serves the API on `listener` and runs the timer loop until `shutdown` completes; then stops
+/// accepting connections, releases parked long-poll claimers, finishes requests in flight and
+/// stops the loop.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let timers = tokio::spawn(Timers::new(state.clone()).run(async move {
+        // An error means the sender is gone, which also means stop.
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    }));
+    let dispatch = state.dispatch.clone();
+    let app = router(state);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            dispatch.shut_down();
+        })
+        .await;
+    let _ = stop_tx.send(true);
+    if let Err(e) = timers.await {
+        tracing::error!(error = %e, "the timer loop panicked");
+    }
+    served
+}

@@ -1,0 +1,300 @@
+//! A task's life over HTTP: create, claim, heartbeat, complete; idempotency; batches; retries,
+//! dead-lettering and redrive; lease expiry.
+
+use std::time::Duration;
+
+use agentyard_core::api::{
+    BackoffRequest, ClaimRequest, CompleteRequest, CreateTaskRequest, FailRequest, FailureReport, HeartbeatRequest,
+};
+use agentyard_core::{NewArtifact, Progress, TaskStatus};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::{TestApp, agent, problem, q};
+
+#[tokio::test]
+async fn a_task_goes_from_create_to_complete() {
+    let app = TestApp::spawn().await;
+    let c = &app.client;
+    let created = app.create("emails", json!({"to": "a@b.c"})).await;
+    assert_eq!(created.status, TaskStatus::Queued);
+    assert_eq!(created.version, 1);
+
+    let claimed = app.claim_one("emails", "worker-1").await.expect("a task to claim");
+    assert_eq!(claimed.id, created.id);
+    assert_eq!(claimed.status, TaskStatus::Running);
+    assert_eq!(claimed.attempt, 1);
+    let lease = claimed.lease.clone().expect("a lease");
+    assert_eq!(lease.agent, agent("worker-1"));
+    assert!(app.claim_one("emails", "worker-2").await.is_none(), "claimed twice");
+
+    let beat = c
+        .heartbeat(
+            created.id,
+            &HeartbeatRequest {
+                lease_token: lease.token.clone(),
+                lease_ms: Some(120_000),
+                progress: Some(Progress {
+                    percent: Some(50.0),
+                    message: Some("half way".into()),
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(beat.lease.as_ref().unwrap().expires_at > lease.expires_at);
+    assert_eq!(beat.progress.as_ref().unwrap().percent, Some(50.0));
+
+    let artifact = NewArtifact {
+        name: "report".into(),
+        uri: Some("s3://bucket/report.md".into()),
+        content: None,
+        media_type: Some("text/markdown".into()),
+    };
+    let done = c
+        .complete(
+            created.id,
+            &CompleteRequest {
+                lease_token: lease.token.clone(),
+                result: Some(json!({"sent": true})),
+                artifacts: Some(vec![artifact]),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.status, TaskStatus::Succeeded);
+
+    let got = c.get_task(created.id).await.unwrap();
+    assert_eq!(got, done);
+    assert_eq!(got.result, Some(json!({"sent": true})));
+    assert_eq!(got.artifacts.len(), 1);
+    assert_eq!(got.artifacts[0].uri.as_deref(), Some("s3://bucket/report.md"));
+    assert!(got.lease.is_none());
+    assert!(got.finished_at.is_some());
+
+    let r = app
+        .http
+        .get(app.url(&format!("/v1/tasks/{}", created.id)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["etag"], format!("\"{}\"", got.version).as_str());
+
+    // Completing again with the same token is harmless.
+    let again = c
+        .complete(
+            created.id,
+            &CompleteRequest {
+                lease_token: lease.token,
+                result: None,
+                artifacts: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.version, got.version);
+
+    let stats = c.queue_stats(&q("emails")).await.unwrap();
+    assert_eq!(stats.counts.succeeded, 1);
+    assert_eq!(stats.depth, 0);
+    let all = c.queues().await.unwrap();
+    assert_eq!(all.queues.len(), 1);
+    let unknown = c.queue_stats(&q("never-used")).await.unwrap();
+    assert_eq!((unknown.depth, unknown.counts.succeeded), (0, 0));
+}
+
+#[tokio::test]
+async fn create_answers_201_with_location_then_200_for_a_seen_idempotency_key() {
+    let app = TestApp::spawn().await;
+    let body = r#"{"queue": "emails", "input": {"n": 1}, "idempotency_key": "order-42"}"#;
+    let first = app
+        .http
+        .post(app.url("/v1/tasks"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 201);
+    let location = first.headers()["location"].to_str().unwrap().to_owned();
+    let first: agentyard_core::Task = first.json().await.unwrap();
+    assert_eq!(location, format!("/v1/tasks/{}", first.id));
+
+    let second = app.send_raw(Method::POST, "/v1/tasks", body).await;
+    assert_eq!(second.0, 200);
+    assert_eq!(second.1["id"], first.id.to_string());
+
+    let mut req = CreateTaskRequest::new(q("emails"), json!({"n": 1}));
+    req.idempotency_key = Some("order-42".into());
+    let third = app.client.create_task_outcome(&req).await.unwrap();
+    assert!(!third.created);
+    assert_eq!(third.task.id, first.id);
+    assert_eq!(app.client.queue_stats(&q("emails")).await.unwrap().counts.queued, 1);
+}
+
+#[tokio::test]
+async fn a_batch_is_created_whole_or_not_at_all() {
+    let app = TestApp::spawn().await;
+    let bad = r#"{"tasks": [{"queue": "a"}, {"queue": "a"}, {"queue": "a", "max_attempts": 0}]}"#;
+    let (status, body) = app.send_raw(Method::POST, "/v1/tasks/batch", bad).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["field"], "tasks[2].max_attempts");
+
+    let bad_name = r#"{"tasks": [{"queue": "a"}, {"queue": "a"}, {"queue": "a"}, {"queue": "Not Valid"}]}"#;
+    let (status, body) = app.send_raw(Method::POST, "/v1/tasks/batch", bad_name).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["field"], "tasks[3].queue");
+    let (status, body) = app.send_raw(Method::POST, "/v1/tasks/batch", r#"{"tasks": []}"#).await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("tasks")));
+
+    let page = app.client.list_tasks(None, None, None, None).await.unwrap();
+    assert!(page.items.is_empty(), "a refused batch created {:?}", page.items);
+
+    let mut keyed = CreateTaskRequest::new(q("a"), json!(3));
+    keyed.idempotency_key = Some("k".into());
+    let reqs = vec![
+        CreateTaskRequest::new(q("a"), json!(1)),
+        CreateTaskRequest::new(q("b"), json!(2)),
+        keyed.clone(),
+        keyed,
+    ];
+    let res = app.client.create_tasks(&reqs).await.unwrap();
+    assert_eq!(res.created, 3);
+    assert_eq!(res.tasks.len(), 4);
+    assert_eq!(res.tasks[2].id, res.tasks[3].id);
+    assert_eq!(res.tasks[1].queue, q("b"));
+}
+
+fn quick_retries(queue: &str, max_attempts: u32) -> CreateTaskRequest {
+    let mut req = CreateTaskRequest::new(q(queue), json!({"flaky": true}));
+    req.max_attempts = Some(max_attempts);
+    req.backoff = Some(BackoffRequest {
+        initial_ms: Some(10),
+        max_ms: Some(20),
+        multiplier: Some(2.0),
+        jitter: Some(0.0),
+    });
+    req
+}
+
+fn failure(token: agentyard_core::LeaseToken, retryable: bool) -> FailRequest {
+    FailRequest {
+        lease_token: token,
+        error: FailureReport {
+            kind: Some("boom".into()),
+            message: "it broke".into(),
+            retryable: Some(retryable),
+        },
+    }
+}
+
+#[tokio::test]
+async fn failures_retry_with_backoff_then_dead_letter_and_redrive() {
+    let app = TestApp::spawn().await;
+    let c = &app.client;
+    let task = c.create_task(&quick_retries("flaky", 3)).await.unwrap();
+    let mut claim = ClaimRequest::new(agent("w"));
+    claim.wait_ms = Some(10_000);
+    for attempt in 1..=3 {
+        // The retry is scheduled 10-20 ms out: the timer loop promotes it and wakes this claim.
+        let claimed = c.claim(&q("flaky"), &claim).await.unwrap().tasks;
+        assert_eq!(claimed.len(), 1, "attempt {attempt}");
+        assert_eq!(claimed[0].id, task.id);
+        assert_eq!(claimed[0].attempt, attempt);
+        let token = claimed[0].lease.clone().unwrap().token;
+        let failed = c.fail(task.id, &failure(token, true)).await.unwrap();
+        if attempt < 3 {
+            assert_eq!(failed.status, TaskStatus::Scheduled, "attempt {attempt}");
+            assert!(failed.run_at > failed.updated_at);
+        } else {
+            assert_eq!(failed.status, TaskStatus::Failed);
+            assert_eq!(failed.error.as_ref().unwrap().kind, "boom");
+        }
+    }
+    let dead = c
+        .list_tasks(Some(&q("flaky")), Some(TaskStatus::Failed), None, None)
+        .await
+        .unwrap();
+    assert_eq!(dead.items.len(), 1);
+    assert_eq!(dead.items[0].id, task.id);
+
+    let redriven = c.redrive(task.id).await.unwrap();
+    assert_eq!(redriven.status, TaskStatus::Queued);
+    assert_eq!(redriven.attempt, 0);
+    let again = app.claim_one("flaky", "w").await.unwrap();
+    assert_eq!((again.id, again.attempt), (task.id, 1));
+
+    let e = c.redrive(task.id).await.unwrap_err();
+    assert_eq!(e.status().unwrap(), 409);
+    assert_eq!(problem(&e).kind, "/problems/invalid-transition");
+    assert_eq!(problem(&e).task_status, Some(TaskStatus::Running));
+}
+
+#[tokio::test]
+async fn a_queue_redrives_its_dead_letters_in_bulk() {
+    let app = TestApp::spawn().await;
+    let c = &app.client;
+    let reqs: Vec<_> = (0..3).map(|_| quick_retries("bulk", 1)).collect();
+    c.create_tasks(&reqs).await.unwrap();
+    let mut claim = ClaimRequest::new(agent("w"));
+    claim.max = Some(10);
+    for t in c.claim(&q("bulk"), &claim).await.unwrap().tasks {
+        let failed = c.fail(t.id, &failure(t.lease.unwrap().token, false)).await.unwrap();
+        assert_eq!(failed.status, TaskStatus::Failed);
+    }
+    assert_eq!(c.queue_stats(&q("bulk")).await.unwrap().counts.failed, 3);
+    assert_eq!(c.redrive_queue(&q("bulk")).await.unwrap(), 3);
+    let stats = c.queue_stats(&q("bulk")).await.unwrap();
+    assert_eq!((stats.counts.failed, stats.counts.queued), (0, 3));
+    assert_eq!(c.redrive_queue(&q("bulk")).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn an_expired_lease_makes_the_task_claimable_again() {
+    let app = TestApp::spawn().await;
+    let c = &app.client;
+    let task = app.create("slow", json!(null)).await;
+    let mut first = ClaimRequest::new(agent("sleepy"));
+    first.lease_ms = Some(200);
+    let claimed = c.claim(&q("slow"), &first).await.unwrap().tasks;
+    let stale = claimed[0].lease.clone().unwrap().token;
+
+    // The timer loop notices the expiry and wakes this long poll.
+    let mut second = ClaimRequest::new(agent("eager"));
+    second.wait_ms = Some(10_000);
+    let reclaimed = tokio::time::timeout(Duration::from_secs(10), c.claim(&q("slow"), &second))
+        .await
+        .unwrap()
+        .unwrap()
+        .tasks;
+    assert_eq!(reclaimed.len(), 1);
+    assert_eq!(reclaimed[0].id, task.id);
+    assert_eq!(reclaimed[0].attempt, 2);
+    assert_eq!(reclaimed[0].lease.as_ref().unwrap().agent, agent("eager"));
+
+    // The stale holder is fenced off.
+    let e = c
+        .complete(
+            task.id,
+            &CompleteRequest {
+                lease_token: stale,
+                result: None,
+                artifacts: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(e.is_lease_conflict(), "{e}");
+    assert_eq!(c.get_task(task.id).await.unwrap().status, TaskStatus::Running);
+}
+
+#[tokio::test]
+async fn cancel_stops_a_task_and_cannot_be_repeated() {
+    let app = TestApp::spawn().await;
+    let task = app.create("c", json!(1)).await;
+    let cancelled = app.client.cancel(task.id).await.unwrap();
+    assert_eq!(cancelled.status, TaskStatus::Cancelled);
+    assert!(app.claim_one("c", "w").await.is_none());
+    let e = app.client.cancel(task.id).await.unwrap_err();
+    assert_eq!(problem(&e).kind, "/problems/invalid-transition");
+}

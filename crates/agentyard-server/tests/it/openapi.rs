@@ -1,0 +1,90 @@
+//! The OpenAPI document describes exactly the routes the server answers.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::TestApp;
+
+/// Every route of the API. Adding a route means adding it here, to the router (through
+/// `api::routes`) and so to the document; this test fails when any of the three disagree.
+const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/health"),
+    ("GET", "/v1/queues"),
+    ("GET", "/v1/queues/{queue}"),
+    ("POST", "/v1/queues/{queue}/claim"),
+    ("POST", "/v1/queues/{queue}/redrive"),
+    ("GET", "/v1/tasks"),
+    ("POST", "/v1/tasks"),
+    ("POST", "/v1/tasks/batch"),
+    ("GET", "/v1/tasks/{id}"),
+    ("PATCH", "/v1/tasks/{id}"),
+    ("POST", "/v1/tasks/{id}/cancel"),
+    ("POST", "/v1/tasks/{id}/complete"),
+    ("POST", "/v1/tasks/{id}/fail"),
+    ("POST", "/v1/tasks/{id}/heartbeat"),
+    ("POST", "/v1/tasks/{id}/redrive"),
+];
+
+#[tokio::test]
+async fn the_document_lists_every_route_and_the_router_serves_every_documented_one() {
+    let app = TestApp::spawn().await;
+    let doc: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if !["get", "put", "post", "patch", "delete"].contains(&method.as_str()) {
+                continue;
+            }
+            documented.insert((method.to_uppercase(), path.clone()));
+            if path.starts_with("/v1/") {
+                let params = op["parameters"].as_array().expect("parameters");
+                assert!(
+                    params.iter().any(|p| p["name"] == "Agentyard-Namespace"),
+                    "{method} {path} does not document the namespace header"
+                );
+            }
+            let responses = op["responses"].as_object().unwrap();
+            assert!(
+                responses.keys().any(|k| k.starts_with('2')),
+                "{method} {path} has no success response"
+            );
+        }
+    }
+    let expected: BTreeSet<_> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    assert_eq!(
+        documented, expected,
+        "the OpenAPI document and the expected route list differ"
+    );
+
+    for (method, path) in ROUTES {
+        let concrete = path
+            .replace("{id}", &agentyard_core::TaskId::generate().to_string())
+            .replace("{queue}", "some-queue");
+        let r = app
+            .http
+            .request(method.parse().unwrap(), app.url(&concrete))
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        assert_ne!(status, 405, "{method} {path} is documented but not routed");
+        assert_ne!(
+            body["type"], "/problems/no-such-route",
+            "{method} {path} is documented but not routed"
+        );
+    }
+}
