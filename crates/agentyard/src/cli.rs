@@ -1,0 +1,198 @@
+//! The command line: every subcommand and flag of `agentyard`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "agentyard", version, about = "The coordination yard for fleets of AI agents")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Create, inspect and work on tasks of a running server.
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// Inspect queues of a running server.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+}
+
+/// Flags of `serve`. Each is also an `AGENTYARD_*` environment variable; a TOML file given with
+/// `--config` fills in whatever neither sets.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A TOML file with any of the settings below (keys as the long flags, with underscores).
+    #[arg(long, env = "AGENTYARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7070]
+    #[arg(long, env = "AGENTYARD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Where tasks live: sqlite://PATH or memory:// [default: sqlite://agentyard.db]
+    #[arg(long, env = "AGENTYARD_STORE")]
+    pub store: Option<String>,
+    /// SQLite durability: normal (survives a process crash) or full (fsync per commit group,
+    /// survives power loss) [default: normal]
+    #[arg(long, env = "AGENTYARD_DURABILITY")]
+    pub durability: Option<String>,
+    /// Most waiting (queued + scheduled) tasks per queue; creates beyond it get 429
+    /// [default: 1000000]
+    #[arg(long, env = "AGENTYARD_MAX_QUEUE_DEPTH")]
+    pub max_queue_depth: Option<u64>,
+    /// Lease length when a claim does not say, in milliseconds [default: 30000]
+    #[arg(long, env = "AGENTYARD_LEASE_MS")]
+    pub lease_ms: Option<u64>,
+    /// Largest request body, in bytes [default: 1048576]
+    #[arg(long, env = "AGENTYARD_BODY_LIMIT")]
+    pub body_limit: Option<usize>,
+    /// Log format: pretty, json, or auto (pretty on a terminal) [default: auto]
+    #[arg(long, env = "AGENTYARD_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// Where the server is and how to print.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Server URL.
+    #[arg(long, env = "AGENTYARD_URL", default_value = "http://127.0.0.1:7070", global = true)]
+    pub url: String,
+    /// Namespace to work in.
+    #[arg(
+        long,
+        short = 'n',
+        env = "AGENTYARD_NAMESPACE",
+        default_value = "default",
+        global = true
+    )]
+    pub namespace: String,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// Create a task.
+    Create {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Queue to put it on.
+        #[arg(long, short)]
+        queue: String,
+        /// Input as JSON, e.g. '{"url": "https://…"}'.
+        #[arg(long, short, default_value = "null")]
+        input: String,
+        #[arg(long)]
+        title: Option<String>,
+        #[arg(long)]
+        kind: Option<String>,
+        /// Higher runs first.
+        #[arg(long, allow_negative_numbers = true)]
+        priority: Option<i32>,
+        /// Run no earlier than this many milliseconds from now.
+        #[arg(long)]
+        delay_ms: Option<u64>,
+        #[arg(long)]
+        max_attempts: Option<u32>,
+        /// Creating again with the same key returns the original task.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Capabilities an agent needs to get it (repeat or comma-separate).
+        #[arg(long = "require", value_delimiter = ',')]
+        required_capabilities: Vec<String>,
+    },
+    /// Show one task.
+    Get {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: String,
+    },
+    /// List tasks, newest last.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long, short)]
+        queue: Option<String>,
+        /// queued, scheduled, running, succeeded, failed (the dead-letter view) or cancelled.
+        #[arg(long, short)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Continue after a previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Claim tasks from a queue as an agent (prints their lease tokens).
+    Claim {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long, short)]
+        queue: String,
+        #[arg(long, short)]
+        agent: String,
+        #[arg(long, default_value_t = 1)]
+        max: u32,
+        /// Wait up to this long for a task to arrive.
+        #[arg(long, default_value_t = 0)]
+        wait_ms: u64,
+        #[arg(long)]
+        lease_ms: Option<u64>,
+        /// Capabilities this agent offers (repeat or comma-separate).
+        #[arg(long = "capability", value_delimiter = ',')]
+        capabilities: Vec<String>,
+    },
+    /// Mark a claimed task succeeded.
+    Complete {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: String,
+        /// The lease token the claim returned.
+        #[arg(long, short)]
+        token: String,
+        /// Result as JSON.
+        #[arg(long, short)]
+        result: Option<String>,
+    },
+    /// Report that a claimed task's attempt failed (it retries unless --final).
+    Fail {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: String,
+        #[arg(long, short)]
+        token: String,
+        #[arg(long, short)]
+        message: String,
+        #[arg(long, default_value = "error")]
+        kind: String,
+        /// Do not retry: send the task to the dead-letter view now.
+        #[arg(long = "final")]
+        no_retry: bool,
+    },
+    /// Cancel a task that has not finished.
+    Cancel {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: String,
+    },
+    /// Put a failed task back on its queue with fresh attempts.
+    Redrive {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Every queue with its counts per status.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}

@@ -1,0 +1,99 @@
+//! `agentyard serve`: opens the store named by the settings and runs the server until a signal.
+
+use std::sync::Arc;
+
+use agentyard_core::SystemClock;
+use agentyard_server::{AppState, ServerConfig};
+use agentyard_store::{MemoryStore, Store};
+use agentyard_store_sqlite::{SqliteOptions, SqliteStore};
+use anyhow::Context;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::ServeArgs;
+use crate::settings::{LogFormat, Settings, StoreUrl};
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::resolve(&args)?;
+    init_logging(settings.log_format);
+    let store: Arc<dyn Store> = match &settings.store {
+        StoreUrl::Memory => {
+            tracing::warn!("using the memory store: nothing survives a restart");
+            Arc::new(MemoryStore::new())
+        }
+        StoreUrl::Sqlite(path) => {
+            let options = SqliteOptions {
+                durability: settings.durability,
+                ..SqliteOptions::default()
+            };
+            let store = SqliteStore::open(path, options)
+                .with_context(|| format!("cannot open the SQLite store {}", path.display()))?;
+            Arc::new(store)
+        }
+    };
+    let config = ServerConfig {
+        listen: settings.listen,
+        default_lease_ms: settings.lease_ms,
+        max_queue_depth: Some(settings.max_queue_depth),
+        body_limit_bytes: settings.body_limit,
+        ..ServerConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, store = ?settings.store, durability = ?settings.durability, "agentyard is listening");
+    // Scripts and tests read this line to learn the address (useful with port 0).
+    println!("listening on http://{addr}");
+    let state = AppState::new(store, Arc::new(SystemClock), config);
+    agentyard_server::startup::run(listener, state, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = EnvFilter::try_from_env("AGENTYARD_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Pretty => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
