@@ -16,6 +16,8 @@ use agentyard_store_sqlite::{Durability, SqliteOptions, SqliteStore};
 use serde_json::json;
 use tempfile::TempDir;
 
+mod model;
+
 const T0: i64 = 1_800_000_000_000;
 
 fn at(ms: i64) -> Timestamp {
