@@ -277,3 +277,37 @@ fn echo(bytes: &[u8]) -> String {
         None => text.into_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problem_bodies_keep_their_known_and_extra_fields() {
+        let body = r#"{"type": "/problems/backpressure", "title": "Queue is full", "status": 429,
+            "detail": "queue q is full", "queue": "q", "depth": 3, "limit": 3}"#;
+        let p: Problem = serde_json::from_str(body).unwrap();
+        assert_eq!(p.kind, kinds::BACKPRESSURE);
+        assert_eq!(p.extra["depth"], 3);
+        let e = ClientError::Api {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            problem: Box::new(p),
+            retry_after_secs: Some(1),
+        };
+        assert!(e.is_retryable());
+        assert_eq!(e.to_string(), "429 Too Many Requests: queue q is full");
+    }
+
+    #[test]
+    fn long_unexpected_bodies_are_cut() {
+        let long = "é".repeat(2 * MAX_ECHO);
+        assert_eq!(echo(long.as_bytes()).chars().count(), MAX_ECHO + 1);
+        assert_eq!(echo(b"short"), "short");
+    }
+
+    #[test]
+    fn the_base_url_loses_its_trailing_slash() {
+        let c = Client::new("http://127.0.0.1:7070/").with_namespace(Namespace::parse("team").unwrap());
+        assert_eq!(c.base_url(), "http://127.0.0.1:7070");
+    }
+}

@@ -20,7 +20,7 @@ const REDRIVE_BATCH: usize = 1_000;
 /// With `wait_ms`, waits up to that long for a task when none is ready (long-poll) and answers
 /// with an empty list when none came.
 #[utoipa::path(
-    post, path = "/v1/queues/{queue}/claim", tag = "leases",
+    post, path = "/v1/queues/{queue}/claim", tag = "leases", operation_id = "claim_tasks",
     params(("queue" = String, Path, description = "Queue name")),
     request_body = ClaimRequest,
     responses(

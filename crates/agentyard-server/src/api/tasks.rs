@@ -366,7 +366,7 @@ pub async fn redrive_task(
 
 /// Extend the lease of a running task (and report progress).
 #[utoipa::path(
-    post, path = "/v1/tasks/{id}/heartbeat", tag = "leases",
+    post, path = "/v1/tasks/{id}/heartbeat", tag = "leases", operation_id = "heartbeat_task",
     params(("id" = String, Path, description = "Task id")),
     request_body = HeartbeatRequest,
     responses(
@@ -396,7 +396,7 @@ pub async fn heartbeat(
 ///
 /// Repeating a completion with the same lease token is harmless.
 #[utoipa::path(
-    post, path = "/v1/tasks/{id}/complete", tag = "leases",
+    post, path = "/v1/tasks/{id}/complete", tag = "leases", operation_id = "complete_task",
     params(("id" = String, Path, description = "Task id")),
     request_body = CompleteRequest,
     responses(
@@ -420,7 +420,7 @@ pub async fn complete(
 /// Report a failed attempt. A retryable error with attempts left schedules a retry after the
 /// task's backoff; otherwise the task is `failed` (the dead-letter view).
 #[utoipa::path(
-    post, path = "/v1/tasks/{id}/fail", tag = "leases",
+    post, path = "/v1/tasks/{id}/fail", tag = "leases", operation_id = "fail_task",
     params(("id" = String, Path, description = "Task id")),
     request_body = FailRequest,
     responses(
