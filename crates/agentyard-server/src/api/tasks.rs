@@ -5,7 +5,7 @@ use agentyard_core::api::{
     BatchCreateRequest, BatchCreateResponse, CompleteRequest, CreateTaskRequest, FailRequest, HeartbeatRequest,
     MAX_BATCH, TaskPage, UpdateTaskRequest,
 };
-use agentyard_core::{QueueName, Task, TaskCommand, TaskId, TaskStatus};
+use agentyard_core::{Namespace, QueueName, Task, TaskCommand, TaskId, TaskStatus};
 use agentyard_store::{CreateOptions, StoreError, TaskFilter};
 use axum::Json;
 use axum::extract::{Query, State};
@@ -315,12 +315,7 @@ pub async fn update_task(
     Ok(task_response(StatusCode::OK, &task))
 }
 
-async fn apply(
-    s: &AppState,
-    ns: &agentyard_core::Namespace,
-    id: TaskId,
-    command: TaskCommand,
-) -> Result<Response, ApiError> {
+async fn apply(s: &AppState, ns: &Namespace, id: TaskId, command: TaskCommand) -> Result<Response, ApiError> {
     let task = s.store.apply(ns, id, command, s.clock.now()).await?;
     s.dispatch.task_changed(&task);
     Ok(task_response(StatusCode::OK, &task))
