@@ -252,7 +252,27 @@ fn apply(
 
 fn claim_tasks(ctx: &mut WriteCtx<'_>, ns: &Namespace, claim: &Claim, now: Timestamp) -> Result<Vec<Task>, StoreError> {
     let max = usize::try_from(claim.max).unwrap_or(usize::MAX);
-    let picked = tasks::claimable(ctx.conn(), ns, &claim.queue, &claim.capabilities, max)?;
+    let conn = ctx.conn();
+    let mut taken_per_key: HashMap<String, u64> = HashMap::new();
+    // Dispatch limits, in claim order: concurrency first (it costs no token), then the rate.
+    let admit = |task: &Task| -> Result<bool, StoreError> {
+        if let Some(k) = &task.concurrency_key {
+            let taken = taken_per_key.get(k).copied().unwrap_or(0);
+            if tasks::running_with_key(conn, ns, k)? + taken >= claim.max_concurrent(k) {
+                return Ok(false);
+            }
+        }
+        if let Some(k) = &task.rate_limit_key
+            && !claim.take_rate_token(k, now)
+        {
+            return Ok(false);
+        }
+        if let Some(k) = &task.concurrency_key {
+            *taken_per_key.entry(k.clone()).or_default() += 1;
+        }
+        Ok(true)
+    };
+    let picked = tasks::claimable(conn, ns, &claim.queue, &claim.capabilities, max, admit)?;
     let mut out = Vec::with_capacity(picked.len());
     for mut task in picked {
         let before = task.status;

@@ -204,6 +204,7 @@ pub(crate) fn claimable(
     queue: &QueueName,
     capabilities: &[Capability],
     max: usize,
+    mut admit: impl FnMut(&Task) -> Result<bool, StoreError>,
 ) -> Result<Vec<Task>, StoreError> {
     if max == 0 {
         return Ok(Vec::new());
@@ -234,7 +235,7 @@ pub(crate) fn claimable(
         }
         let task = decode(row)?;
         // The document is the truth; the column only saves parsing it.
-        if task.runnable_by(capabilities) {
+        if task.runnable_by(capabilities) && admit(&task)? {
             out.push(task);
             if out.len() == max {
                 break;
@@ -242,6 +243,20 @@ pub(crate) fn claimable(
         }
     }
     Ok(out)
+}
+
+/// How many tasks of a concurrency key run in the namespace right now.
+pub(crate) fn running_with_key(conn: &Connection, ns: &Namespace, key: &str) -> Result<u64, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM tasks WHERE status = 'running' AND namespace = ?1 \
+             AND json_extract(doc, '$.concurrency_key') = ?2",
+        )
+        .map_err(sql_error)?;
+    let n: i64 = stmt
+        .query_row(params![ns.as_str(), key], |r| r.get(0))
+        .map_err(sql_error)?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// Running tasks whose lease expired at or before `now`, earliest first.

@@ -50,7 +50,9 @@ macro_rules! conformance_tests {
             pagination_walks_everything_once,
             backpressure_refuses_the_whole_batch,
             queue_stats_count_by_status,
-            namespaces_are_isolated
+            namespaces_are_isolated,
+            concurrency_keys_cap_running_tasks,
+            rate_limit_keys_hold_tasks_back
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -87,13 +89,7 @@ fn new_task(queue: &str) -> NewTask {
 }
 
 fn claim(queue: &str, who: &str, max: u32) -> Claim {
-    Claim {
-        queue: q(queue),
-        agent: agent(who),
-        capabilities: Vec::new(),
-        max,
-        lease_ms: 1_000,
-    }
+    Claim::new(q(queue), agent(who), max, 1_000)
 }
 
 async fn create(store: &Arc<dyn Store>, task: NewTask, now: Timestamp) -> Task {
@@ -1402,4 +1398,112 @@ macro_rules! agent_conformance_tests {
             }
         )*
     };
+}
+
+pub async fn concurrency_keys_cap_running_tasks(store: Arc<dyn Store>) {
+    struct Two;
+    impl crate::DispatchGate for Two {
+        fn max_concurrent(&self, key: &str) -> u64 {
+            if key == "repo-a" {
+                2
+            } else {
+                crate::DEFAULT_MAX_CONCURRENT
+            }
+        }
+        fn take_rate_token(&self, _key: &str, _now: Timestamp) -> bool {
+            true
+        }
+    }
+    let mut batch = Vec::new();
+    for (i, key) in ["repo-a", "repo-a", "repo-a", "repo-b", "repo-b"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut t = new_task("git");
+        t.concurrency_key = Some(key.into());
+        t.priority = 10 - i as i32;
+        batch.push(t);
+    }
+    batch.push(new_task("git"));
+    store
+        .create_tasks(&ns(), batch, CreateOptions::default(), at(0))
+        .await
+        .expect("create");
+    let mut c = claim("git", "w", 10);
+    c.gate = Some(Arc::new(Two));
+    let got = store.claim_tasks(&ns(), &c, at(1)).await.expect("claim");
+    let keys: Vec<Option<&str>> = got.iter().map(|t| t.concurrency_key.as_deref()).collect();
+    assert_eq!(
+        keys,
+        vec![Some("repo-a"), Some("repo-a"), Some("repo-b"), None],
+        "two of repo-a, one of repo-b (no configured limit)"
+    );
+    assert!(
+        store.claim_tasks(&ns(), &c, at(2)).await.expect("claim").is_empty(),
+        "the keys are at their limits"
+    );
+    let a = &got[0];
+    store
+        .apply(
+            &ns(),
+            a.id,
+            TaskCommand::Complete {
+                token: token(a),
+                completion: Completion::default(),
+            },
+            at(3),
+        )
+        .await
+        .expect("complete");
+    let next = store.claim_tasks(&ns(), &c, at(4)).await.expect("claim");
+    assert_eq!(
+        next.iter().map(|t| t.concurrency_key.as_deref()).collect::<Vec<_>>(),
+        vec![Some("repo-a")],
+        "a finished task frees its slot"
+    );
+    // Without a gate, a key runs one task at a time.
+    let plain = store
+        .claim_tasks(&ns(), &claim("git", "w", 10), at(5))
+        .await
+        .expect("claim");
+    assert!(plain.is_empty(), "repo-b already runs one: {plain:?}");
+}
+
+pub async fn rate_limit_keys_hold_tasks_back(store: Arc<dyn Store>) {
+    struct Budget(std::sync::Mutex<u32>);
+    impl crate::DispatchGate for Budget {
+        fn max_concurrent(&self, _key: &str) -> u64 {
+            u64::MAX
+        }
+        fn take_rate_token(&self, key: &str, _now: Timestamp) -> bool {
+            let mut left = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            if key != "openai" || *left == 0 {
+                return key != "openai";
+            }
+            *left -= 1;
+            true
+        }
+    }
+    let mut batch = Vec::new();
+    for _ in 0..4 {
+        let mut t = new_task("llm");
+        t.rate_limit_key = Some("openai".into());
+        batch.push(t);
+    }
+    batch.push(new_task("llm"));
+    store
+        .create_tasks(&ns(), batch, CreateOptions::default(), at(0))
+        .await
+        .expect("create");
+    let mut c = claim("llm", "w", 10);
+    c.gate = Some(Arc::new(Budget(std::sync::Mutex::new(2))));
+    let got = store.claim_tasks(&ns(), &c, at(1)).await.expect("claim");
+    assert_eq!(
+        got.iter().filter(|t| t.rate_limit_key.is_some()).count(),
+        2,
+        "two tokens, two tasks"
+    );
+    assert_eq!(got.len(), 3, "the unlimited task is not held back");
+    let stats = store.queue_stats(&ns(), Some(&q("llm")), at(2)).await.expect("stats");
+    assert_eq!(stats[0].counts.queued, 2, "the rest stay queued");
 }

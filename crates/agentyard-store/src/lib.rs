@@ -9,6 +9,8 @@ pub mod memory;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+use std::sync::Arc;
+
 use agentyard_core::api::QueueStats;
 use agentyard_core::{
     AgentName, Capability, Namespace, NewTask, QueueName, Task, TaskCommand, TaskId, TaskStatus, Timestamp,
@@ -35,13 +37,83 @@ pub struct Created {
 }
 
 /// What a claimer asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Claim {
     pub queue: QueueName,
     pub agent: AgentName,
     pub capabilities: Vec<Capability>,
     pub max: u32,
     pub lease_ms: u64,
+    /// Keyed rate limits and concurrency limits; `None` means no rate limits and the default of
+    /// one running task per concurrency key.
+    pub gate: Option<Arc<dyn DispatchGate>>,
+}
+
+impl Claim {
+    pub fn new(queue: QueueName, agent: AgentName, max: u32, lease_ms: u64) -> Self {
+        Self {
+            queue,
+            agent,
+            capabilities: Vec::new(),
+            max,
+            lease_ms,
+            gate: None,
+        }
+    }
+
+    /// Most running tasks allowed for a concurrency key.
+    pub fn max_concurrent(&self, key: &str) -> u64 {
+        self.gate
+            .as_ref()
+            .map_or(DEFAULT_MAX_CONCURRENT, |g| g.max_concurrent(key))
+    }
+
+    /// Takes a token of a rate-limit key (always granted without a gate).
+    pub fn take_rate_token(&self, key: &str, now: Timestamp) -> bool {
+        self.gate.as_ref().is_none_or(|g| g.take_rate_token(key, now))
+    }
+}
+
+impl std::fmt::Debug for Claim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claim")
+            .field("queue", &self.queue)
+            .field("agent", &self.agent)
+            .field("capabilities", &self.capabilities)
+            .field("max", &self.max)
+            .field("lease_ms", &self.lease_ms)
+            .field("gate", &self.gate.is_some())
+            .finish()
+    }
+}
+
+impl PartialEq for Claim {
+    fn eq(&self, other: &Self) -> bool {
+        let same_gate = match (&self.gate, &other.gate) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        same_gate
+            && self.queue == other.queue
+            && self.agent == other.agent
+            && self.capabilities == other.capabilities
+            && self.max == other.max
+            && self.lease_ms == other.lease_ms
+    }
+}
+
+/// Running tasks allowed per concurrency key that has no configured limit.
+pub const DEFAULT_MAX_CONCURRENT: u64 = 1;
+
+/// Dispatch limits a claim must respect, consulted by the backend task by task, in claim order,
+/// inside the claim's transaction: a task whose concurrency key is at its limit, or whose
+/// rate-limit key has no token left, is passed over (it stays queued) rather than handed out.
+pub trait DispatchGate: Send + Sync {
+    /// Most tasks of this concurrency key that may run at once.
+    fn max_concurrent(&self, key: &str) -> u64;
+    /// Takes one token of this rate-limit key; false when none is left at `now`.
+    fn take_rate_token(&self, key: &str, now: Timestamp) -> bool;
 }
 
 /// Which tasks to list.
@@ -91,7 +163,9 @@ pub trait Store: Send + Sync + 'static {
     -> Result<Task, StoreError>;
 
     /// Leases up to `claim.max` ready tasks of the queue to the agent: highest priority first,
-    /// then earliest `run_at`, then creation order. Never hands one task to two claimers.
+    /// then earliest `run_at`, then creation order. Never hands one task to two claimers. Skips
+    /// tasks the agent lacks capabilities for, tasks whose `concurrency_key` already has
+    /// `claim.max_concurrent(key)` running, and tasks whose `rate_limit_key` has no token.
     async fn claim_tasks(&self, ns: &Namespace, claim: &Claim, now: Timestamp) -> Result<Vec<Task>, StoreError>;
 
     /// Re-queues (or dead-letters) running tasks whose lease expired at or before `now`.

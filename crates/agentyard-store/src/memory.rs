@@ -32,6 +32,8 @@ struct State {
     /// (namespace, agent, topic) → sequence the subscription started after.
     subscriptions: BTreeMap<(Namespace, AgentName, TopicName), u64>,
     message_keys: HashMap<(Namespace, String), u64>,
+    /// Running tasks per (namespace, concurrency key).
+    running_keys: HashMap<(Namespace, String), u64>,
 }
 
 impl State {
@@ -46,6 +48,9 @@ impl State {
             TaskStatus::Running => {
                 if let Some(l) = &t.lease {
                     self.leases.insert((l.expires_at, t.id));
+                }
+                if let Some(k) = &t.concurrency_key {
+                    *self.running_keys.entry((t.namespace.clone(), k.clone())).or_default() += 1;
                 }
             }
             _ => {}
@@ -65,6 +70,12 @@ impl State {
         }
         if let Some(c) = self.counts.get_mut(&(t.namespace.clone(), t.queue.clone())) {
             *c.slot(t.status) -= 1;
+        }
+        if t.status == TaskStatus::Running
+            && let Some(k) = &t.concurrency_key
+            && let Some(n) = self.running_keys.get_mut(&(t.namespace.clone(), k.clone()))
+        {
+            *n -= 1;
         }
     }
 
@@ -245,14 +256,33 @@ impl Store for MemoryStore {
             Timestamp::from_millis(i64::MIN),
             TaskId::from_parts(0, 0),
         );
-        let picked: Vec<TaskId> = st
-            .ready
-            .range(start..)
-            .take_while(|k| &k.0 == ns && k.1 == claim.queue)
-            .filter(|k| st.tasks.get(&k.4).is_some_and(|t| t.runnable_by(&claim.capabilities)))
-            .take(claim.max as usize)
-            .map(|k| k.4)
-            .collect();
+        let mut picked: Vec<TaskId> = Vec::new();
+        let mut taken_per_key: HashMap<String, u64> = HashMap::new();
+        for key in st.ready.range(start..).take_while(|k| &k.0 == ns && k.1 == claim.queue) {
+            if picked.len() == claim.max as usize {
+                break;
+            }
+            let Some(task) = st.tasks.get(&key.4) else { continue };
+            if !task.runnable_by(&claim.capabilities) {
+                continue;
+            }
+            if let Some(k) = &task.concurrency_key {
+                let running = st.running_keys.get(&(ns.clone(), k.clone())).copied().unwrap_or(0);
+                let taken = taken_per_key.get(k).copied().unwrap_or(0);
+                if running + taken >= claim.max_concurrent(k) {
+                    continue;
+                }
+            }
+            if let Some(k) = &task.rate_limit_key
+                && !claim.take_rate_token(k, now)
+            {
+                continue;
+            }
+            if let Some(k) = &task.concurrency_key {
+                *taken_per_key.entry(k.clone()).or_default() += 1;
+            }
+            picked.push(key.4);
+        }
         let mut out = Vec::with_capacity(picked.len());
         for id in picked {
             let token = LeaseToken::generate();

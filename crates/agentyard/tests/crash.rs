@@ -19,7 +19,15 @@ const CLAIMERS: usize = 24;
 /// Starts `agentyard serve` and returns it with the address it listens on.
 fn start_server(db: &std::path::Path, listen: &str) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_agentyard"))
-        .args(["serve", "--listen", listen, "--lease-ms", "1000", "--log-format", "json"])
+        .args([
+            "serve",
+            "--listen",
+            listen,
+            "--lease-ms",
+            "1000",
+            "--log-format",
+            "json",
+        ])
         .arg("--store")
         .arg(format!("sqlite://{}", db.display()))
         .env("AGENTYARD_LOG", "warn")
@@ -29,8 +37,13 @@ fn start_server(db: &std::path::Path, listen: &str) -> (Child, String) {
         .expect("start agentyard serve");
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
-    let addr = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the listening line");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
     (child, addr.to_owned())
 }
 
@@ -98,9 +111,17 @@ async fn sigkill_under_load_loses_nothing_and_completes_nothing_twice() {
                 };
                 for task in tasks {
                     let token = task.lease.as_ref().expect("a claimed task has a lease").token.clone();
-                    let done = CompleteRequest { lease_token: token.clone(), result: None, artifacts: None };
+                    let done = CompleteRequest {
+                        lease_token: token.clone(),
+                        result: None,
+                        artifacts: None,
+                    };
                     if client.complete(task.id, &done).await.is_ok() {
-                        ledger.completed.lock().expect("ledger").push((task.id.to_string(), token.to_string()));
+                        ledger
+                            .completed
+                            .lock()
+                            .expect("ledger")
+                            .push((task.id.to_string(), token.to_string()));
                     }
                 }
             }
@@ -142,19 +163,30 @@ async fn sigkill_under_load_loses_nothing_and_completes_nothing_twice() {
     let mut all = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let page = client.list_tasks(Some(&queue), None, Some(1_000), cursor.as_deref()).await.expect("list");
+        let page = client
+            .list_tasks(Some(&queue), None, Some(1_000), cursor.as_deref())
+            .await
+            .expect("list");
         all.extend(page.items);
         match page.next_cursor {
             Some(c) => cursor = Some(c),
             None => break,
         }
     }
-    assert_eq!(all.len(), TASKS, "one task per idempotency key, none lost, none duplicated");
+    assert_eq!(
+        all.len(),
+        TASKS,
+        "one task per idempotency key, none lost, none duplicated"
+    );
     let by_id: HashMap<String, TaskStatus> = all.iter().map(|t| (t.id.to_string(), t.status)).collect();
     let created = ledger.created.lock().expect("ledger").clone();
     assert_eq!(created.len(), TASKS);
     for (key, id) in acked_before_crash.iter().chain(created.iter()) {
-        assert_eq!(by_id.get(id), Some(&TaskStatus::Succeeded), "task {id} ({key}) was acknowledged");
+        assert_eq!(
+            by_id.get(id),
+            Some(&TaskStatus::Succeeded),
+            "task {id} ({key}) was acknowledged"
+        );
     }
     // No task was completed under two different leases.
     let completed = ledger.completed.lock().expect("ledger").clone();

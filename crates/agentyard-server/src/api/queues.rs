@@ -41,6 +41,7 @@ pub async fn claim(
         capabilities: req.capabilities.unwrap_or_default(),
         max,
         lease_ms,
+        gate: None,
     };
     let tasks = s
         .dispatch

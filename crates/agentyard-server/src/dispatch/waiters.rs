@@ -172,6 +172,7 @@ mod tests {
             capabilities: Vec::new(),
             max: 1,
             lease_ms: 30_000,
+            gate: None,
         };
         (Namespace::default(), queue, claim)
     }

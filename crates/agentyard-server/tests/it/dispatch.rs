@@ -166,6 +166,7 @@ async fn tick_promotes_due_tasks_and_expires_leases_on_the_injected_clock() {
         capabilities: Vec::new(),
         max: 1,
         lease_ms: 500,
+        gate: None,
     };
     let claimed = store.claim_tasks(&ns, &claim, now()).await.unwrap();
     assert_eq!(claimed.len(), 1);

@@ -39,6 +39,7 @@ fn claim(queue: &str, who: &str, max: u32) -> Claim {
         capabilities: Vec::new(),
         max,
         lease_ms: 1_000,
+        gate: None,
     }
 }
 

@@ -197,6 +197,7 @@ fn random_op(rng: &mut Rng, created: usize, next_priority: &mut i32) -> Op {
             capabilities: if rng.chance(30) { vec![gpu()] } else { Vec::new() },
             max: rng.below(4) as u32,
             lease_ms: 100,
+            gate: None,
         }),
         45..=54 => Op::Complete(pick(rng)),
         55..=62 => Op::Fail(pick(rng), rng.chance(70)),
