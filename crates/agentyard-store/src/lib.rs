@@ -195,3 +195,8 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Vec<QueueStats>, StoreError>;
 }
+
+/// A backend that stores everything: tasks, agents and messages. The server holds one of these.
+pub trait Yard: Store + AgentStore + MessageStore {}
+
+impl<T: Store + AgentStore + MessageStore> Yard for T {}
