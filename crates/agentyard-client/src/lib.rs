@@ -102,6 +102,11 @@ impl Client {
         self.call(self.request(Method::GET, "/health")).await
     }
 
+    /// `GET /openapi.json`: the server's API description (to learn which routes it has).
+    pub async fn openapi(&self) -> Result<serde_json::Value, ClientError> {
+        self.call(self.request(Method::GET, "/openapi.json")).await
+    }
+
     /// `POST /v1/tasks`: the new task, or the original when its idempotency key was seen.
     pub async fn create_task(&self, req: &CreateTaskRequest) -> Result<Task, ClientError> {
         self.create_task_outcome(req).await.map(|c| c.task)

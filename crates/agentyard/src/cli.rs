@@ -22,6 +22,8 @@ pub enum Command {
     /// Inspect queues of a running server.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Measure a server: throughput and latency suites (see BENCHMARKS.md).
+    Bench(BenchArgs),
 }
 
 /// Flags of `serve`. Each is also an `AGENTYARD_*` environment variable; a TOML file given with
@@ -195,4 +197,36 @@ pub enum QueueCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+}
+
+/// Flags of `bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Which suite to run.
+    #[arg(value_enum)]
+    pub suite: crate::bench::Suite,
+    /// Measure this running server instead of starting a fresh one per workload.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Store of the servers the bench starts itself.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    pub store: crate::bench::StoreKind,
+    /// SQLite durability of the servers the bench starts itself: normal or full.
+    #[arg(long, default_value = "normal")]
+    pub durability: String,
+    /// Tasks per workload (each suite has its own default).
+    #[arg(long)]
+    pub n: Option<u64>,
+    /// Concurrent claimers (drain, latency) or requests in flight (enqueue).
+    #[arg(long, default_value_t = 10)]
+    pub concurrency: usize,
+    /// Tasks per second the latency suite's producer creates.
+    #[arg(long, default_value_t = 500)]
+    pub rate: u64,
+    /// A seconds-long run with small sizes, to check that every suite works.
+    #[arg(long)]
+    pub smoke: bool,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }

@@ -1,5 +1,6 @@
 //! The `agentyard` binary: the server and a command-line client for it.
 
+mod bench;
 mod cli;
 mod commands;
 mod serve;
@@ -16,6 +17,7 @@ async fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::serve(args).await,
         Command::Task(cmd) => commands::task(cmd).await,
         Command::Queue(cmd) => commands::queue(cmd).await,
+        Command::Bench(args) => bench::bench(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

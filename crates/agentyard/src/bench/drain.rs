@@ -1,0 +1,118 @@
+//! The drain suite: with N tasks waiting, one worker process (this one) runs `--concurrency`
+//! claimers, each claiming and then completing until the queue is empty. The rate counts from
+//! the first claim to the last completion; latency is per HTTP request (claims and completions).
+//! Run once with single-task claims and once with claims of up to 10.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use agentyard_client::Client;
+use agentyard_core::api::{ClaimRequest, CompleteRequest, CreateTaskRequest, MAX_BATCH};
+use agentyard_core::{AgentName, QueueName};
+use anyhow::{Context, bail};
+use serde_json::json;
+
+use crate::bench::report::Row;
+use crate::bench::stats::Samples;
+use crate::bench::{Bench, Outcome, fresh_queue, timed};
+
+/// Create requests in flight while filling the queue (not measured).
+const FILL_IN_FLIGHT: usize = 4;
+
+pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
+    let n = bench.n(50_000, 1_000);
+    let c = bench.concurrency();
+    let mut outcome = Outcome::default();
+    for max in [1u32, 10] {
+        let target = bench.target().await?;
+        let queue = fresh_queue("drain")?;
+        fill(&target.client, &queue, n).await?;
+        let done = Arc::new(AtomicU64::new(0));
+        let start = Instant::now();
+        let mut claimers = Vec::with_capacity(c);
+        for i in 0..c {
+            let (client, queue, done) = (target.client.clone(), queue.clone(), done.clone());
+            claimers.push(tokio::spawn(async move { claimer(client, queue, i, max, done).await }));
+        }
+        let mut samples = Samples::with_capacity(2 * n as usize);
+        for cl in claimers {
+            samples.extend(cl.await.context("a claimer panicked")??);
+        }
+        let elapsed = start.elapsed();
+        let processed = done.load(Ordering::Relaxed);
+        let stats = target.client.queue_stats(&queue).await?;
+        if processed != n || stats.counts.succeeded != n {
+            bail!(
+                "drained {processed} of {n} tasks; the queue says {} succeeded",
+                stats.counts.succeeded
+            );
+        }
+        let name = if max == 1 {
+            format!("drain claim1 x{c}")
+        } else {
+            format!("drain claim{max} x{c}")
+        };
+        outcome.rows.push(
+            Row::new(name, n)
+                .rate(n, elapsed)
+                .latency(&samples)
+                .rss(target.peak_rss_mb()),
+        );
+    }
+    Ok(outcome)
+}
+
+/// Puts `n` tasks on the queue through the batch endpoint.
+async fn fill(client: &Client, queue: &QueueName, n: u64) -> anyhow::Result<()> {
+    let batches: Vec<u64> = (0..n.div_ceil(MAX_BATCH as u64)).collect();
+    for chunk in batches.chunks(FILL_IN_FLIGHT) {
+        let mut calls = Vec::with_capacity(chunk.len());
+        for &b in chunk {
+            let first = b * MAX_BATCH as u64;
+            let tasks: Vec<CreateTaskRequest> = (first..n.min(first + MAX_BATCH as u64))
+                .map(|i| CreateTaskRequest::new(queue.clone(), json!({"i": i})))
+                .collect();
+            let client = client.clone();
+            calls.push(tokio::spawn(async move { client.create_tasks(&tasks).await }));
+        }
+        for call in calls {
+            call.await.context("a create panicked")??;
+        }
+    }
+    Ok(())
+}
+
+/// Claims up to `max` at a time and completes each claimed task, until a claim comes back empty
+/// (every task was created before, so an empty claim means none is left).
+async fn claimer(
+    client: Client,
+    queue: QueueName,
+    index: usize,
+    max: u32,
+    done: Arc<AtomicU64>,
+) -> anyhow::Result<Samples> {
+    let mut claim = ClaimRequest::new(AgentName::parse(format!("worker-{index}"))?);
+    claim.max = Some(max);
+    let mut samples = Samples::default();
+    loop {
+        let (took, claimed) = timed(client.claim(&queue, &claim)).await;
+        samples.push(took);
+        let tasks = claimed?.tasks;
+        if tasks.is_empty() {
+            return Ok(samples);
+        }
+        for task in tasks {
+            let lease = task.lease.context("a claimed task without a lease")?;
+            let req = CompleteRequest {
+                lease_token: lease.token,
+                result: None,
+                artifacts: None,
+            };
+            let (took, completed) = timed(client.complete(task.id, &req)).await;
+            samples.push(took);
+            completed?;
+            done.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
