@@ -33,6 +33,11 @@ pub(crate) fn corrupt_id(id: TaskId, what: &str, e: impl std::fmt::Display) -> S
     corrupt(&id.to_string(), what, e)
 }
 
+/// A stored agent or message that does not decode. `record` names it, e.g. "agent ns/coder-1".
+pub(crate) fn corrupt_record(record: impl std::fmt::Display, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Other(format!("{record}: the stored document is unreadable: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,9 +24,11 @@
 //!
 //! The path must be a file on a local file system (WAL needs shared memory; not `:memory:`).
 
+mod agents;
 mod connection;
 mod counts;
 mod error;
+mod messages;
 mod migrations;
 mod readers;
 mod store;

@@ -53,6 +53,75 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX tasks_by_queue ON tasks (namespace, queue, id);
     CREATE INDEX tasks_by_status ON tasks (namespace, status, id);
     ",
+    // 2: agents, messages, subscriptions; two more task columns for what agents need of tasks.
+    //
+    // `lease_agent` (the lease holder) and `concurrency_key` are copies of `doc` fields, written
+    // with the row like the other indexed columns, so counting an agent's running tasks,
+    // releasing its leases and counting a concurrency key's running tasks walk an index and
+    // never parse JSON. Both indexes are partial: only running tasks are ever looked up by them,
+    // so every other task costs nothing in them. Existing rows are backfilled from `doc`.
+    //
+    // An agent is `doc` (its JSON without `running`, which is counted from the tasks on read)
+    // plus copies of `status` and `last_heartbeat` for the sweep that finds silent agents.
+    //
+    // A message is stored once, whoever reads it: `kind` and `to_name` (the agent or the topic,
+    // NULL for a broadcast) say whose inbox it belongs to. An inbox read is one range scan of
+    // `messages_inbox` per source (direct, broadcast, each subscribed topic) after the cursor,
+    // merged by `seq`; `expires_at` rides in the index so expired messages are skipped without
+    // touching the row. Sequences come from `message_seq`, never from MAX(seq): deleting the
+    // newest messages (retention) must not hand their numbers out again, or a cursor past them
+    // would skip new messages.
+    r"
+    ALTER TABLE tasks ADD COLUMN lease_agent TEXT;
+    ALTER TABLE tasks ADD COLUMN concurrency_key TEXT;
+    UPDATE tasks SET lease_agent = json_extract(doc, '$.lease.agent'),
+                     concurrency_key = json_extract(doc, '$.concurrency_key');
+    -- Agent.running, and the leases to release when an agent goes; in id order without a sort.
+    CREATE INDEX tasks_running_by_agent ON tasks (namespace, lease_agent, id) WHERE status = 'running';
+    -- Claims count the running tasks of a concurrency key.
+    CREATE INDEX tasks_running_by_key ON tasks (namespace, concurrency_key)
+        WHERE status = 'running' AND concurrency_key IS NOT NULL;
+
+    CREATE TABLE agents (
+        namespace      TEXT    NOT NULL,
+        name           TEXT    NOT NULL,
+        status         TEXT    NOT NULL,
+        last_heartbeat INTEGER NOT NULL, -- unix ms
+        doc            TEXT    NOT NULL, -- serde_json of Agent without `running`
+        PRIMARY KEY (namespace, name)
+    );
+    -- expire_agents: the agents still counted alive, by how long they have been silent.
+    CREATE INDEX agents_silent ON agents (last_heartbeat) WHERE status != 'gone';
+
+    CREATE TABLE messages (
+        namespace       TEXT    NOT NULL,
+        seq             INTEGER NOT NULL,
+        kind            TEXT    NOT NULL CHECK (kind IN ('agent', 'topic', 'broadcast')),
+        to_name         TEXT,             -- the agent or the topic; NULL for a broadcast
+        expires_at      INTEGER,          -- unix ms; NULL: never
+        idempotency_key TEXT,
+        doc             TEXT    NOT NULL, -- serde_json of Message
+        PRIMARY KEY (namespace, seq)
+    );
+    CREATE INDEX messages_inbox ON messages (namespace, kind, to_name, seq, expires_at);
+    CREATE UNIQUE INDEX messages_idempotency ON messages (namespace, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+
+    -- start_seq: the topic's messages after it are the subscriber's.
+    CREATE TABLE subscriptions (
+        namespace TEXT    NOT NULL,
+        agent     TEXT    NOT NULL,
+        topic     TEXT    NOT NULL,
+        start_seq INTEGER NOT NULL,
+        PRIMARY KEY (namespace, agent, topic)
+    ) WITHOUT ROWID;
+
+    -- The last message sequence handed out in each namespace.
+    CREATE TABLE message_seq (
+        namespace TEXT    NOT NULL PRIMARY KEY,
+        last      INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// Brings the schema up to date, one transaction per step, so a crash mid-way leaves the

@@ -10,6 +10,7 @@ use rusqlite::Connection;
 use tokio::sync::Semaphore;
 
 use crate::connection::open_reader;
+use crate::error::sql_error;
 
 pub(crate) struct Readers {
     pool: Arc<Pool>,
@@ -92,5 +93,22 @@ impl Readers {
         })
         .await
         .map_err(|e| StoreError::Other(format!("a SQLite read did not finish: {e}")))?
+    }
+
+    /// Like [`Readers::run`], inside one read transaction: every statement of `read` sees the
+    /// same commit. Needed when a read takes several statements whose answers must agree (an
+    /// inbox merged from several sources must not see a message of one source and miss an older
+    /// one of another that committed in between).
+    pub(crate) async fn snapshot<R, F>(&self, read: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.run(move |conn| {
+            // Deferred: the snapshot is taken by the first statement. Dropping it ends it.
+            let tx = conn.unchecked_transaction().map_err(sql_error)?;
+            read(&tx)
+        })
+        .await
     }
 }

@@ -23,9 +23,9 @@ use crate::{Durability, SqliteOptions};
 /// A store in one SQLite file. See the crate docs for how it writes and what survives a crash.
 pub struct SqliteStore {
     // Field order is drop order: the writer finishes its queue and closes the database last.
-    readers: Readers,
+    pub(crate) readers: Readers,
     counts: Counts,
-    writer: Writer,
+    pub(crate) writer: Writer,
     path: PathBuf,
     durability: Durability,
 }

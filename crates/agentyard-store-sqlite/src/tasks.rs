@@ -4,7 +4,7 @@
 //! transaction, the readers inside the implicit one of a single statement. All of them use
 //! cached prepared statements, since the same dozen statements run over and over.
 
-use agentyard_core::{Capability, Namespace, QueueName, Task, TaskId, Timestamp};
+use agentyard_core::{AgentName, Capability, Namespace, QueueName, Task, TaskId, Timestamp};
 use agentyard_store::{Page, StoreError, TaskFilter};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
@@ -27,6 +27,11 @@ fn capabilities_column(task: &Task) -> Option<String> {
     }
     let names: Vec<&str> = task.required_capabilities.iter().map(Capability::as_str).collect();
     Some(names.join(" "))
+}
+
+/// The `lease_agent` column: who holds the lease, if anyone.
+fn lease_agent(task: &Task) -> Option<&str> {
+    task.lease.as_ref().map(|l| l.agent.as_str())
 }
 
 fn text<'r>(row: &'r Row<'_>, index: usize, id: &str, what: &str) -> Result<&'r str, StoreError> {
@@ -84,7 +89,8 @@ pub(crate) fn insert(conn: &Connection, task: &Task) -> Result<(), StoreError> {
     let mut stmt = conn
         .prepare_cached(
             "INSERT INTO tasks (namespace, id, queue, status, priority, run_at, lease_expires_at, \
-             idempotency_key, capabilities, doc, meta) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             idempotency_key, capabilities, doc, meta, lease_agent, concurrency_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )
         .map_err(sql_error)?;
     stmt.execute(params![
@@ -99,19 +105,21 @@ pub(crate) fn insert(conn: &Connection, task: &Task) -> Result<(), StoreError> {
         capabilities_column(task),
         doc,
         meta,
+        lease_agent(task),
+        task.concurrency_key,
     ])
     .map_err(sql_error)?;
     Ok(())
 }
 
-/// Stores a changed task. Namespace, queue, idempotency key and required capabilities never
-/// change after creation, so only the columns that can are written.
+/// Stores a changed task. Namespace, queue, idempotency key, required capabilities and
+/// concurrency key never change after creation, so only the columns that can are written.
 pub(crate) fn update(conn: &Connection, task: &Task) -> Result<(), StoreError> {
     let (doc, meta) = encode(task)?;
     let mut stmt = conn
         .prepare_cached(
-            "UPDATE tasks SET status = ?3, priority = ?4, run_at = ?5, lease_expires_at = ?6, doc = ?7, meta = ?8 \
-             WHERE namespace = ?1 AND id = ?2",
+            "UPDATE tasks SET status = ?3, priority = ?4, run_at = ?5, lease_expires_at = ?6, doc = ?7, meta = ?8, \
+             lease_agent = ?9 WHERE namespace = ?1 AND id = ?2",
         )
         .map_err(sql_error)?;
     let changed = stmt
@@ -124,6 +132,7 @@ pub(crate) fn update(conn: &Connection, task: &Task) -> Result<(), StoreError> {
             task.lease.as_ref().map(|l| l.expires_at.as_millis()),
             doc,
             meta,
+            lease_agent(task),
         ])
         .map_err(sql_error)?;
     if changed == 1 {
@@ -249,14 +258,35 @@ pub(crate) fn claimable(
 pub(crate) fn running_with_key(conn: &Connection, ns: &Namespace, key: &str) -> Result<u64, StoreError> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT COUNT(*) FROM tasks WHERE status = 'running' AND namespace = ?1 \
-             AND json_extract(doc, '$.concurrency_key') = ?2",
+            "SELECT COUNT(*) FROM tasks WHERE status = 'running' AND namespace = ?1 AND concurrency_key = ?2",
         )
         .map_err(sql_error)?;
     let n: i64 = stmt
         .query_row(params![ns.as_str(), key], |r| r.get(0))
         .map_err(sql_error)?;
     Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// How many tasks the agent holds a lease on right now.
+pub(crate) fn running_count_of(conn: &Connection, ns: &Namespace, agent: &AgentName) -> Result<u64, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT COUNT(*) FROM tasks WHERE status = 'running' AND namespace = ?1 AND lease_agent = ?2")
+        .map_err(sql_error)?;
+    let n: i64 = stmt
+        .query_row(params![ns.as_str(), agent.as_str()], |r| r.get(0))
+        .map_err(sql_error)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// The running tasks the agent holds a lease on, in id order.
+pub(crate) fn running_of(conn: &Connection, ns: &Namespace, agent: &AgentName) -> Result<Vec<Task>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, doc, meta FROM tasks WHERE status = 'running' AND namespace = ?1 AND lease_agent = ?2 \
+             ORDER BY id",
+        )
+        .map_err(sql_error)?;
+    collect(stmt.query(params![ns.as_str(), agent.as_str()]).map_err(sql_error)?)
 }
 
 /// Running tasks whose lease expired at or before `now`, earliest first.

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use agentyard_store::conformance::TestStore;
+use agentyard_store::conformance::agents::AgentTestStore;
 use agentyard_store_sqlite::{SqliteOptions, SqliteStore};
 
 async fn sqlite_store() -> TestStore {
@@ -15,3 +16,20 @@ async fn sqlite_store() -> TestStore {
 }
 
 agentyard_store::conformance_tests!(sqlite_store);
+
+/// Tasks, agents and messages all in the same store, as the server holds it.
+async fn sqlite_agent_store() -> AgentTestStore {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(SqliteStore::open(dir.path().join("yard.db"), SqliteOptions::default()).expect("open"));
+    AgentTestStore {
+        tasks: store.clone(),
+        agents: store.clone(),
+        messages: store,
+        _guard: Box::new(dir),
+    }
+}
+
+mod agents {
+    use super::sqlite_agent_store;
+    agentyard_store::agent_conformance_tests!(sqlite_agent_store);
+}

@@ -1,0 +1,357 @@
+//! The agents table, and `AgentStore` on SQLite: registrations and heartbeats are writer
+//! commands, reads go to the reader pool, and `Agent.running` is counted from the running tasks
+//! on every read (it is never stored, so it cannot drift from the tasks).
+
+use agentyard_core::agent::{Agent, AgentRegistration, AgentStatus, DEFAULT_SLOTS};
+use agentyard_core::{AgentName, Capability, Namespace, Task, Timestamp};
+use agentyard_store::{AgentStore, StoreError};
+use async_trait::async_trait;
+use rusqlite::{Connection, Row, params};
+use serde_json::Value;
+
+use crate::error::{corrupt_record, sql_error};
+use crate::store::SqliteStore;
+use crate::writer::WriteCtx;
+use crate::{messages, tasks};
+
+fn agent_not_found(name: &AgentName) -> StoreError {
+    StoreError::NotFound {
+        what: format!("agent {name}"),
+    }
+}
+
+/// `running` is left out of the stored document: it is counted on read.
+const NOT_STORED: &str = "running";
+
+fn encode(agent: &Agent) -> Result<String, StoreError> {
+    let record = || format!("agent {}/{}", agent.namespace, agent.name);
+    let mut value = serde_json::to_value(agent).map_err(|e| corrupt_record(record(), e))?;
+    if let Value::Object(fields) = &mut value {
+        fields.remove(NOT_STORED);
+    }
+    serde_json::to_string(&value).map_err(|e| corrupt_record(record(), e))
+}
+
+/// Decodes a row whose first three columns are `namespace, name, doc`, with its running count.
+fn decode(row: &Row<'_>, running: u64) -> Result<Agent, StoreError> {
+    let ns: String = row.get(0).map_err(sql_error)?;
+    let name: String = row.get(1).map_err(sql_error)?;
+    let doc: String = row.get(2).map_err(sql_error)?;
+    let record = || format!("agent {ns}/{name}");
+    let mut value: Value = serde_json::from_str(&doc).map_err(|e| corrupt_record(record(), e))?;
+    match &mut value {
+        Value::Object(fields) => {
+            fields.insert(NOT_STORED.into(), running.into());
+        }
+        _ => return Err(corrupt_record(record(), "not a JSON object")),
+    }
+    let agent: Agent = serde_json::from_value(value).map_err(|e| corrupt_record(record(), e))?;
+    if agent.namespace.as_str() != ns || agent.name.as_str() != name {
+        return Err(corrupt_record(
+            record(),
+            format!("it holds agent {}/{}", agent.namespace, agent.name),
+        ));
+    }
+    Ok(agent)
+}
+
+/// The stored agent, its `running` left at 0 (see [`with_running`]).
+fn load(conn: &Connection, ns: &Namespace, name: &AgentName) -> Result<Option<Agent>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT namespace, name, doc FROM agents WHERE namespace = ?1 AND name = ?2")
+        .map_err(sql_error)?;
+    let mut rows = stmt.query(params![ns.as_str(), name.as_str()]).map_err(sql_error)?;
+    match rows.next().map_err(sql_error)? {
+        Some(row) => decode(row, 0).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The stored agent, or `NotFound`; its `running` left at 0.
+pub(crate) fn require(conn: &Connection, ns: &Namespace, name: &AgentName) -> Result<Agent, StoreError> {
+    load(conn, ns, name)?.ok_or_else(|| agent_not_found(name))
+}
+
+fn with_running(conn: &Connection, mut agent: Agent) -> Result<Agent, StoreError> {
+    agent.running = tasks::running_count_of(conn, &agent.namespace, &agent.name)?;
+    Ok(agent)
+}
+
+/// The agent as the API shows it, running count included.
+pub(crate) fn view(conn: &Connection, ns: &Namespace, name: &AgentName) -> Result<Agent, StoreError> {
+    with_running(conn, require(conn, ns, name)?)
+}
+
+/// Every agent of the namespace by name, running counts included.
+fn list(conn: &Connection, ns: &Namespace) -> Result<Vec<Agent>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT a.namespace, a.name, a.doc, \
+             (SELECT COUNT(*) FROM tasks t WHERE t.status = 'running' AND t.namespace = a.namespace \
+              AND t.lease_agent = a.name) \
+             FROM agents a WHERE a.namespace = ?1 ORDER BY a.name",
+        )
+        .map_err(sql_error)?;
+    let mut rows = stmt.query(params![ns.as_str()]).map_err(sql_error)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(sql_error)? {
+        let running: i64 = row.get(3).map_err(sql_error)?;
+        out.push(decode(row, u64::try_from(running).unwrap_or(0))?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn save(conn: &Connection, agent: &Agent) -> Result<(), StoreError> {
+    let doc = encode(agent)?;
+    let mut stmt = conn
+        .prepare_cached(
+            "INSERT INTO agents (namespace, name, status, last_heartbeat, doc) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (namespace, name) DO UPDATE SET \
+             status = excluded.status, last_heartbeat = excluded.last_heartbeat, doc = excluded.doc",
+        )
+        .map_err(sql_error)?;
+    stmt.execute(params![
+        agent.namespace.as_str(),
+        agent.name.as_str(),
+        agent.status.as_str(),
+        agent.last_heartbeat.as_millis(),
+        doc,
+    ])
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+/// Removes the agent and its subscriptions. Returns false if there was no such agent.
+fn delete(conn: &Connection, ns: &Namespace, name: &AgentName) -> Result<bool, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("DELETE FROM agents WHERE namespace = ?1 AND name = ?2")
+        .map_err(sql_error)?;
+    let deleted = stmt.execute(params![ns.as_str(), name.as_str()]).map_err(sql_error)?;
+    if deleted == 0 {
+        return Ok(false);
+    }
+    messages::unsubscribe_all(conn, ns, name)?;
+    Ok(true)
+}
+
+/// Agents not yet gone whose last heartbeat is at or before `since`, found through the
+/// `agents_silent` index (unordered).
+fn silent_since(conn: &Connection, since: i64) -> Result<Vec<Agent>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT namespace, name, doc FROM agents WHERE status != 'gone' AND last_heartbeat <= ?1")
+        .map_err(sql_error)?;
+    let mut rows = stmt.query(params![since]).map_err(sql_error)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(sql_error)? {
+        out.push(decode(row, 0)?);
+    }
+    Ok(out)
+}
+
+fn new_agent(
+    conn: &Connection,
+    ns: &Namespace,
+    name: &AgentName,
+    reg: AgentRegistration,
+    now: Timestamp,
+) -> Result<Agent, StoreError> {
+    // Its inbox starts after the latest message: older broadcasts are not its business.
+    let start = messages::latest_seq(conn, ns)?;
+    Ok(Agent {
+        name: name.clone(),
+        namespace: ns.clone(),
+        capabilities: reg.capabilities,
+        slots: reg.slots,
+        metadata: reg.metadata,
+        status: AgentStatus::Active,
+        last_heartbeat: now,
+        registered_at: now,
+        running: 0,
+        inbox_start: start,
+        inbox_cursor: start,
+    })
+}
+
+/// Takes every lease the agent holds away (see `Task::release_lease`). Returns the released tasks.
+fn release_all(
+    ctx: &mut WriteCtx<'_>,
+    ns: &Namespace,
+    name: &AgentName,
+    now: Timestamp,
+    reason: &str,
+) -> Result<Vec<Task>, StoreError> {
+    let held = tasks::running_of(ctx.conn(), ns, name)?;
+    let mut out = Vec::with_capacity(held.len());
+    for mut task in held {
+        let before = task.status;
+        if task.release_lease(now, reason) {
+            ctx.update(before, &task)?;
+            out.push(task);
+        }
+    }
+    Ok(out)
+}
+
+fn register(
+    ctx: &mut WriteCtx<'_>,
+    ns: &Namespace,
+    name: &AgentName,
+    reg: AgentRegistration,
+    now: Timestamp,
+) -> Result<Agent, StoreError> {
+    let conn = ctx.conn();
+    let agent = match load(conn, ns, name)? {
+        Some(mut a) => {
+            a.capabilities = reg.capabilities;
+            a.slots = reg.slots;
+            a.metadata = reg.metadata;
+            a.status = AgentStatus::Active;
+            a.last_heartbeat = now;
+            a
+        }
+        None => new_agent(conn, ns, name, reg, now)?,
+    };
+    save(conn, &agent)?;
+    with_running(conn, agent)
+}
+
+fn touch(
+    ctx: &mut WriteCtx<'_>,
+    ns: &Namespace,
+    name: &AgentName,
+    capabilities: Option<Vec<Capability>>,
+    now: Timestamp,
+) -> Result<Agent, StoreError> {
+    let conn = ctx.conn();
+    let agent = match load(conn, ns, name)? {
+        Some(mut a) => {
+            if a.status == AgentStatus::Gone {
+                a.status = AgentStatus::Active;
+            }
+            a.last_heartbeat = now;
+            a
+        }
+        None => {
+            let reg = AgentRegistration {
+                capabilities: capabilities.unwrap_or_default(),
+                slots: DEFAULT_SLOTS,
+                metadata: Value::Null,
+            };
+            new_agent(conn, ns, name, reg, now)?
+        }
+    };
+    save(conn, &agent)?;
+    with_running(conn, agent)
+}
+
+/// Loads a registered agent, changes it, stores it and returns its view.
+fn change(
+    ctx: &mut WriteCtx<'_>,
+    ns: &Namespace,
+    name: &AgentName,
+    f: impl FnOnce(&mut Agent),
+) -> Result<Agent, StoreError> {
+    let conn = ctx.conn();
+    let mut agent = require(conn, ns, name)?;
+    f(&mut agent);
+    save(conn, &agent)?;
+    with_running(conn, agent)
+}
+
+fn expire(ctx: &mut WriteCtx<'_>, now: Timestamp, timeout_ms: u64) -> Result<Vec<(Agent, Vec<Task>)>, StoreError> {
+    let timeout = i64::try_from(timeout_ms).unwrap_or(i64::MAX);
+    let mut silent = silent_since(ctx.conn(), now.as_millis().saturating_sub(timeout))?;
+    // The exact rule of `MemoryStore` (the index bound above only narrows), in its order.
+    silent.retain(|a| a.last_heartbeat.add_millis(timeout_ms) <= now);
+    silent.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    let mut out = Vec::with_capacity(silent.len());
+    for mut agent in silent {
+        agent.status = AgentStatus::Gone;
+        save(ctx.conn(), &agent)?;
+        let reason = format!("agent {} stopped heartbeating", agent.name);
+        let released = release_all(ctx, &agent.namespace.clone(), &agent.name.clone(), now, &reason)?;
+        out.push((with_running(ctx.conn(), agent)?, released));
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl AgentStore for SqliteStore {
+    async fn register_agent(
+        &self,
+        ns: &Namespace,
+        name: &AgentName,
+        registration: AgentRegistration,
+        now: Timestamp,
+    ) -> Result<Agent, StoreError> {
+        let (ns, name) = (ns.clone(), name.clone());
+        self.writer
+            .run(move |ctx| register(ctx, &ns, &name, registration, now))
+            .await
+    }
+
+    async fn touch_agent(
+        &self,
+        ns: &Namespace,
+        name: &AgentName,
+        capabilities: Option<Vec<Capability>>,
+        now: Timestamp,
+    ) -> Result<Agent, StoreError> {
+        let (ns, name) = (ns.clone(), name.clone());
+        self.writer
+            .run(move |ctx| touch(ctx, &ns, &name, capabilities, now))
+            .await
+    }
+
+    async fn heartbeat_agent(&self, ns: &Namespace, name: &AgentName, now: Timestamp) -> Result<Agent, StoreError> {
+        let (ns, name) = (ns.clone(), name.clone());
+        self.writer
+            .run(move |ctx| {
+                change(ctx, &ns, &name, |a| {
+                    if a.status == AgentStatus::Gone {
+                        a.status = AgentStatus::Active;
+                    }
+                    a.last_heartbeat = now;
+                })
+            })
+            .await
+    }
+
+    async fn get_agent(&self, ns: &Namespace, name: &AgentName) -> Result<Agent, StoreError> {
+        let (ns, name) = (ns.clone(), name.clone());
+        self.readers.snapshot(move |conn| view(conn, &ns, &name)).await
+    }
+
+    async fn list_agents(&self, ns: &Namespace) -> Result<Vec<Agent>, StoreError> {
+        let ns = ns.clone();
+        self.readers.run(move |conn| list(conn, &ns)).await
+    }
+
+    async fn drain_agent(&self, ns: &Namespace, name: &AgentName, now: Timestamp) -> Result<Agent, StoreError> {
+        let (ns, name) = (ns.clone(), name.clone());
+        self.writer
+            .run(move |ctx| {
+                change(ctx, &ns, &name, |a| {
+                    a.status = AgentStatus::Draining;
+                    a.last_heartbeat = a.last_heartbeat.max(now);
+                })
+            })
+            .await
+    }
+
+    async fn delete_agent(&self, ns: &Namespace, name: &AgentName, now: Timestamp) -> Result<Vec<Task>, StoreError> {
+        let (ns, name) = (ns.clone(), name.clone());
+        self.writer
+            .run(move |ctx| {
+                if !delete(ctx.conn(), &ns, &name)? {
+                    return Err(agent_not_found(&name));
+                }
+                release_all(ctx, &ns, &name, now, &format!("agent {name} was removed"))
+            })
+            .await
+    }
+
+    async fn expire_agents(&self, now: Timestamp, timeout_ms: u64) -> Result<Vec<(Agent, Vec<Task>)>, StoreError> {
+        self.writer.run(move |ctx| expire(ctx, now, timeout_ms)).await
+    }
+}
