@@ -82,16 +82,14 @@ pub(crate) fn view(conn: &Connection, ns: &Namespace, name: &AgentName) -> Resul
     with_running(conn, require(conn, ns, name)?)
 }
 
+const LIST: &str = "SELECT a.namespace, a.name, a.doc, \
+     (SELECT COUNT(*) FROM tasks t WHERE t.status = 'running' AND t.namespace = a.namespace \
+      AND t.lease_agent = a.name) \
+     FROM agents a WHERE a.namespace = ?1 ORDER BY a.name";
+
 /// Every agent of the namespace by name, running counts included.
 fn list(conn: &Connection, ns: &Namespace) -> Result<Vec<Agent>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT a.namespace, a.name, a.doc, \
-             (SELECT COUNT(*) FROM tasks t WHERE t.status = 'running' AND t.namespace = a.namespace \
-              AND t.lease_agent = a.name) \
-             FROM agents a WHERE a.namespace = ?1 ORDER BY a.name",
-        )
-        .map_err(sql_error)?;
+    let mut stmt = conn.prepare_cached(LIST).map_err(sql_error)?;
     let mut rows = stmt.query(params![ns.as_str()]).map_err(sql_error)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(sql_error)? {
@@ -134,12 +132,12 @@ fn delete(conn: &Connection, ns: &Namespace, name: &AgentName) -> Result<bool, S
     Ok(true)
 }
 
+const SILENT: &str = "SELECT namespace, name, doc FROM agents WHERE status != 'gone' AND last_heartbeat <= ?1";
+
 /// Agents not yet gone whose last heartbeat is at or before `since`, found through the
 /// `agents_silent` index (unordered).
 fn silent_since(conn: &Connection, since: i64) -> Result<Vec<Agent>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT namespace, name, doc FROM agents WHERE status != 'gone' AND last_heartbeat <= ?1")
-        .map_err(sql_error)?;
+    let mut stmt = conn.prepare_cached(SILENT).map_err(sql_error)?;
     let mut rows = stmt.query(params![since]).map_err(sql_error)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(sql_error)? {
@@ -353,5 +351,20 @@ impl AgentStore for SqliteStore {
 
     async fn expire_agents(&self, now: Timestamp, timeout_ms: u64) -> Result<Vec<(Agent, Vec<Task>)>, StoreError> {
         self.writer.run(move |ctx| expire(ctx, now, timeout_ms)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LIST, SILENT};
+    use crate::migrations::plans::assert_uses;
+
+    /// Listing agents counts each one's running tasks through the index, and the sweep for
+    /// silent agents never reads those already gone.
+    #[test]
+    fn agent_queries_use_their_index() {
+        assert_uses(LIST, "tasks_running_by_agent");
+        assert_uses(LIST, "sqlite_autoindex_agents_1");
+        assert_uses(SILENT, "agents_silent");
     }
 }

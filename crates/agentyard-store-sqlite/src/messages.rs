@@ -18,6 +18,14 @@ use crate::error::{corrupt_record, sql_error};
 use crate::store::SqliteStore;
 use crate::writer::WriteCtx;
 
+const SEQ_OF_KEY: &str = "SELECT seq, doc FROM messages WHERE namespace = ?1 AND idempotency_key = ?2";
+
+const DOC_OF_SEQ: &str = "SELECT doc FROM messages WHERE namespace = ?1 AND seq = ?2";
+
+const SUBSCRIPTIONS_OF: &str = "SELECT topic, start_seq FROM subscriptions WHERE namespace = ?1 AND agent = ?2";
+
+const COUNT: &str = "SELECT COUNT(*) FROM messages WHERE namespace = ?1";
+
 /// Sequences are u64 in the API and INTEGER (i64) in SQLite; they never come near the limit,
 /// and a cursor past it simply finds nothing.
 fn seq_column(seq: u64) -> i64 {
@@ -97,9 +105,7 @@ fn insert(conn: &Connection, message: &Message) -> Result<(), StoreError> {
 }
 
 fn find_by_idempotency_key(conn: &Connection, ns: &Namespace, key: &str) -> Result<Option<Message>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT seq, doc FROM messages WHERE namespace = ?1 AND idempotency_key = ?2")
-        .map_err(sql_error)?;
+    let mut stmt = conn.prepare_cached(SEQ_OF_KEY).map_err(sql_error)?;
     let found: Option<(i64, String)> = stmt
         .query_row(params![ns.as_str(), key], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()
@@ -108,9 +114,7 @@ fn find_by_idempotency_key(conn: &Connection, ns: &Namespace, key: &str) -> Resu
 }
 
 fn load(conn: &Connection, ns: &Namespace, seq: u64) -> Result<Message, StoreError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT doc FROM messages WHERE namespace = ?1 AND seq = ?2")
-        .map_err(sql_error)?;
+    let mut stmt = conn.prepare_cached(DOC_OF_SEQ).map_err(sql_error)?;
     let doc: String = stmt
         .query_row(params![ns.as_str(), seq_column(seq)], |r| r.get(0))
         .map_err(sql_error)?;
@@ -139,9 +143,7 @@ fn sources(conn: &Connection, ns: &Namespace, agent: &Agent, after: u64) -> Resu
             after: after.max(agent.inbox_start),
         },
     ];
-    let mut stmt = conn
-        .prepare_cached("SELECT topic, start_seq FROM subscriptions WHERE namespace = ?1 AND agent = ?2")
-        .map_err(sql_error)?;
+    let mut stmt = conn.prepare_cached(SUBSCRIPTIONS_OF).map_err(sql_error)?;
     let mut rows = stmt
         .query(params![ns.as_str(), agent.name.as_str()])
         .map_err(sql_error)?;
@@ -165,13 +167,13 @@ macro_rules! unexpired_of_source {
     };
 }
 
-pub(crate) const INBOX_PAGE: &str = concat!(
+const INBOX_PAGE: &str = concat!(
     "SELECT seq FROM messages WHERE ",
     unexpired_of_source!(),
     " ORDER BY seq LIMIT ?6"
 );
 
-pub(crate) const INBOX_COUNT: &str = concat!("SELECT COUNT(*) FROM messages WHERE ", unexpired_of_source!());
+const INBOX_COUNT: &str = concat!("SELECT COUNT(*) FROM messages WHERE ", unexpired_of_source!());
 
 /// The sequences of at most `limit` unexpired messages for the agent after `after`, in order.
 fn inbox_seqs(
@@ -362,9 +364,7 @@ fn subscriptions(conn: &Connection, ns: &Namespace, name: &AgentName) -> Result<
 }
 
 fn count(conn: &Connection, ns: &Namespace) -> Result<u64, StoreError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT COUNT(*) FROM messages WHERE namespace = ?1")
-        .map_err(sql_error)?;
+    let mut stmt = conn.prepare_cached(COUNT).map_err(sql_error)?;
     let n: i64 = stmt.query_row(params![ns.as_str()], |r| r.get(0)).map_err(sql_error)?;
     Ok(seq_value(n))
 }
@@ -431,5 +431,29 @@ impl MessageStore for SqliteStore {
                 depth(conn, &ns, &agent, now)
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{COUNT, DOC_OF_SEQ, INBOX_COUNT, INBOX_PAGE, SEQ_OF_KEY, SUBSCRIPTIONS_OF};
+    use crate::migrations::plans::assert_uses;
+
+    /// An inbox read is a range scan of `messages_inbox` per source, answered from the index
+    /// alone (expired ones skipped there too), then one primary-key lookup per message returned.
+    #[test]
+    fn inbox_queries_walk_the_inbox_index() {
+        assert_uses(
+            INBOX_PAGE,
+            "COVERING INDEX messages_inbox (namespace=? AND kind=? AND to_name=? AND seq>?)",
+        );
+        assert_uses(
+            INBOX_COUNT,
+            "COVERING INDEX messages_inbox (namespace=? AND kind=? AND to_name=? AND seq>?)",
+        );
+        assert_uses(DOC_OF_SEQ, "sqlite_autoindex_messages_1 (namespace=? AND seq=?)");
+        assert_uses(SUBSCRIPTIONS_OF, "PRIMARY KEY (namespace=? AND agent=?)");
+        assert_uses(SEQ_OF_KEY, "messages_idempotency");
+        assert_uses(COUNT, "sqlite_autoindex_messages_1");
     }
 }

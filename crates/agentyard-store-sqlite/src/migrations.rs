@@ -155,6 +155,39 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Checks that hot queries walk their index: every such statement of the store is listed with
+/// the index it must use in a unit test beside it.
+#[cfg(test)]
+pub(crate) mod plans {
+    use rusqlite::Connection;
+
+    use super::migrate;
+
+    /// Asserts that `sql`, on a fresh database at the current schema, uses `index` and neither
+    /// scans a table nor sorts; with and without stable query plans (`ENABLE_QPSG`, where the
+    /// planner may not look at bound values to pick a partial index).
+    pub(crate) fn assert_uses(sql: &str, index: &str) {
+        for stable in [false, true] {
+            let mut conn = Connection::open_in_memory().expect("open");
+            conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, stable)
+                .expect("config");
+            migrate(&mut conn).expect("migrate");
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("explain");
+            let unbound = vec![rusqlite::types::Null; stmt.parameter_count()];
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(unbound), |row| row.get::<_, String>(3))
+                .expect("plan")
+                .collect::<Result<_, _>>()
+                .expect("plan rows");
+            let plan = plan.join(" / ");
+            let context = format!("{sql}\nplan (stable plans: {stable}): {plan}");
+            assert!(plan.contains(index), "{context}");
+            assert!(!plan.contains("TEMP B-TREE"), "{context}");
+            assert!(!plan.contains("SCAN "), "{context}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +201,53 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .expect("version");
         assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+
+    /// Tasks stored before migration 2 get their lease holder and concurrency key columns from
+    /// their documents, so the running tasks of an agent or a key are found after the upgrade.
+    #[test]
+    fn migration_2_fills_the_new_task_columns_from_the_documents() {
+        use agentyard_core::{AgentName, LeaseToken, NewTask, QueueName, TaskId, Timestamp};
+
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch(MIGRATIONS[0]).expect("version 1");
+        conn.pragma_update(None, "user_version", 1).expect("set");
+        let queue = QueueName::parse("q").expect("valid");
+        let ns = agentyard_core::Namespace::default_namespace();
+        let now = Timestamp::from_millis(1_000);
+        let mut running = NewTask::on(queue.clone(), serde_json::json!({}));
+        running.concurrency_key = Some("repo-a".into());
+        let mut running = running.into_task(TaskId::generate(), ns.clone(), now);
+        let agent = AgentName::parse("w-1").expect("valid");
+        running
+            .claim(&agent, LeaseToken::generate(), 30_000, now)
+            .expect("claim");
+        let queued = NewTask::on(queue, serde_json::json!({})).into_task(TaskId::generate(), ns, now);
+        for task in [&running, &queued] {
+            conn.execute(
+                "INSERT INTO tasks (namespace, id, queue, status, priority, run_at, doc, meta) \
+                 VALUES (?1, ?2, ?3, ?4, 0, 0, ?5, '{}')",
+                rusqlite::params![
+                    task.namespace.as_str(),
+                    task.id.to_string(),
+                    task.queue.as_str(),
+                    task.status.as_str(),
+                    serde_json::to_string(task).expect("json"),
+                ],
+            )
+            .expect("insert at version 1");
+        }
+        migrate(&mut conn).expect("migrate");
+        let columns = |id: TaskId| -> (Option<String>, Option<String>) {
+            conn.query_row(
+                "SELECT lease_agent, concurrency_key FROM tasks WHERE id = ?1",
+                [id.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("row")
+        };
+        assert_eq!(columns(running.id), (Some("w-1".into()), Some("repo-a".into())));
+        assert_eq!(columns(queued.id), (None, None));
     }
 
     #[test]

@@ -254,38 +254,36 @@ pub(crate) fn claimable(
     Ok(out)
 }
 
+const RUNNING_WITH_KEY: &str =
+    "SELECT COUNT(*) FROM tasks WHERE status = 'running' AND namespace = ?1 AND concurrency_key = ?2";
+
 /// How many tasks of a concurrency key run in the namespace right now.
 pub(crate) fn running_with_key(conn: &Connection, ns: &Namespace, key: &str) -> Result<u64, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT COUNT(*) FROM tasks WHERE status = 'running' AND namespace = ?1 AND concurrency_key = ?2",
-        )
-        .map_err(sql_error)?;
+    let mut stmt = conn.prepare_cached(RUNNING_WITH_KEY).map_err(sql_error)?;
     let n: i64 = stmt
         .query_row(params![ns.as_str(), key], |r| r.get(0))
         .map_err(sql_error)?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
+const RUNNING_COUNT_OF: &str =
+    "SELECT COUNT(*) FROM tasks WHERE status = 'running' AND namespace = ?1 AND lease_agent = ?2";
+
 /// How many tasks the agent holds a lease on right now.
 pub(crate) fn running_count_of(conn: &Connection, ns: &Namespace, agent: &AgentName) -> Result<u64, StoreError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT COUNT(*) FROM tasks WHERE status = 'running' AND namespace = ?1 AND lease_agent = ?2")
-        .map_err(sql_error)?;
+    let mut stmt = conn.prepare_cached(RUNNING_COUNT_OF).map_err(sql_error)?;
     let n: i64 = stmt
         .query_row(params![ns.as_str(), agent.as_str()], |r| r.get(0))
         .map_err(sql_error)?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
+const RUNNING_OF: &str =
+    "SELECT id, doc, meta FROM tasks WHERE status = 'running' AND namespace = ?1 AND lease_agent = ?2 ORDER BY id";
+
 /// The running tasks the agent holds a lease on, in id order.
 pub(crate) fn running_of(conn: &Connection, ns: &Namespace, agent: &AgentName) -> Result<Vec<Task>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT id, doc, meta FROM tasks WHERE status = 'running' AND namespace = ?1 AND lease_agent = ?2 \
-             ORDER BY id",
-        )
-        .map_err(sql_error)?;
+    let mut stmt = conn.prepare_cached(RUNNING_OF).map_err(sql_error)?;
     collect(stmt.query(params![ns.as_str(), agent.as_str()]).map_err(sql_error)?)
 }
 
@@ -361,16 +359,13 @@ pub(crate) fn next_wakeup(conn: &Connection) -> Result<Option<Timestamp>, StoreE
 
 #[cfg(test)]
 mod tests {
-    use rusqlite::Connection;
-
-    use crate::migrations::migrate;
+    use super::{RUNNING_COUNT_OF, RUNNING_OF, RUNNING_WITH_KEY};
+    use crate::migrations::plans::assert_uses;
 
     /// Every hot query must walk an index and never sort: a claim or an expiry sweep that scans
     /// or sorts the table gets slower with every task ever stored.
     #[test]
     fn hot_queries_use_their_index_without_sorting() {
-        let mut conn = Connection::open_in_memory().expect("open");
-        migrate(&mut conn).expect("migrate");
         for (sql, index) in [
             (
                 "SELECT id, doc, meta, capabilities FROM tasks WHERE namespace = ?1 AND queue = ?2 \
@@ -406,17 +401,11 @@ mod tests {
                 "SELECT id FROM tasks WHERE namespace = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
                 "sqlite_autoindex_tasks_1",
             ),
+            (RUNNING_WITH_KEY, "tasks_running_by_key"),
+            (RUNNING_COUNT_OF, "tasks_running_by_agent"),
+            (RUNNING_OF, "tasks_running_by_agent"),
         ] {
-            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("explain");
-            let unbound = vec![rusqlite::types::Null; stmt.parameter_count()];
-            let plan: Vec<String> = stmt
-                .query_map(rusqlite::params_from_iter(unbound), |row| row.get::<_, String>(3))
-                .expect("plan")
-                .collect::<Result<_, _>>()
-                .expect("plan rows");
-            let plan = plan.join(" / ");
-            assert!(plan.contains(index), "{sql}\nplan: {plan}");
-            assert!(!plan.contains("TEMP B-TREE"), "{sql}\nplan: {plan}");
+            assert_uses(sql, index);
         }
     }
 }

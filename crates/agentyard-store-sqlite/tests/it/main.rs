@@ -1,5 +1,6 @@
 //! SQLite-specific behaviour beyond the shared conformance suite: what survives a reopen or a
-//! `kill -9`, durability settings, group commit under concurrency, damaged rows.
+//! `kill -9`, durability settings, group commit under concurrency, damaged rows; agents and
+//! messages (`agents.rs`).
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -16,6 +17,7 @@ use agentyard_store_sqlite::{Durability, SqliteOptions, SqliteStore};
 use serde_json::json;
 use tempfile::TempDir;
 
+mod agents;
 mod model;
 
 const T0: i64 = 1_800_000_000_000;
