@@ -53,6 +53,8 @@ pub mod kinds {
     pub const INVALID_TRANSITION: &str = "/problems/invalid-transition";
     pub const PAYLOAD_TOO_LARGE: &str = "/problems/payload-too-large";
     pub const BACKPRESSURE: &str = "/problems/backpressure";
+    pub const INBOX_FULL: &str = "/problems/inbox-full";
+    pub const RATE_LIMITED: &str = "/problems/rate-limited";
     pub const UNAVAILABLE: &str = "/problems/unavailable";
     pub const INTERNAL: &str = "/problems/internal";
 }
@@ -115,7 +117,12 @@ impl ClientError {
         self.kind() == Some(kinds::LEASE_CONFLICT)
     }
 
-    /// Worth retrying later (429 backpressure, 503), after [`ClientError::retry_after_secs`].
+    /// The agent the request named is over its API rate: wait [`ClientError::retry_after_secs`].
+    pub fn is_rate_limited(&self) -> bool {
+        self.kind() == Some(kinds::RATE_LIMITED)
+    }
+
+    /// Worth retrying later (429 backpressure or rate limit, 503), after [`ClientError::retry_after_secs`].
     pub fn is_retryable(&self) -> bool {
         matches!(
             self.status(),

@@ -3,28 +3,36 @@
 //! conflicts. Cloning a [`Client`] is cheap and shares its connection pool.
 
 mod error;
+mod sse;
 
 use std::sync::Arc;
 
+use agentyard_core::agent::{Agent, AgentStatus};
 use agentyard_core::api::{
-    BatchCreateResponse, ClaimRequest, ClaimResponse, CompleteRequest, CreateTaskRequest, FailRequest,
-    HeartbeatRequest, QueueList, QueueStats, TaskPage, UpdateTaskRequest,
+    AckRequest, AckResponse, AgentList, BatchCreateResponse, ClaimRequest, ClaimResponse, CompleteRequest,
+    CreateTaskRequest, FailRequest, HeartbeatRequest, InboxResponse, Limit, LimitList, LimitRequest, QueueList,
+    QueueStats, RegisterAgentRequest, RemovedAgent, SendMessageRequest, Subscriptions, TaskPage, UpdateTaskRequest,
 };
-use agentyard_core::{Namespace, QueueName, Task, TaskId, TaskStatus};
+use agentyard_core::message::{Message, TopicName};
+use agentyard_core::{AgentName, Namespace, QueueName, Task, TaskId, TaskStatus};
 use reqwest::header::{HeaderValue, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub use agentyard_core::api::Health;
 pub use error::{ClientError, Problem, kinds};
+pub use sse::InboxStream;
 
 /// The header naming the namespace of a request.
 pub const NAMESPACE_HEADER: &str = "agentyard-namespace";
 
-/// The answer of `GET /health`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Health {
-    pub status: String,
+/// The outcome of sending one message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sent {
+    pub message: Message,
+    /// False when the `idempotency_key` was seen before: `message` is the original.
+    pub created: bool,
 }
 
 /// The outcome of creating one task.
@@ -100,6 +108,16 @@ impl Client {
     /// `GET /health`.
     pub async fn health(&self) -> Result<Health, ClientError> {
         self.call(self.request(Method::GET, "/health")).await
+    }
+
+    /// `GET /health/live`: the process answers.
+    pub async fn live(&self) -> Result<Health, ClientError> {
+        self.call(self.request(Method::GET, "/health/live")).await
+    }
+
+    /// `GET /health/ready`: the server can serve (a 503 error when it cannot).
+    pub async fn ready(&self) -> Result<Health, ClientError> {
+        self.call(self.request(Method::GET, "/health/ready")).await
     }
 
     /// `GET /openapi.json`: the server's API description (to learn which routes it has).
@@ -244,6 +262,162 @@ impl Client {
     pub async fn queues(&self) -> Result<QueueList, ClientError> {
         self.call(self.request(Method::GET, "/v1/queues")).await
     }
+
+    /// `PUT /v1/agents/{name}`: registers the agent (or replaces its registration).
+    pub async fn register_agent(&self, name: &AgentName, req: &RegisterAgentRequest) -> Result<Agent, ClientError> {
+        self.call(self.request(Method::PUT, &format!("/v1/agents/{name}")).json(req))
+            .await
+    }
+
+    /// `POST /v1/agents/{name}/heartbeat`.
+    pub async fn heartbeat_agent(&self, name: &AgentName) -> Result<Agent, ClientError> {
+        self.call(self.request(Method::POST, &format!("/v1/agents/{name}/heartbeat")))
+            .await
+    }
+
+    /// `GET /v1/agents`: every agent of the namespace (or those with `status`), by name.
+    pub async fn agents(&self, status: Option<AgentStatus>) -> Result<Vec<Agent>, ClientError> {
+        let mut rb = self.request(Method::GET, "/v1/agents");
+        if let Some(s) = status {
+            rb = rb.query(&[("status", s.as_str())]);
+        }
+        let list: AgentList = self.call(rb).await?;
+        Ok(list.agents)
+    }
+
+    /// `GET /v1/agents/{name}`.
+    pub async fn agent(&self, name: &AgentName) -> Result<Agent, ClientError> {
+        self.call(self.request(Method::GET, &format!("/v1/agents/{name}")))
+            .await
+    }
+
+    /// `POST /v1/agents/{name}/drain`: it gets no new tasks.
+    pub async fn drain_agent(&self, name: &AgentName) -> Result<Agent, ClientError> {
+        self.call(self.request(Method::POST, &format!("/v1/agents/{name}/drain")))
+            .await
+    }
+
+    /// `DELETE /v1/agents/{name}`: removes it; its tasks go back to their queues.
+    pub async fn delete_agent(&self, name: &AgentName) -> Result<RemovedAgent, ClientError> {
+        self.call(self.request(Method::DELETE, &format!("/v1/agents/{name}")))
+            .await
+    }
+
+    /// `POST /v1/messages`: the stored message, or the original when its idempotency key was
+    /// seen.
+    pub async fn send_message(&self, req: &SendMessageRequest) -> Result<Message, ClientError> {
+        self.send_message_outcome(req).await.map(|s| s.message)
+    }
+
+    /// `POST /v1/messages`, telling a new message from the original of a repeated idempotency
+    /// key.
+    pub async fn send_message_outcome(&self, req: &SendMessageRequest) -> Result<Sent, ClientError> {
+        let response = self
+            .request(Method::POST, "/v1/messages")
+            .json(req)
+            .send()
+            .await
+            .map_err(ClientError::Transport)?;
+        let (status, message) = decode(response).await?;
+        Ok(Sent {
+            message,
+            created: status == StatusCode::CREATED,
+        })
+    }
+
+    /// `GET /v1/agents/{name}/inbox`: messages after `after` (default: after the acknowledged
+    /// cursor), waiting up to `wait_ms` for one when none is there.
+    pub async fn inbox(
+        &self,
+        name: &AgentName,
+        after: Option<u64>,
+        wait_ms: Option<u64>,
+        limit: Option<u32>,
+    ) -> Result<InboxResponse, ClientError> {
+        let mut query: Vec<(&str, String)> = Vec::with_capacity(3);
+        if let Some(a) = after {
+            query.push(("after", a.to_string()));
+        }
+        if let Some(w) = wait_ms {
+            query.push(("wait_ms", w.to_string()));
+        }
+        if let Some(l) = limit {
+            query.push(("limit", l.to_string()));
+        }
+        self.call(
+            self.request(Method::GET, &format!("/v1/agents/{name}/inbox"))
+                .query(&query),
+        )
+        .await
+    }
+
+    /// `POST /v1/agents/{name}/inbox/ack`: everything up to `cursor` is handled. Returns the
+    /// acknowledged cursor (it never moves back).
+    pub async fn ack(&self, name: &AgentName, cursor: u64) -> Result<u64, ClientError> {
+        let r: AckResponse = self
+            .call(
+                self.request(Method::POST, &format!("/v1/agents/{name}/inbox/ack"))
+                    .json(&AckRequest { cursor }),
+            )
+            .await?;
+        Ok(r.cursor)
+    }
+
+    /// `GET /v1/agents/{name}/inbox/stream`: the inbox as Server-Sent Events, after
+    /// `last_event_id` (default: after the acknowledged cursor).
+    pub async fn inbox_stream(&self, name: &AgentName, last_event_id: Option<u64>) -> Result<InboxStream, ClientError> {
+        let mut rb = self
+            .request(Method::GET, &format!("/v1/agents/{name}/inbox/stream"))
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some(id) = last_event_id {
+            rb = rb.header("last-event-id", id.to_string());
+        }
+        let response = rb.send().await.map_err(ClientError::Transport)?;
+        if !response.status().is_success() {
+            return Err(decode::<serde_json::Value>(response)
+                .await
+                .err()
+                .unwrap_or_else(|| ClientError::Decode("an error status with a success body".to_owned())));
+        }
+        Ok(InboxStream::new(response))
+    }
+
+    /// `PUT /v1/agents/{name}/subscriptions/{topic}`: the agent's topics after subscribing.
+    pub async fn subscribe(&self, name: &AgentName, topic: &TopicName) -> Result<Subscriptions, ClientError> {
+        self.call(self.request(Method::PUT, &format!("/v1/agents/{name}/subscriptions/{topic}")))
+            .await
+    }
+
+    /// `DELETE /v1/agents/{name}/subscriptions/{topic}`.
+    pub async fn unsubscribe(&self, name: &AgentName, topic: &TopicName) -> Result<Subscriptions, ClientError> {
+        self.call(self.request(Method::DELETE, &format!("/v1/agents/{name}/subscriptions/{topic}")))
+            .await
+    }
+
+    /// `GET /v1/limits`.
+    pub async fn limits(&self) -> Result<Vec<Limit>, ClientError> {
+        let list: LimitList = self.call(self.request(Method::GET, "/v1/limits")).await?;
+        Ok(list.limits)
+    }
+
+    /// `PUT /v1/limits/{key}`: replaces the key's limits.
+    pub async fn set_limit(&self, key: &str, req: &LimitRequest) -> Result<Limit, ClientError> {
+        let path = format!("/v1/limits/{}", encode_segment(key));
+        self.call(self.request(Method::PUT, &path).json(req)).await
+    }
+}
+
+/// Percent-encodes a free-text path segment (limit keys may hold `/`, spaces, …).
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Most of an unexpected error body kept in an error message.
@@ -308,6 +482,12 @@ mod tests {
         let long = "é".repeat(2 * MAX_ECHO);
         assert_eq!(echo(long.as_bytes()).chars().count(), MAX_ECHO + 1);
         assert_eq!(echo(b"short"), "short");
+    }
+
+    #[test]
+    fn free_text_segments_are_encoded() {
+        assert_eq!(encode_segment("openai"), "openai");
+        assert_eq!(encode_segment("repo:acme/web app"), "repo:acme%2Fweb%20app");
     }
 
     #[test]

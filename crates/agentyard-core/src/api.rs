@@ -3,9 +3,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::agent::{Agent, AgentRegistration, DEFAULT_SLOTS};
 use crate::backoff::Backoff;
-use crate::id::LeaseToken;
-use crate::names::{AgentName, Capability, QueueName};
+use crate::flow::RateLimit;
+use crate::id::{LeaseToken, TaskId};
+use crate::message::{Message, NewMessage, Recipient, TopicName};
+use crate::names::{AgentName, Capability, Namespace, QueueName};
 use crate::task::{
     Completion, DEFAULT_MAX_ATTEMPTS, NewArtifact, NewTask, Progress, Task, TaskError, TaskPatch, TaskStatus,
 };
@@ -516,4 +519,385 @@ pub struct QueueStats {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueueList {
     pub queues: Vec<QueueStats>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agents, messages, limits and health.
+
+/// Most slots an agent may declare.
+pub const MAX_SLOTS: u32 = 10_000;
+/// Most capabilities an agent or a task may name.
+pub const MAX_CAPABILITIES: usize = 64;
+/// Longest message time-to-live: thirty days.
+pub const MAX_TTL_MS: u64 = 30 * 24 * 3_600_000;
+/// Most messages one inbox read returns, and the default.
+pub const MAX_INBOX_PAGE: usize = 1_000;
+pub const DEFAULT_INBOX_PAGE: usize = 100;
+
+/// `PUT /v1/agents/{name}`: registers the agent, or replaces its registration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterAgentRequest {
+    /// Labels of what it can do; tasks requiring capabilities go only to agents offering them all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<Capability>>,
+    /// Most tasks it runs at once (1–10000, default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<u32>,
+    /// Anything the operator wants to see next to it (a JSON value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
+}
+
+impl RegisterAgentRequest {
+    pub fn into_registration(self) -> Result<AgentRegistration, FieldError> {
+        let mut capabilities = self.capabilities.unwrap_or_default();
+        if capabilities.len() > MAX_CAPABILITIES {
+            return Err(FieldError::new(
+                "capabilities",
+                format!("at most {MAX_CAPABILITIES} capabilities"),
+            ));
+        }
+        capabilities.sort();
+        capabilities.dedup();
+        let slots = self.slots.unwrap_or(DEFAULT_SLOTS);
+        if !(1..=MAX_SLOTS).contains(&slots) {
+            return Err(FieldError::new("slots", format!("must be between 1 and {MAX_SLOTS}")));
+        }
+        Ok(AgentRegistration {
+            capabilities,
+            slots,
+            metadata: self.metadata.unwrap_or(Value::Null),
+        })
+    }
+}
+
+/// `GET /v1/agents`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AgentList {
+    /// By name.
+    pub agents: Vec<Agent>,
+}
+
+/// `DELETE /v1/agents/{name}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RemovedAgent {
+    pub agent: AgentName,
+    /// Tasks it held, released back to their queues (or dead-lettered when out of attempts).
+    pub released: Vec<TaskId>,
+}
+
+/// `POST /v1/messages`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessageRequest {
+    /// `{"agent": "name"}`, `{"topic": "name"}` or `{"broadcast": true}`.
+    pub to: Recipient,
+    /// The sending agent; replies go to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<AgentName>,
+    /// Any JSON value.
+    #[serde(default)]
+    pub body: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// The id of the message this one answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// Never delivered after this many milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+    /// Sending again with the same key returns the original message instead of a second one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+impl SendMessageRequest {
+    pub fn new(to: Recipient, body: Value) -> Self {
+        Self {
+            to,
+            from: None,
+            body,
+            correlation_id: None,
+            reply_to: None,
+            ttl_ms: None,
+            idempotency_key: None,
+        }
+    }
+
+    /// A message to one agent.
+    pub fn to_agent(agent: AgentName, body: Value) -> Self {
+        Self::new(Recipient::Agent { agent }, body)
+    }
+
+    /// A message to a topic's subscribers.
+    pub fn to_topic(topic: TopicName, body: Value) -> Self {
+        Self::new(Recipient::Topic { topic }, body)
+    }
+
+    /// A message to every agent of the namespace.
+    pub fn broadcast(body: Value) -> Self {
+        Self::new(Recipient::Broadcast { broadcast: true }, body)
+    }
+
+    /// An answer to `original`: to its sender, with its correlation id, replying to its id.
+    /// `None` when the original names no sender.
+    pub fn reply(original: &Message, body: Value) -> Option<Self> {
+        let to = original.from.clone()?;
+        let mut req = Self::to_agent(to, body);
+        req.correlation_id = original.correlation_id.clone();
+        req.reply_to = Some(original.id.clone());
+        Some(req)
+    }
+
+    pub fn into_new_message(self) -> Result<NewMessage, FieldError> {
+        if let Recipient::Broadcast { broadcast: false } = self.to {
+            return Err(FieldError::new(
+                "to.broadcast",
+                "must be true: send {\"broadcast\": true}, or name an agent or a topic",
+            ));
+        }
+        for (field, value) in [
+            ("correlation_id", &self.correlation_id),
+            ("reply_to", &self.reply_to),
+            ("idempotency_key", &self.idempotency_key),
+        ] {
+            check_text(field, value)?;
+        }
+        if let Some(ttl) = self.ttl_ms
+            && !(1..=MAX_TTL_MS).contains(&ttl)
+        {
+            return Err(FieldError::new(
+                "ttl_ms",
+                format!("must be between 1 and {MAX_TTL_MS} (thirty days)"),
+            ));
+        }
+        Ok(NewMessage {
+            from: self.from,
+            to: self.to,
+            body: self.body,
+            correlation_id: self.correlation_id,
+            reply_to: self.reply_to,
+            ttl_ms: self.ttl_ms,
+            idempotency_key: self.idempotency_key,
+        })
+    }
+}
+
+/// `GET /v1/agents/{name}/inbox`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InboxResponse {
+    /// In sequence order: direct, topic and broadcast messages interleaved as they were sent.
+    pub messages: Vec<Message>,
+    /// `seq` of the last message returned (the `after` it started from when none): pass it as
+    /// `after` to read on, and to `ack` once they are handled.
+    pub cursor: u64,
+}
+
+/// `POST /v1/agents/{name}/inbox/ack`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AckRequest {
+    /// Everything up to and including this `seq` is handled.
+    pub cursor: u64,
+}
+
+/// The acknowledged position of an inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AckResponse {
+    /// Everything up to here is acknowledged (it never moves back).
+    pub cursor: u64,
+}
+
+/// `PUT|DELETE /v1/agents/{name}/subscriptions/{topic}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Subscriptions {
+    /// Every topic the agent subscribes to now.
+    pub topics: Vec<TopicName>,
+    /// False when the request changed nothing (already subscribed, or was not).
+    pub changed: bool,
+}
+
+/// `PUT /v1/limits/{key}`: the limits of one key (a task's `rate_limit_key` or
+/// `concurrency_key`). Leaving a field out removes that limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitRequest {
+    /// Tasks with this `rate_limit_key` handed out per minute, fleet-wide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_minute: Option<u32>,
+    /// How many may go at once after a quiet spell (default 1); needs `rate_per_minute`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+    /// Tasks with this `concurrency_key` running at once (without it: 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u64>,
+}
+
+impl LimitRequest {
+    /// Checks it and builds the limit of `key`.
+    pub fn into_limit(self, key: String) -> Result<Limit, FieldError> {
+        if key.is_empty() || key.len() > MAX_TEXT_LEN {
+            return Err(FieldError::new("key", format!("must be 1 to {MAX_TEXT_LEN} bytes")));
+        }
+        if self.rate_per_minute.is_none() && self.burst.is_none() && self.max_concurrent.is_none() {
+            return Err(FieldError::new(
+                "body",
+                "set rate_per_minute (with an optional burst), max_concurrent, or both",
+            ));
+        }
+        let rate = match (self.rate_per_minute, self.burst) {
+            (None, Some(_)) => return Err(FieldError::new("rate_per_minute", "a burst needs a rate")),
+            (None, None) => None,
+            (Some(rate_per_minute), burst) => {
+                let limit = RateLimit {
+                    rate_per_minute,
+                    burst: burst.unwrap_or(1),
+                };
+                limit.check().map_err(|(f, m)| FieldError::new(f, m))?;
+                Some(limit)
+            }
+        };
+        if self.max_concurrent == Some(0) {
+            return Err(FieldError::new("max_concurrent", "must be at least 1"));
+        }
+        Ok(Limit {
+            key,
+            rate_per_minute: rate.map(|r| r.rate_per_minute),
+            burst: rate.map(|r| r.burst),
+            max_concurrent: self.max_concurrent,
+        })
+    }
+}
+
+/// The limits of one key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Limit {
+    pub key: String,
+    pub rate_per_minute: Option<u32>,
+    pub burst: Option<u32>,
+    /// `null`: one at a time (for a `concurrency_key`).
+    pub max_concurrent: Option<u64>,
+}
+
+impl Limit {
+    pub fn rate(&self) -> Option<RateLimit> {
+        Some(RateLimit {
+            rate_per_minute: self.rate_per_minute?,
+            burst: self.burst.unwrap_or(1),
+        })
+    }
+}
+
+/// `GET /v1/limits`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LimitList {
+    /// By key.
+    pub limits: Vec<Limit>,
+}
+
+/// Why the server reports itself degraded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HealthReason {
+    /// `queue` or `inbox`.
+    pub kind: String,
+    pub namespace: Namespace,
+    /// The queue or the agent.
+    pub name: String,
+    pub depth: u64,
+    pub limit: u64,
+    pub detail: String,
+}
+
+/// `GET /health`, `/health/live`, `/health/ready`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok`, `degraded` (some queue or inbox is at 80 % of its limit or more), `ready`, or
+    /// `unavailable`.
+    pub status: String,
+    /// What is degraded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<HealthReason>,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn send(body: Value) -> Result<NewMessage, String> {
+        let req: SendMessageRequest = serde_json::from_value(body).map_err(|e| format!("serde: {e}"))?;
+        req.into_new_message().map_err(|e| e.field)
+    }
+
+    #[test]
+    fn messages_are_checked_at_the_edge() {
+        assert!(send(json!({"to": {"agent": "a"}, "body": 1})).is_ok());
+        assert!(send(json!({"to": {"topic": "news"}})).is_ok());
+        assert!(send(json!({"to": {"broadcast": true}, "ttl_ms": 5})).is_ok());
+        assert_eq!(send(json!({"to": {"broadcast": false}})).unwrap_err(), "to.broadcast");
+        assert_eq!(send(json!({"to": {"agent": "a"}, "ttl_ms": 0})).unwrap_err(), "ttl_ms");
+        assert_eq!(
+            send(json!({"to": {"agent": "a"}, "correlation_id": ""})).unwrap_err(),
+            "correlation_id"
+        );
+        assert!(send(json!({"to": {"agent": "Bad"}})).unwrap_err().starts_with("serde"));
+    }
+
+    #[test]
+    fn a_reply_goes_back_with_the_correlation_id() {
+        let original: Message = serde_json::from_value(json!({
+            "id": "m1", "seq": 3, "namespace": "default", "from": "asker", "to": {"agent": "me"},
+            "body": null, "correlation_id": "c-9", "reply_to": null, "expires_at": null,
+            "idempotency_key": null, "created_at": "2026-11-22T07:33:35.123Z"
+        }))
+        .unwrap();
+        let reply = SendMessageRequest::reply(&original, json!("yes")).unwrap();
+        assert_eq!(
+            reply.to,
+            Recipient::Agent {
+                agent: AgentName::parse("asker").unwrap()
+            }
+        );
+        assert_eq!(reply.correlation_id.as_deref(), Some("c-9"));
+        assert_eq!(reply.reply_to.as_deref(), Some("m1"));
+    }
+
+    fn limit(rate: Option<u32>, burst: Option<u32>, max: Option<u64>) -> Result<Limit, String> {
+        LimitRequest {
+            rate_per_minute: rate,
+            burst,
+            max_concurrent: max,
+        }
+        .into_limit("openai".into())
+        .map_err(|e| e.field)
+    }
+
+    #[test]
+    fn limits_need_something_sensible() {
+        assert_eq!(limit(Some(60), None, None).unwrap().rate().unwrap().burst, 1);
+        assert_eq!(limit(Some(60), Some(5), Some(2)).unwrap().max_concurrent, Some(2));
+        assert_eq!(limit(None, None, None).unwrap_err(), "body");
+        assert_eq!(limit(None, Some(5), None).unwrap_err(), "rate_per_minute");
+        assert_eq!(limit(Some(0), None, None).unwrap_err(), "rate_per_minute");
+        assert_eq!(limit(Some(1), Some(0), None).unwrap_err(), "burst");
+        assert_eq!(limit(None, None, Some(0)).unwrap_err(), "max_concurrent");
+    }
+
+    #[test]
+    fn registrations_are_checked() {
+        let ok = RegisterAgentRequest {
+            capabilities: Some(vec![Capability::parse("b").unwrap(), Capability::parse("a").unwrap()]),
+            ..Default::default()
+        };
+        let reg = ok.into_registration().unwrap();
+        assert_eq!(reg.slots, DEFAULT_SLOTS);
+        assert_eq!(reg.capabilities[0].as_str(), "a");
+        let bad = RegisterAgentRequest {
+            slots: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(bad.into_registration().unwrap_err().field, "slots");
+    }
 }

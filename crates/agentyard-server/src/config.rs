@@ -1,7 +1,12 @@
-//! Server settings: where to listen, lease defaults, backpressure and body limits, loop pacing.
+//! Server settings: where to listen, lease defaults, backpressure and body limits, loop pacing,
+//! agent liveness, keyed dispatch limits and per-agent API rates.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use agentyard_core::Namespace;
+use agentyard_core::flow::RateLimit;
 
 /// Everything the server needs to know besides its store and clock.
 #[derive(Debug, Clone, PartialEq)]
@@ -12,14 +17,64 @@ pub struct ServerConfig {
     pub default_lease_ms: u64,
     /// Most waiting (queued + scheduled) tasks one queue may hold; creates beyond it get 429.
     pub max_queue_depth: Option<u64>,
+    /// Most unacknowledged messages one inbox may hold; direct sends beyond it get 429.
+    pub max_inbox_depth: Option<u64>,
     /// Largest request body accepted; larger ones get 413.
     pub body_limit_bytes: usize,
     /// Longest the timer loop sleeps between checks, even when nothing is due: bounds how late
     /// it notices a change made by another node sharing the store.
     pub timer_max_sleep: Duration,
-    /// How often a parked long-poll claimer re-checks the store without being woken: a safety
-    /// net for wake-ups that happen on another node.
+    /// How often a parked long-poll claimer (or inbox reader) re-checks the store without being
+    /// woken: a safety net for wake-ups that happen on another node.
     pub claim_recheck: Duration,
+    /// An agent silent for this long is `gone` and its leases are released.
+    pub agent_timeout_ms: u64,
+    /// Requests per agent (a claim's `agent`, a message's `from`, an agent route's name);
+    /// `None` lets agents call as often as they like.
+    pub agent_rate: Option<RateLimit>,
+    /// Keyed dispatch limits (a task's `rate_limit_key` / `concurrency_key`) at start-up;
+    /// `PUT /v1/limits/{key}` changes them at run time.
+    pub limits: BTreeMap<String, LimitConfig>,
+    /// Settings that differ by namespace.
+    pub namespaces: BTreeMap<Namespace, NamespaceConfig>,
+    /// How often an idle Server-Sent-Events stream sends a keep-alive comment.
+    pub sse_keep_alive: Duration,
+}
+
+/// The limits of one key, as configured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitConfig {
+    /// Tasks of this `rate_limit_key` handed out per minute (with a burst), fleet-wide.
+    pub rate: Option<RateLimit>,
+    /// Tasks of this `concurrency_key` running at once; without it, one.
+    pub max_concurrent: Option<u64>,
+}
+
+/// What one namespace does differently.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NamespaceConfig {
+    /// Replaces [`ServerConfig::agent_rate`] for its agents: `Some(None)` lifts the limit.
+    pub agent_rate: Option<Option<RateLimit>>,
+    /// Replaces [`ServerConfig::max_inbox_depth`] for its agents.
+    pub max_inbox_depth: Option<u64>,
+}
+
+impl ServerConfig {
+    /// The API rate of agents of `ns`.
+    pub fn agent_rate_in(&self, ns: &Namespace) -> Option<RateLimit> {
+        match self.namespaces.get(ns).and_then(|c| c.agent_rate) {
+            Some(rate) => rate,
+            None => self.agent_rate,
+        }
+    }
+
+    /// The inbox limit of agents of `ns`.
+    pub fn max_inbox_depth_in(&self, ns: &Namespace) -> Option<u64> {
+        self.namespaces
+            .get(ns)
+            .and_then(|c| c.max_inbox_depth)
+            .or(self.max_inbox_depth)
+    }
 }
 
 impl Default for ServerConfig {
@@ -28,9 +83,15 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             default_lease_ms: 30_000,
             max_queue_depth: Some(1_000_000),
+            max_inbox_depth: Some(100_000),
             body_limit_bytes: 1024 * 1024,
             timer_max_sleep: Duration::from_secs(1),
             claim_recheck: Duration::from_secs(1),
+            agent_timeout_ms: 30_000,
+            agent_rate: None,
+            limits: BTreeMap::new(),
+            namespaces: BTreeMap::new(),
+            sse_keep_alive: Duration::from_secs(15),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Start-up: the router with its layers, and `run`, which serves it with the timer loop beside it
-//! until the shutdown future completes, then drains gracefully.
+//! Start-up: the router with its layers, and `run`, which serves it with the timer loop and the
+//! agent expiry loop beside it until the shutdown future completes, then drains gracefully.
 
 use std::future::Future;
 use std::io;
@@ -15,7 +15,8 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::api::{self, ApiError};
-use crate::dispatch::Timers;
+use crate::dispatch::{AgentExpiry, Timers};
+use crate::metrics;
 use crate::state::AppState;
 
 /// The whole HTTP API, ready to serve (or to call in tests without a socket).
@@ -44,6 +45,10 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", openapi)
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            metrics::count_problems,
+        ))
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
         .layer(
             TraceLayer::new_for_http()
@@ -78,11 +83,13 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let timers = tokio::spawn(Timers::new(state.clone()).run(async move {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         // An error means the sender is gone, which also means stop.
-        let _ = stop_rx.wait_for(|stop| *stop).await;
-    }));
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let timers = tokio::spawn(Timers::new(state.clone()).run(stopped(stop_rx.clone())));
+    let agents = tokio::spawn(AgentExpiry::new(state.clone()).run(stopped(stop_rx)));
     let dispatch = state.dispatch.clone();
     let app = router(state);
     // Answers are small and latency matters (long polls, claim → complete loops): no Nagle.
@@ -100,6 +107,9 @@ pub async fn run(
     let _ = stop_tx.send(true);
     if let Err(e) = timers.await {
         tracing::error!(error = %e, "the timer loop panicked");
+    }
+    if let Err(e) = agents.await {
+        tracing::error!(error = %e, "the agent expiry loop panicked");
     }
     served
 }

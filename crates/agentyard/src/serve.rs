@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use agentyard_core::SystemClock;
 use agentyard_server::{AppState, ServerConfig};
-use agentyard_store::{MemoryStore, Store};
+use agentyard_store::{MemoryStore, Yard};
 use agentyard_store_sqlite::{SqliteOptions, SqliteStore};
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
@@ -15,7 +15,7 @@ use crate::settings::{LogFormat, Settings, StoreUrl};
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(&args)?;
     init_logging(settings.log_format);
-    let store: Arc<dyn Store> = match &settings.store {
+    let store: Arc<dyn Yard> = match &settings.store {
         StoreUrl::Memory => {
             tracing::warn!("using the memory store: nothing survives a restart");
             Arc::new(MemoryStore::new())

@@ -78,6 +78,13 @@ pub enum ApiError {
         depth: u64,
         limit: u64,
     },
+    /// The agent the request names is over its API rate.
+    RateLimited {
+        agent: String,
+        rate_per_minute: u32,
+        burst: u32,
+        retry_after_ms: u64,
+    },
     /// The store is unreachable; worth retrying.
     Unavailable,
     /// A bug or an unexpected store failure. The cause is logged, never shown.
@@ -141,6 +148,11 @@ impl ApiError {
             ),
             Backpressure { .. } => (StatusCode::TOO_MANY_REQUESTS, "/problems/backpressure", "Queue is full"),
             InboxFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "/problems/inbox-full", "Inbox is full"),
+            RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "/problems/rate-limited",
+                "Too many requests",
+            ),
             Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "/problems/unavailable",
@@ -195,6 +207,15 @@ impl ApiError {
             InboxFull { agent, depth, limit } => {
                 format!("agent {agent} has {depth} unacknowledged messages; its limit is {limit}; retry later")
             }
+            RateLimited {
+                agent,
+                rate_per_minute,
+                burst,
+                retry_after_ms,
+            } => format!(
+                "agent {agent} is over its rate of {rate_per_minute} requests per minute (burst {burst}); \
+                 retry in {retry_after_ms} ms"
+            ),
             Unavailable => "the storage is unavailable right now; retry later".to_owned(),
             Internal => "the server failed to handle the request; the cause is in its log".to_owned(),
         }
@@ -205,6 +226,8 @@ impl ApiError {
             ApiError::Backpressure { .. } | ApiError::InboxFull { .. } | ApiError::Unavailable => {
                 Some(RETRY_AFTER_SECS)
             }
+            // Whole seconds, rounded up: a client that waits that long finds a token.
+            ApiError::RateLimited { retry_after_ms, .. } => Some(retry_after_ms.div_ceil(1_000).max(1)),
             _ => None,
         }
     }
@@ -225,6 +248,8 @@ impl ApiError {
             queue: None,
             depth: None,
             limit: None,
+            agent: None,
+            retry_after_ms: None,
             current: None,
         };
         match self {
@@ -263,15 +288,31 @@ impl ApiError {
                 p.depth = Some(*depth);
                 p.limit = Some(*limit);
             }
-            ApiError::InboxFull { depth, limit, .. } => {
+            ApiError::InboxFull { agent, depth, limit } => {
+                p.agent = Some(agent.clone());
                 p.depth = Some(*depth);
                 p.limit = Some(*limit);
+            }
+            ApiError::RateLimited {
+                agent,
+                rate_per_minute,
+                retry_after_ms,
+                ..
+            } => {
+                p.agent = Some(agent.clone());
+                p.limit = Some(u64::from(*rate_per_minute));
+                p.retry_after_ms = Some(*retry_after_ms);
             }
             _ => {}
         }
         p
     }
 }
+
+/// Marks an error response with its problem type, for the counters (see
+/// [`crate::metrics::count_problems`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProblemKind(pub &'static str);
 
 /// An RFC 9457 problem body. Fields beyond the standard five appear when they apply.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -303,8 +344,16 @@ pub struct Problem {
     pub queue: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub depth: Option<u64>,
+    /// The limit that was hit: tasks of a queue, messages of an inbox, requests per minute.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
+    /// The agent concerned (full inbox, rate limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// How long until the request would be accepted (rate limit); `Retry-After` rounds it up to
+    /// seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
     /// The task as it is now (version and merge conflicts).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current: Option<Box<Task>>,
@@ -321,6 +370,7 @@ impl IntoResponse for ApiError {
             }
         };
         let mut response = (self.kind().0, body).into_response();
+        response.extensions_mut().insert(ProblemKind(problem.kind));
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let Some(secs) = self.retry_after() {
@@ -515,6 +565,15 @@ mod tests {
                     agent: "a".into(),
                     depth: 5,
                     limit: 5,
+                },
+            ),
+            (
+                "rate_limited",
+                ApiError::RateLimited {
+                    agent: "flooder".into(),
+                    rate_per_minute: 60,
+                    burst: 5,
+                    retry_after_ms: 1_500,
                 },
             ),
             ("unavailable", ApiError::Unavailable),

@@ -1,7 +1,7 @@
 //! Request extractors that turn every malformed input into an [`ApiError`] naming what is wrong:
 //! JSON bodies (with the path of a bad field), the namespace header, path parameters, `If-Match`.
 
-use agentyard_core::{Namespace, QueueName, TaskId};
+use agentyard_core::{AgentName, Namespace, QueueName, TaskId};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
@@ -154,6 +154,23 @@ impl<S: Send + Sync> FromRequestParts<S> for QueueParam {
             .map(QueueParam)
             .map_err(|e| ApiError::invalid("queue", format!("invalid queue name {raw:?}: {e}")))
     }
+}
+
+/// The `{name}` path parameter of agent routes: 422 when it is not a valid agent name.
+pub struct AgentParam(pub AgentName);
+
+impl<S: Send + Sync> FromRequestParts<S> for AgentParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let raw = path_param(parts, state, "name").await?;
+        parse_agent("name", raw).map(AgentParam)
+    }
+}
+
+/// Parses an agent name from the path or the query, naming the parameter when it is invalid.
+pub fn parse_agent(param: &str, raw: String) -> Result<AgentName, ApiError> {
+    AgentName::parse(raw.as_str()).map_err(|e| ApiError::invalid(param, format!("invalid agent name {raw:?}: {e}")))
 }
 
 /// The version named by `If-Match: "<version>"`, if the header is present.

@@ -1,8 +1,12 @@
 //! The HTTP API: handlers by resource, the error type, the extractors and the OpenAPI document.
 
+pub mod agent_rate;
+pub mod agents;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod limits;
+pub mod messages;
 pub mod openapi;
 pub mod queues;
 pub mod tasks;
@@ -20,6 +24,8 @@ pub use error::{ApiError, Problem};
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health::health))
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
         .routes(routes!(tasks::create_task, tasks::list_tasks))
         .routes(routes!(tasks::create_tasks))
         .routes(routes!(tasks::get_task, tasks::update_task))
@@ -32,6 +38,17 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(queues::queue_stats))
         .routes(routes!(queues::claim))
         .routes(routes!(queues::redrive_queue))
+        .routes(routes!(agents::list_agents))
+        .routes(routes!(agents::get_agent, agents::register_agent, agents::remove_agent))
+        .routes(routes!(agents::heartbeat_agent))
+        .routes(routes!(agents::drain_agent))
+        .routes(routes!(messages::send_message))
+        .routes(routes!(messages::read_inbox))
+        .routes(routes!(messages::ack_inbox))
+        .routes(routes!(messages::stream_inbox))
+        .routes(routes!(messages::subscribe, messages::unsubscribe))
+        .routes(routes!(limits::list_limits))
+        .routes(routes!(limits::set_limit))
 }
 
 /// The OpenAPI document served at `/openapi.json`.

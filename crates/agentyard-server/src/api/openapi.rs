@@ -14,7 +14,7 @@ use crate::api::error::Problem;
     info(
         title = "agentyard",
         description = "The coordination yard for fleets of AI agents: tasks wait in queues, get claimed \
-                       under leases, retried and finished. Errors are RFC 9457 problem documents \
+                       under leases, retried and finished; agents register, heartbeat and message each other. Errors are RFC 9457 problem documents \
                        (application/problem+json) with a stable `type`."
     ),
     components(schemas(Problem)),
@@ -22,7 +22,12 @@ use crate::api::error::Problem;
         (name = "tasks", description = "Creating, reading and changing tasks"),
         (name = "leases", description = "What agents do: claim, heartbeat, complete, fail"),
         (name = "queues", description = "Queue counts and bulk operations"),
-        (name = "health", description = "Liveness"),
+        (name = "agents", description = "Registering agents, their liveness, draining and removing them"),
+        (name = "messages", description = "Direct, topic and broadcast messages; inboxes read by long poll or \
+                                          Server-Sent Events and acknowledged by cursor"),
+        (name = "limits", description = "Keyed dispatch limits: rate_limit_key token buckets and \
+                                        concurrency_key caps"),
+        (name = "health", description = "Liveness, readiness and degradation"),
     )
 )]
 pub struct ApiDoc;

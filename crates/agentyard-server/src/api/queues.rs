@@ -2,12 +2,14 @@
 
 use std::time::Duration;
 
+use agentyard_core::agent::AgentStatus;
 use agentyard_core::api::{ClaimRequest, ClaimResponse, QueueList, QueueStats, StatusCounts};
 use agentyard_store::Claim;
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
+use crate::api::agents;
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{JsonBody, Ns, QueueParam};
 use crate::state::AppState;
@@ -18,7 +20,9 @@ const REDRIVE_BATCH: usize = 1_000;
 /// Claim ready tasks of a queue under a lease.
 ///
 /// With `wait_ms`, waits up to that long for a task when none is ready (long-poll) and answers
-/// with an empty list when none came.
+/// with an empty list when none came. The claim registers its agent if unknown and counts as
+/// its heartbeat; a draining agent gets no tasks. Tasks whose `rate_limit_key` has no token
+/// left or whose `concurrency_key` is at its limit are held back (see `/v1/limits`).
 #[utoipa::path(
     post, path = "/v1/queues/{queue}/claim", tag = "leases", operation_id = "claim_tasks",
     params(("queue" = String, Path, description = "Queue name")),
@@ -26,6 +30,8 @@ const REDRIVE_BATCH: usize = 1_000;
     responses(
         (status = 200, description = "The claimed tasks, each with its lease (maybe none)", body = ClaimResponse),
         (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The agent is over its API rate (see Retry-After)", body = Problem,
+            content_type = "application/problem+json"),
     )
 )]
 pub async fn claim(
@@ -35,24 +41,34 @@ pub async fn claim(
     JsonBody(req): JsonBody<ClaimRequest>,
 ) -> Result<Json<ClaimResponse>, ApiError> {
     let (max, wait_ms, lease_ms) = req.limits(s.config.default_lease_ms)?;
+    let now = s.clock.now();
+    agents::admit(&s, &ns, &req.agent, now)?;
+    let capabilities = req.capabilities.unwrap_or_default();
+    // The claim is the agent's sign of life; a draining agent gets nothing new.
+    if agents::touch(&s, &ns, &req.agent, &capabilities, now).await? == AgentStatus::Draining {
+        return Ok(Json(ClaimResponse { tasks: Vec::new() }));
+    }
+    let (gate, hint) = s.fleet.limits.gate();
     let claim = Claim {
         queue,
         agent: req.agent,
-        capabilities: req.capabilities.unwrap_or_default(),
+        capabilities,
         max,
         lease_ms,
-        gate: None,
+        gate: Some(gate),
     };
+    let _parked = (wait_ms > 0).then(|| s.fleet.park(&ns, &claim.agent));
     let tasks = s
         .dispatch
         .waiters
-        .claim(
+        .claim_gated(
             &*s.store,
             &*s.clock,
             &ns,
             &claim,
             Duration::from_millis(wait_ms),
             s.config.claim_recheck,
+            hint.as_deref(),
         )
         .await?;
     s.dispatch.tasks_changed(&tasks);

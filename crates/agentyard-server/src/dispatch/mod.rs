@@ -1,14 +1,21 @@
-//! Dispatch: waking long-polling claimers when tasks become ready ([`waiters`]) and the timer
-//! loop that promotes due tasks and expires leases ([`timers`]).
+//! Dispatch: waking long-polling claimers when tasks become ready ([`waiters`]), the timer loop
+//! that promotes due tasks and expires leases ([`timers`]), keyed dispatch limits ([`limits`]),
+//! agent liveness and its expiry loop ([`agents`]), and inbox readers' wake-ups ([`inboxes`]).
 //!
 //! Every handler that changes tasks reports the result to [`Dispatch::tasks_changed`]; that is
 //! the one place deciding who must be woken, so no code path can forget a wake-up.
 
+pub mod agents;
+pub mod inboxes;
+pub mod limits;
 pub mod timers;
 pub mod waiters;
 
 use agentyard_core::{Namespace, QueueName, Task, TaskStatus, Timestamp};
 
+pub use agents::{AgentExpiry, AgentTick, Presence};
+pub use inboxes::Inboxes;
+pub use limits::{ClaimGate, Limits};
 pub use timers::{Tick, TimerSignal, Timers};
 pub use waiters::Waiters;
 
@@ -17,6 +24,7 @@ pub use waiters::Waiters;
 pub struct Dispatch {
     pub waiters: Waiters,
     pub timer: TimerSignal,
+    pub inboxes: Inboxes,
 }
 
 impl Dispatch {
@@ -55,6 +63,17 @@ impl Dispatch {
                 TaskStatus::Running => task.lease.as_ref().map(|l| l.expires_at),
                 _ => None,
             };
+            // A task that stopped running freed a slot of its concurrency key: a claimer of its
+            // queue may now take one that was held back. (Queued tasks wake claimers anyway.)
+            if task.concurrency_key.is_some() && !matches!(task.status, TaskStatus::Running | TaskStatus::Queued) {
+                match ready
+                    .iter_mut()
+                    .find(|(ns, q, ..)| *ns == &task.namespace && *q == &task.queue)
+                {
+                    Some(entry) => entry.2 += 1,
+                    None => ready.push((&task.namespace, &task.queue, 1, false)),
+                }
+            }
             if let Some(t) = due {
                 earliest = Some(earliest.map_or(t, |e| e.min(t)));
             }
@@ -74,5 +93,6 @@ impl Dispatch {
     /// does not wait for long polls to time out.
     pub fn shut_down(&self) {
         self.waiters.close();
+        self.inboxes.close();
     }
 }

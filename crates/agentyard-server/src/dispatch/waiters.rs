@@ -17,6 +17,8 @@ use agentyard_store::{Claim, Store, StoreError};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::dispatch::limits::ClaimGate;
+
 /// Claimers parked on one queue.
 #[derive(Default)]
 struct QueueWaiters {
@@ -124,6 +126,22 @@ impl Waiters {
         wait: Duration,
         recheck: Duration,
     ) -> Result<Vec<Task>, StoreError> {
+        self.claim_gated(store, clock, ns, claim, wait, recheck, None).await
+    }
+
+    /// Like [`Waiters::claim`]; when `gate` refused a rate-limit token, the parked claimer also
+    /// tries again the moment the next token comes.
+    #[allow(clippy::too_many_arguments)] // `claim`'s inputs plus the gate; a struct would only rename them.
+    pub async fn claim_gated(
+        &self,
+        store: &dyn Store,
+        clock: &dyn Clock,
+        ns: &Namespace,
+        claim: &Claim,
+        wait: Duration,
+        recheck: Duration,
+        gate: Option<&ClaimGate>,
+    ) -> Result<Vec<Task>, StoreError> {
         let tasks = store.claim_tasks(ns, claim, clock.now()).await?;
         if !tasks.is_empty() || wait.is_zero() {
             return Ok(tasks);
@@ -137,6 +155,8 @@ impl Waiters {
         loop {
             let mut woken = pin!(parked.queue.notify.notified());
             woken.as_mut().enable();
+            // Only what this attempt is refused counts.
+            let _ = gate.and_then(ClaimGate::take_retry_at);
             let tasks = store.claim_tasks(ns, claim, clock.now()).await?;
             if !tasks.is_empty() {
                 // Dropping `woken` passes on a wake-up it received but did not use.
@@ -146,9 +166,14 @@ impl Waiters {
             if now >= deadline {
                 return Ok(tasks);
             }
+            let mut until = deadline.min(now + recheck);
+            if let Some(at) = gate.and_then(ClaimGate::take_retry_at) {
+                let in_ms = at.millis_since(clock.now());
+                until = until.min(now + Duration::from_millis(in_ms));
+            }
             tokio::select! {
                 () = woken => {}
-                () = tokio::time::sleep_until(deadline.min(now + recheck)) => {}
+                () = tokio::time::sleep_until(until) => {}
                 () = &mut closed => return Ok(Vec::new()),
             }
         }

@@ -10,6 +10,22 @@ use crate::TestApp;
 /// `api::routes`) and so to the document; this test fails when any of the three disagree.
 const ROUTES: &[(&str, &str)] = &[
     ("GET", "/health"),
+    ("GET", "/health/live"),
+    ("GET", "/health/ready"),
+    ("GET", "/v1/agents"),
+    ("GET", "/v1/agents/{name}"),
+    ("PUT", "/v1/agents/{name}"),
+    ("DELETE", "/v1/agents/{name}"),
+    ("POST", "/v1/agents/{name}/drain"),
+    ("POST", "/v1/agents/{name}/heartbeat"),
+    ("GET", "/v1/agents/{name}/inbox"),
+    ("POST", "/v1/agents/{name}/inbox/ack"),
+    ("GET", "/v1/agents/{name}/inbox/stream"),
+    ("PUT", "/v1/agents/{name}/subscriptions/{topic}"),
+    ("DELETE", "/v1/agents/{name}/subscriptions/{topic}"),
+    ("GET", "/v1/limits"),
+    ("PUT", "/v1/limits/{key}"),
+    ("POST", "/v1/messages"),
     ("GET", "/v1/queues"),
     ("GET", "/v1/queues/{queue}"),
     ("POST", "/v1/queues/{queue}/claim"),
@@ -70,7 +86,10 @@ async fn the_document_lists_every_route_and_the_router_serves_every_documented_o
     for (method, path) in ROUTES {
         let concrete = path
             .replace("{id}", &agentyard_core::TaskId::generate().to_string())
-            .replace("{queue}", "some-queue");
+            .replace("{queue}", "some-queue")
+            .replace("{name}", "some-agent")
+            .replace("{topic}", "some-topic")
+            .replace("{key}", "some-key");
         let r = app
             .http
             .request(method.parse().unwrap(), app.url(&concrete))

@@ -1,0 +1,209 @@
+//! `/v1/agents…`: registering agents, heartbeats, listing, draining and removing them; and the
+//! liveness and rate checks every request in an agent's name goes through.
+
+use agentyard_core::agent::{Agent, AgentStatus};
+use agentyard_core::api::{AgentList, RegisterAgentRequest, RemovedAgent};
+use agentyard_core::{AgentName, Capability, Namespace, Timestamp};
+use axum::Json;
+use axum::extract::{Query, State};
+use serde::Deserialize;
+
+use crate::api::error::{ApiError, Problem};
+use crate::api::extract::{AgentParam, JsonBody, Ns};
+use crate::state::AppState;
+
+/// Takes a token of the agent's API rate bucket (429 when it has none).
+pub fn admit(s: &AppState, ns: &Namespace, agent: &AgentName, now: Timestamp) -> Result<(), ApiError> {
+    s.fleet.agent_rates.check(&s.config, ns, agent, now)
+}
+
+/// A claim's sign of life: registers an unknown agent (with the claim's capabilities), brings a
+/// gone one back, and moves the heartbeat — through the store only when the one it has is stale.
+/// Returns the agent's status.
+pub async fn touch(
+    s: &AppState,
+    ns: &Namespace,
+    name: &AgentName,
+    capabilities: &[Capability],
+    now: Timestamp,
+) -> Result<AgentStatus, ApiError> {
+    if let Some(status) = s.fleet.presence.fresh_status(ns, name, now) {
+        return Ok(status);
+    }
+    let caps = (!capabilities.is_empty()).then(|| capabilities.to_vec());
+    let agent = s.store.touch_agent(ns, name, caps, now).await?;
+    s.fleet.presence.record(&agent, now);
+    Ok(agent.status)
+}
+
+/// A registered agent's sign of life (reading its inbox): like [`touch`], but 404 for an agent
+/// that never registered.
+pub async fn seen(s: &AppState, ns: &Namespace, name: &AgentName, now: Timestamp) -> Result<(), ApiError> {
+    if s.fleet.presence.fresh_status(ns, name, now).is_some() {
+        return Ok(());
+    }
+    let agent = s.store.heartbeat_agent(ns, name, now).await?;
+    s.fleet.presence.record(&agent, now);
+    Ok(())
+}
+
+/// Register an agent, or replace its registration.
+///
+/// The agent becomes `active` (a drained or gone one too). A new agent's inbox starts now: it
+/// does not receive broadcasts sent before it registered.
+#[utoipa::path(
+    put, path = "/v1/agents/{name}", tag = "agents", operation_id = "register_agent",
+    params(("name" = String, Path, description = "Agent name")),
+    request_body = RegisterAgentRequest,
+    responses(
+        (status = 200, description = "The agent as registered", body = Agent),
+        (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The agent is over its API rate (see Retry-After)", body = Problem,
+            content_type = "application/problem+json"),
+    )
+)]
+pub async fn register_agent(
+    State(s): State<AppState>,
+    Ns(ns): Ns,
+    AgentParam(name): AgentParam,
+    JsonBody(req): JsonBody<RegisterAgentRequest>,
+) -> Result<Json<Agent>, ApiError> {
+    let now = s.clock.now();
+    admit(&s, &ns, &name, now)?;
+    let registration = req.into_registration()?;
+    let agent = s.store.register_agent(&ns, &name, registration, now).await?;
+    s.fleet.presence.record(&agent, now);
+    Ok(Json(agent))
+}
+
+/// Say the agent is alive. One that was `gone` becomes `active` again.
+#[utoipa::path(
+    post, path = "/v1/agents/{name}/heartbeat", tag = "agents", operation_id = "heartbeat_agent",
+    params(("name" = String, Path, description = "Agent name")),
+    responses(
+        (status = 200, description = "The agent", body = Agent),
+        (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The agent is over its API rate (see Retry-After)", body = Problem,
+            content_type = "application/problem+json"),
+    )
+)]
+pub async fn heartbeat_agent(
+    State(s): State<AppState>,
+    Ns(ns): Ns,
+    AgentParam(name): AgentParam,
+) -> Result<Json<Agent>, ApiError> {
+    let now = s.clock.now();
+    admit(&s, &ns, &name, now)?;
+    let agent = s.store.heartbeat_agent(&ns, &name, now).await?;
+    s.fleet.presence.record(&agent, now);
+    Ok(Json(agent))
+}
+
+/// Query of `GET /v1/agents`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListAgentsParams {
+    /// Only agents with this status.
+    #[param(inline, value_type = Option<AgentStatus>)]
+    pub status: Option<String>,
+}
+
+/// Every agent of the namespace, by name, with its status and running tasks.
+#[utoipa::path(
+    get, path = "/v1/agents", tag = "agents",
+    params(ListAgentsParams),
+    responses(
+        (status = 200, description = "The agents", body = AgentList),
+        (status = 422, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_agents(
+    State(s): State<AppState>,
+    Ns(ns): Ns,
+    params: Result<Query<ListAgentsParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<AgentList>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let status = params
+        .status
+        .map(|st| {
+            AgentStatus::parse(&st)
+                .ok_or_else(|| ApiError::invalid("status", format!("{st:?}: use active, draining or gone")))
+        })
+        .transpose()?;
+    let mut agents = s.store.list_agents(&ns).await?;
+    if let Some(status) = status {
+        agents.retain(|a| a.status == status);
+    }
+    Ok(Json(AgentList { agents }))
+}
+
+/// One agent.
+#[utoipa::path(
+    get, path = "/v1/agents/{name}", tag = "agents",
+    params(("name" = String, Path, description = "Agent name")),
+    responses(
+        (status = 200, description = "The agent", body = Agent),
+        (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The agent is over its API rate (see Retry-After)", body = Problem,
+            content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_agent(
+    State(s): State<AppState>,
+    Ns(ns): Ns,
+    AgentParam(name): AgentParam,
+) -> Result<Json<Agent>, ApiError> {
+    admit(&s, &ns, &name, s.clock.now())?;
+    Ok(Json(s.store.get_agent(&ns, &name).await?))
+}
+
+/// Drain an agent: it finishes what it holds, and its claims get nothing new until it
+/// registers again.
+#[utoipa::path(
+    post, path = "/v1/agents/{name}/drain", tag = "agents",
+    params(("name" = String, Path, description = "Agent name")),
+    responses(
+        (status = 200, description = "The draining agent", body = Agent),
+        (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The agent is over its API rate (see Retry-After)", body = Problem,
+            content_type = "application/problem+json"),
+    )
+)]
+pub async fn drain_agent(
+    State(s): State<AppState>,
+    Ns(ns): Ns,
+    AgentParam(name): AgentParam,
+) -> Result<Json<Agent>, ApiError> {
+    let now = s.clock.now();
+    admit(&s, &ns, &name, now)?;
+    let agent = s.store.drain_agent(&ns, &name, now).await?;
+    s.fleet.presence.set_status(&ns, &name, agent.status);
+    Ok(Json(agent))
+}
+
+/// Remove an agent. The tasks it held go back to their queues at once, to other claimers.
+#[utoipa::path(
+    delete, path = "/v1/agents/{name}", tag = "agents", operation_id = "remove_agent",
+    params(("name" = String, Path, description = "Agent name")),
+    responses(
+        (status = 200, description = "The removed agent and the tasks it released", body = RemovedAgent),
+        (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The agent is over its API rate (see Retry-After)", body = Problem,
+            content_type = "application/problem+json"),
+    )
+)]
+pub async fn remove_agent(
+    State(s): State<AppState>,
+    Ns(ns): Ns,
+    AgentParam(name): AgentParam,
+) -> Result<Json<RemovedAgent>, ApiError> {
+    let now = s.clock.now();
+    admit(&s, &ns, &name, now)?;
+    let released = s.store.delete_agent(&ns, &name, now).await?;
+    s.fleet.presence.forget(&ns, &name);
+    s.dispatch.tasks_changed(&released);
+    Ok(Json(RemovedAgent {
+        agent: name,
+        released: released.iter().map(|t| t.id).collect(),
+    }))
+}

@@ -1,0 +1,73 @@
+//! Counters kept for the metrics endpoint: plain atomics, named by the constants below
+//! (`agentyard_<what>_total`). Gauges such as inbox depth are computed when asked for.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::State;
+use axum::response::Response;
+
+use crate::api::error::ProblemKind;
+use crate::state::AppState;
+
+/// Requests refused because their agent was over its API rate (429 `/problems/rate-limited`).
+pub const RATE_LIMIT_HITS_TOTAL: &str = "agentyard_rate_limit_hits_total";
+/// Tasks passed over by a claim because their `rate_limit_key` had no token left.
+pub const DISPATCH_RATE_LIMITED_TOTAL: &str = "agentyard_dispatch_rate_limited_total";
+/// Creates or sends refused because a queue or inbox was full (429).
+pub const BACKPRESSURE_EVENTS_TOTAL: &str = "agentyard_backpressure_events_total";
+/// Messages sent, one per stored message.
+pub const MESSAGES_SENT_TOTAL: &str = "agentyard_messages_sent_total";
+/// Broadcast deliveries: each broadcast counts the agents of its namespace when it was sent.
+pub const BROADCAST_FANOUT_TOTAL: &str = "agentyard_broadcast_fanout_total";
+/// Agents marked `gone` for missing their heartbeats.
+pub const AGENTS_EXPIRED_TOTAL: &str = "agentyard_agents_expired_total";
+
+/// The counters, shared by handlers and loops.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub rate_limit_hits: AtomicU64,
+    pub dispatch_rate_limited: AtomicU64,
+    pub backpressure_events: AtomicU64,
+    pub messages_sent: AtomicU64,
+    pub broadcast_fanout: AtomicU64,
+    pub agents_expired: AtomicU64,
+}
+
+impl Counters {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Every counter with its metric name.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            (RATE_LIMIT_HITS_TOTAL, get(&self.rate_limit_hits)),
+            (DISPATCH_RATE_LIMITED_TOTAL, get(&self.dispatch_rate_limited)),
+            (BACKPRESSURE_EVENTS_TOTAL, get(&self.backpressure_events)),
+            (MESSAGES_SENT_TOTAL, get(&self.messages_sent)),
+            (BROADCAST_FANOUT_TOTAL, get(&self.broadcast_fanout)),
+            (AGENTS_EXPIRED_TOTAL, get(&self.agents_expired)),
+        ]
+    }
+
+    /// The value of one counter by its metric name.
+    pub fn get(&self, name: &str) -> Option<u64> {
+        self.snapshot().into_iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+}
+
+/// Counts refused requests by the problem they were refused with, whichever handler refused
+/// them: [`crate::api::ApiError`] marks its responses with their [`ProblemKind`].
+pub async fn count_problems(State(s): State<AppState>, response: Response) -> Response {
+    if let Some(ProblemKind(kind)) = response.extensions().get::<ProblemKind>() {
+        match *kind {
+            "/problems/rate-limited" => Counters::add(&s.counters.rate_limit_hits, 1),
+            "/problems/backpressure" | "/problems/inbox-full" => {
+                Counters::add(&s.counters.backpressure_events, 1);
+            }
+            _ => {}
+        }
+    }
+    response
+}
