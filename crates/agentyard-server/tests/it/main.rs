@@ -1,10 +1,15 @@
 //! Integration tests: the real server on 127.0.0.1:0 with a fresh memory store, driven through
 //! the typed client (and raw HTTP where the client would not send the bad request).
 
+mod agents;
+mod backpressure;
 mod conflicts;
 mod dispatch;
 mod errors;
+mod fleet;
 mod lifecycle;
+mod limits;
+mod messages;
 mod openapi;
 mod pagination;
 
@@ -13,7 +18,7 @@ use std::sync::Arc;
 
 use agentyard_client::{Client, ClientError};
 use agentyard_core::api::{ClaimRequest, CreateTaskRequest};
-use agentyard_core::{AgentName, QueueName, SystemClock, Task};
+use agentyard_core::{AgentName, Clock, QueueName, SystemClock, Task};
 use agentyard_server::{AppState, ServerConfig, startup};
 use agentyard_store::MemoryStore;
 use serde_json::Value;
@@ -36,9 +41,14 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: ServerConfig) -> Self {
+        Self::spawn_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// A server whose time is `clock` (a `ManualClock` makes heartbeats and TTLs deterministic).
+    pub async fn spawn_with_clock(config: ServerConfig, clock: Arc<dyn Clock>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
-        let state = AppState::new(Arc::new(MemoryStore::new()), Arc::new(SystemClock), config);
+        let state = AppState::new(Arc::new(MemoryStore::new()), clock, config);
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(startup::run(listener, state.clone(), async move {
             let _ = rx.await;
@@ -166,9 +176,35 @@ fn redact_ids(s: &str) -> String {
         .join(" ")
 }
 
+/// Registers an agent with default settings.
+pub async fn register(app: &TestApp, name: &str) -> agentyard_core::agent::Agent {
+    app.client
+        .register_agent(&agent(name), &Default::default())
+        .await
+        .expect("register")
+}
+
+/// Waits (polling) until `check` holds, failing after `secs` seconds.
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{what}: not within {secs} s");
+}
+
 #[tokio::test]
 async fn health_answers_ok() {
     let app = TestApp::spawn().await;
     assert_eq!(app.client.health().await.unwrap().status, "ok");
+    assert_eq!(app.client.live().await.unwrap().status, "ok");
+    assert_eq!(app.client.ready().await.unwrap().status, "ready");
     app.stop().await;
 }

@@ -1,0 +1,212 @@
+//! Agents: registration, implicit registration by claims, draining, removal, and an agent that
+//! stops heartbeating becoming `gone` with its leased task handed to another agent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentyard_core::agent::AgentStatus;
+use agentyard_core::api::{ClaimRequest, RegisterAgentRequest};
+use agentyard_core::{Capability, ManualClock, TaskStatus, Timestamp};
+use agentyard_server::ServerConfig;
+use agentyard_server::dispatch::AgentExpiry;
+use serde_json::json;
+
+use crate::{TestApp, agent, problem, q, register};
+
+fn cap(s: &str) -> Capability {
+    Capability::parse(s).unwrap()
+}
+
+#[tokio::test]
+async fn register_list_drain_and_remove() {
+    let app = TestApp::spawn().await;
+    let req = RegisterAgentRequest {
+        capabilities: Some(vec![cap("rust"), cap("gpu")]),
+        slots: Some(4),
+        metadata: Some(json!({"host": "box-1"})),
+    };
+    let a = app.client.register_agent(&agent("alpha"), &req).await.unwrap();
+    assert_eq!(a.status, AgentStatus::Active);
+    assert_eq!(a.slots, 4);
+    assert_eq!(a.capabilities, vec![cap("gpu"), cap("rust")]);
+    assert_eq!(a.metadata["host"], "box-1");
+
+    // A claim in an unknown agent's name registers it, with the claim's capabilities.
+    let mut claim = ClaimRequest::new(agent("beta"));
+    claim.capabilities = Some(vec![cap("python")]);
+    assert!(app.client.claim(&q("work"), &claim).await.unwrap().tasks.is_empty());
+    let b = app.client.agent(&agent("beta")).await.unwrap();
+    assert_eq!(
+        (b.status, b.capabilities.clone()),
+        (AgentStatus::Active, vec![cap("python")])
+    );
+
+    let names: Vec<String> = app
+        .client
+        .agents(None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.name.to_string())
+        .collect();
+    assert_eq!(names, ["alpha", "beta"]);
+
+    // A draining agent's claims get nothing, even with work waiting; others get it.
+    let drained = app.client.drain_agent(&agent("alpha")).await.unwrap();
+    assert_eq!(drained.status, AgentStatus::Draining);
+    let task = app.create("work", json!(1)).await;
+    assert!(app.claim_one("work", "alpha").await.is_none());
+    let held = app.claim_one("work", "beta").await.expect("beta gets the task");
+    assert_eq!(held.id, task.id);
+    let draining = app.client.agents(Some(AgentStatus::Draining)).await.unwrap();
+    assert_eq!(draining.len(), 1);
+    assert_eq!(app.client.agent(&agent("beta")).await.unwrap().running, 1);
+
+    // Removing beta hands its task to a claimer already waiting for one.
+    let client = app.client.clone();
+    let waiting = tokio::spawn(async move {
+        let mut req = ClaimRequest::new(agent("gamma"));
+        req.wait_ms = Some(30_000);
+        client.claim(&q("work"), &req).await
+    });
+    crate::eventually(10, "gamma parks", || async { app.state.dispatch.waiters.parked() >= 1 }).await;
+    let removed = app.client.delete_agent(&agent("beta")).await.unwrap();
+    assert_eq!(removed.released, vec![task.id]);
+    let got = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("gamma was woken")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.tasks[0].id, task.id);
+    assert_eq!(got.tasks[0].lease.as_ref().unwrap().agent, agent("gamma"));
+    assert!(app.client.agent(&agent("beta")).await.unwrap_err().is_not_found());
+
+    // Registering again makes a drained agent active.
+    let again = register(&app, "alpha").await;
+    assert_eq!(again.status, AgentStatus::Active);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_agents_and_bad_names_are_refused() {
+    let app = TestApp::spawn().await;
+    let e = app.client.heartbeat_agent(&agent("nobody")).await.unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+    assert!(
+        app.client
+            .drain_agent(&agent("nobody"))
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    let (status, body) = app.send_raw(reqwest::Method::PUT, "/v1/agents/Bad%20Name", "{}").await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("name")));
+    let (status, body) = app
+        .send_raw(reqwest::Method::PUT, "/v1/agents/ok", r#"{"slots": 0}"#)
+        .await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("slots")));
+    let e = app
+        .client
+        .register_agent(
+            &agent("ok"),
+            &RegisterAgentRequest {
+                slots: Some(100_000),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(problem(&e).field.as_deref(), Some("slots"));
+    app.stop().await;
+}
+
+fn manual() -> ManualClock {
+    ManualClock::new(Timestamp::from_millis(1_800_000_000_000))
+}
+
+#[tokio::test]
+async fn an_agent_that_stops_heartbeating_is_gone_and_its_task_goes_to_another() {
+    let clock = manual();
+    let config = ServerConfig {
+        agent_timeout_ms: 30_000,
+        ..ServerConfig::default()
+    };
+    let app = TestApp::spawn_with_clock(config, Arc::new(clock.clone())).await;
+    let task = app.create("jobs", json!({"n": 1})).await;
+    // A lease far longer than the agent timeout: only the agent's silence can free the task.
+    let mut claim = ClaimRequest::new(agent("silent"));
+    claim.lease_ms = Some(3_600_000);
+    let held = app.client.claim(&q("jobs"), &claim).await.unwrap().tasks;
+    assert_eq!(held[0].id, task.id);
+    register(&app, "helper").await;
+
+    clock.advance(20_000);
+    app.client.heartbeat_agent(&agent("helper")).await.unwrap();
+    let tick = AgentExpiry::new(app.state.clone()).tick().await.unwrap();
+    assert!(tick.gone.is_empty(), "20 s of silence is within the timeout");
+    assert!(
+        app.claim_one("jobs", "helper").await.is_none(),
+        "the task is still silent's"
+    );
+
+    clock.advance(10_001);
+    app.client.heartbeat_agent(&agent("helper")).await.unwrap();
+    // The server's own loop may get there first; either way the outcome is the same.
+    AgentExpiry::new(app.state.clone()).tick().await.unwrap();
+    let silent = app.client.agent(&agent("silent")).await.unwrap();
+    assert_eq!((silent.status, silent.running), (AgentStatus::Gone, 0));
+    assert_eq!(
+        app.client.agent(&agent("helper")).await.unwrap().status,
+        AgentStatus::Active
+    );
+    let retaken = app.claim_one("jobs", "helper").await.expect("the task was released");
+    assert_eq!(retaken.id, task.id);
+    assert_eq!(retaken.status, TaskStatus::Running);
+    assert_eq!(retaken.attempt, 2, "the lost attempt counts");
+
+    // A claim in the gone agent's name brings it back.
+    assert!(app.claim_one("jobs", "silent").await.is_none());
+    assert_eq!(
+        app.client.agent(&agent("silent")).await.unwrap().status,
+        AgentStatus::Active
+    );
+    assert!(
+        app.state
+            .counters
+            .get(agentyard_server::metrics::AGENTS_EXPIRED_TOTAL)
+            .unwrap()
+            >= 1
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_waiting_in_a_long_poll_is_alive() {
+    let clock = manual();
+    let app = TestApp::spawn_with_clock(ServerConfig::default(), Arc::new(clock.clone())).await;
+    let client = app.client.clone();
+    let waiting = tokio::spawn(async move {
+        let mut req = ClaimRequest::new(agent("patient"));
+        req.wait_ms = Some(60_000);
+        client.claim(&q("quiet"), &req).await
+    });
+    crate::eventually(10, "the claimer parks", || async {
+        app.state.dispatch.waiters.parked() >= 1
+    })
+    .await;
+    clock.advance(45_000);
+    let tick = AgentExpiry::new(app.state.clone()).tick().await.unwrap();
+    assert!(tick.gone.is_empty(), "{tick:?}");
+    assert_eq!(
+        app.client.agent(&agent("patient")).await.unwrap().status,
+        AgentStatus::Active
+    );
+    let task = app.create("quiet", json!(1)).await;
+    let got = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.tasks[0].id, task.id);
+    app.stop().await;
+}
