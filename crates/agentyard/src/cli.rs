@@ -22,6 +22,15 @@ pub enum Command {
     /// Inspect queues of a running server.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Register, list, drain and remove agents.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Send, receive, follow and answer messages between agents.
+    #[command(subcommand)]
+    Msg(MsgCommand),
+    /// Keyed dispatch limits (rate_limit_key, concurrency_key) of a running server.
+    #[command(subcommand)]
+    Limit(LimitCommand),
     /// Measure a server: throughput and latency suites (see BENCHMARKS.md).
     Bench(BenchArgs),
 }
@@ -56,6 +65,20 @@ pub struct ServeArgs {
     /// Log format: pretty, json, or auto (pretty on a terminal) [default: auto]
     #[arg(long, env = "AGENTYARD_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Most unacknowledged messages per inbox; direct sends beyond it get 429 [default: 100000]
+    #[arg(long, env = "AGENTYARD_MAX_INBOX_DEPTH")]
+    pub max_inbox_depth: Option<u64>,
+    /// An agent silent for this long is gone and its tasks go to others, in milliseconds
+    /// [default: 30000]
+    #[arg(long, env = "AGENTYARD_AGENT_TIMEOUT_MS")]
+    pub agent_timeout_ms: Option<u64>,
+    /// Requests per minute each agent may make (claims, sends, agent routes); 0 for no limit
+    /// [default: 0]
+    #[arg(long, env = "AGENTYARD_AGENT_RATE_PER_MINUTE")]
+    pub agent_rate_per_minute: Option<u32>,
+    /// How many requests an agent may make at once above its rate [default: 60]
+    #[arg(long, env = "AGENTYARD_AGENT_BURST")]
+    pub agent_burst: Option<u32>,
 }
 
 /// Where the server is and how to print.
@@ -229,4 +252,186 @@ pub struct BenchArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Every agent with its status, capabilities, running tasks and last heartbeat.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Only agents with this status: active, draining or gone.
+        #[arg(long, short)]
+        status: Option<String>,
+    },
+    /// Show one agent.
+    Get {
+        #[command(flatten)]
+        client: ClientArgs,
+        name: String,
+    },
+    /// Register an agent (or replace its registration); it becomes active.
+    Register {
+        #[command(flatten)]
+        client: ClientArgs,
+        name: String,
+        /// Capabilities it offers (repeat or comma-separate).
+        #[arg(long = "capability", value_delimiter = ',')]
+        capabilities: Vec<String>,
+        /// Most tasks it runs at once.
+        #[arg(long)]
+        slots: Option<u32>,
+        /// Anything to show next to it, as JSON.
+        #[arg(long)]
+        metadata: Option<String>,
+    },
+    /// Say an agent is alive.
+    Heartbeat {
+        #[command(flatten)]
+        client: ClientArgs,
+        name: String,
+    },
+    /// Let an agent finish what it holds and give it nothing new.
+    Drain {
+        #[command(flatten)]
+        client: ClientArgs,
+        name: String,
+    },
+    /// Remove an agent; the tasks it held go back to their queues.
+    Remove {
+        #[command(flatten)]
+        client: ClientArgs,
+        name: String,
+    },
+}
+
+/// Who a message goes to: exactly one of these.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct Recipient {
+    /// One agent.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// The subscribers of a topic.
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Every agent of the namespace.
+    #[arg(long)]
+    pub broadcast: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MsgCommand {
+    /// Send a message to an agent, a topic or everyone.
+    Send {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        recipient: Recipient,
+        /// The body: JSON, or else sent as a string.
+        body: String,
+        /// The sending agent (replies go to it).
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        correlation_id: Option<String>,
+        /// The id of the message this one answers.
+        #[arg(long)]
+        reply_to: Option<String>,
+        /// Never delivered after this many milliseconds.
+        #[arg(long)]
+        ttl_ms: Option<u64>,
+        /// Sending again with the same key sends nothing new.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Wait once for an agent's messages and print them.
+    Recv {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Whose inbox.
+        #[arg(long, short)]
+        agent: String,
+        /// Wait up to this long for a message.
+        #[arg(long, default_value_t = 30_000)]
+        wait_ms: u64,
+        /// Most messages to take.
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Read after this seq instead of after the acknowledged cursor.
+        #[arg(long)]
+        after: Option<u64>,
+        /// Acknowledge what was printed.
+        #[arg(long)]
+        ack: bool,
+    },
+    /// Follow an agent's inbox, printing messages as they come (Ctrl-C to stop).
+    Tail {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long, short)]
+        agent: String,
+        /// Start after this seq instead of after the acknowledged cursor.
+        #[arg(long)]
+        after: Option<u64>,
+        /// Acknowledge each message once printed.
+        #[arg(long)]
+        ack: bool,
+        /// Long-poll in a loop instead of following the event stream.
+        #[arg(long)]
+        poll: bool,
+    },
+    /// Answer a message of an agent's inbox: to its sender, with its correlation id.
+    Reply {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The agent answering (whose inbox holds the message).
+        #[arg(long, short)]
+        agent: String,
+        /// The seq of the message to answer.
+        #[arg(long)]
+        seq: u64,
+        /// The body: JSON, or else sent as a string.
+        body: String,
+    },
+    /// Subscribe an agent to a topic.
+    Subscribe {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long, short)]
+        agent: String,
+        topic: String,
+    },
+    /// Unsubscribe an agent from a topic.
+    Unsubscribe {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long, short)]
+        agent: String,
+        topic: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LimitCommand {
+    /// Every configured key with its limits.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Set the limits of a key (replacing what it had, until the server restarts).
+    Set {
+        #[command(flatten)]
+        client: ClientArgs,
+        key: String,
+        /// Tasks with this rate_limit_key handed out per minute.
+        #[arg(long)]
+        rate_per_minute: Option<u32>,
+        /// How many may go at once (with --rate-per-minute).
+        #[arg(long)]
+        burst: Option<u32>,
+        /// Tasks with this concurrency_key running at once.
+        #[arg(long)]
+        max_concurrent: Option<u64>,
+    },
 }

@@ -13,12 +13,12 @@ use serde_json::Value;
 
 use crate::cli::{ClientArgs, QueueCommand, TaskCommand};
 
-fn client(args: &ClientArgs) -> anyhow::Result<Client> {
+pub(crate) fn client(args: &ClientArgs) -> anyhow::Result<Client> {
     let ns = Namespace::parse(args.namespace.clone()).with_context(|| format!("--namespace {:?}", args.namespace))?;
     Ok(Client::new(&args.url).with_namespace(ns))
 }
 
-fn json_arg(flag: &str, text: &str) -> anyhow::Result<Value> {
+pub(crate) fn json_arg(flag: &str, text: &str) -> anyhow::Result<Value> {
     serde_json::from_str(text).with_context(|| format!("{flag} is not valid JSON: {text}"))
 }
 
@@ -26,19 +26,19 @@ fn task_id(s: &str) -> anyhow::Result<TaskId> {
     TaskId::parse(s).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
-fn table(header: &[&str]) -> Table {
+pub(crate) fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY);
     t.set_header(header.iter().copied());
     t
 }
 
-fn ago(t: Timestamp) -> String {
+pub(crate) fn ago(t: Timestamp) -> String {
     let now = Timestamp::from_millis(chrono::Utc::now().timestamp_millis());
     let ms = now.millis_since(t);
     if t > now {
@@ -48,7 +48,7 @@ fn ago(t: Timestamp) -> String {
     format!("{} ago", human_ms(ms))
 }
 
-fn human_ms(ms: u64) -> String {
+pub(crate) fn human_ms(ms: u64) -> String {
     match ms {
         0..1_000 => format!("{ms}ms"),
         1_000..60_000 => format!("{}s", ms / 1_000),

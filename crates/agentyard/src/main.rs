@@ -1,8 +1,10 @@
 //! The `agentyard` binary: the server and a command-line client for it.
 
+mod agent_commands;
 mod bench;
 mod cli;
 mod commands;
+mod msg_commands;
 mod serve;
 mod settings;
 
@@ -17,6 +19,9 @@ async fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::serve(args).await,
         Command::Task(cmd) => commands::task(cmd).await,
         Command::Queue(cmd) => commands::queue(cmd).await,
+        Command::Agent(cmd) => agent_commands::agent(cmd).await,
+        Command::Msg(cmd) => msg_commands::msg(cmd).await,
+        Command::Limit(cmd) => agent_commands::limit(cmd).await,
         Command::Bench(args) => bench::bench(args).await,
     };
     match result {

@@ -35,6 +35,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         default_lease_ms: settings.lease_ms,
         max_queue_depth: Some(settings.max_queue_depth),
         body_limit_bytes: settings.body_limit,
+        max_inbox_depth: Some(settings.max_inbox_depth),
+        agent_timeout_ms: settings.agent_timeout_ms,
+        agent_rate: settings.agent_rate,
+        limits: settings.limits.clone(),
+        namespaces: settings.namespaces.clone(),
         ..ServerConfig::default()
     };
     let listener = tokio::net::TcpListener::bind(settings.listen)

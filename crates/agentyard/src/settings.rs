@@ -1,8 +1,15 @@
 //! `serve` settings: flags and `AGENTYARD_*` variables first, then the TOML file, then defaults.
+//! Keyed limits (`[limits.KEY]`) and per-namespace settings (`[namespaces.NS]`) come from the
+//! file only.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use agentyard_core::Namespace;
+use agentyard_core::api::LimitRequest;
+use agentyard_core::flow::RateLimit;
+use agentyard_server::config::{LimitConfig, NamespaceConfig};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
@@ -45,7 +52,16 @@ pub struct Settings {
     pub lease_ms: u64,
     pub body_limit: usize,
     pub log_format: LogFormat,
+    pub max_inbox_depth: u64,
+    pub agent_timeout_ms: u64,
+    /// `None`: agents may call as often as they like.
+    pub agent_rate: Option<RateLimit>,
+    pub limits: BTreeMap<String, LimitConfig>,
+    pub namespaces: BTreeMap<Namespace, NamespaceConfig>,
 }
+
+/// Burst of the per-agent API rate when only the rate is given.
+const DEFAULT_AGENT_BURST: u32 = 60;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -65,6 +81,41 @@ struct FileSettings {
     lease_ms: Option<u64>,
     body_limit: Option<usize>,
     log_format: Option<String>,
+    max_inbox_depth: Option<u64>,
+    agent_timeout_ms: Option<u64>,
+    agent_rate_per_minute: Option<u32>,
+    agent_burst: Option<u32>,
+    /// `[limits.openai]`: `rate_per_minute`, `burst`, `max_concurrent`.
+    #[serde(default)]
+    limits: BTreeMap<String, LimitRequest>,
+    /// `[namespaces.team-a]`: what that namespace does differently.
+    #[serde(default)]
+    namespaces: BTreeMap<String, FileNamespace>,
+}
+
+/// A `[namespaces.NS]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileNamespace {
+    /// 0 lifts the limit for this namespace.
+    agent_rate_per_minute: Option<u32>,
+    agent_burst: Option<u32>,
+    max_inbox_depth: Option<u64>,
+}
+
+/// The per-agent rate from a rate and a burst; a rate of 0 means no limit.
+fn parse_agent_rate(what: &str, rate: u32, burst: Option<u32>) -> anyhow::Result<Option<RateLimit>> {
+    if rate == 0 {
+        return Ok(None);
+    }
+    let limit = RateLimit {
+        rate_per_minute: rate,
+        burst: burst.unwrap_or(DEFAULT_AGENT_BURST),
+    };
+    limit
+        .check()
+        .map_err(|(field, message)| anyhow::anyhow!("{what}: {field} {message}"))?;
+    Ok(Some(limit))
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
@@ -114,7 +165,58 @@ impl Settings {
             Some("json") => LogFormat::Json,
             Some(other) => bail!("--log-format {other:?}: use pretty, json or auto"),
         };
+        let max_inbox_depth = args.max_inbox_depth.or(file.max_inbox_depth).unwrap_or(100_000);
+        if max_inbox_depth == 0 {
+            bail!("--max-inbox-depth must be at least 1");
+        }
+        let agent_timeout_ms = args.agent_timeout_ms.or(file.agent_timeout_ms).unwrap_or(30_000);
+        if agent_timeout_ms < 100 {
+            bail!("--agent-timeout-ms must be at least 100");
+        }
+        let agent_rate = parse_agent_rate(
+            "--agent-rate-per-minute",
+            args.agent_rate_per_minute.or(file.agent_rate_per_minute).unwrap_or(0),
+            args.agent_burst.or(file.agent_burst),
+        )?;
+        let mut limits = BTreeMap::new();
+        for (key, req) in file.limits {
+            let l = req
+                .into_limit(key.clone())
+                .map_err(|e| anyhow::anyhow!("[limits.{key}] {}: {}", e.field, e.message))?;
+            let config = LimitConfig {
+                rate: l.rate(),
+                max_concurrent: l.max_concurrent,
+            };
+            limits.insert(key, config);
+        }
+        let mut namespaces = BTreeMap::new();
+        for (name, ns) in file.namespaces {
+            let what = format!("[namespaces.{name}]");
+            let parsed = Namespace::parse(name.as_str()).with_context(|| what.clone())?;
+            let rate = match ns.agent_rate_per_minute {
+                Some(r) => Some(parse_agent_rate(
+                    &what,
+                    r,
+                    ns.agent_burst.or(args.agent_burst).or(file.agent_burst),
+                )?),
+                None if ns.agent_burst.is_some() => bail!("{what}: agent_burst needs agent_rate_per_minute"),
+                None => None,
+            };
+            if ns.max_inbox_depth == Some(0) {
+                bail!("{what}: max_inbox_depth must be at least 1");
+            }
+            let config = NamespaceConfig {
+                agent_rate: rate,
+                max_inbox_depth: ns.max_inbox_depth,
+            };
+            namespaces.insert(parsed, config);
+        }
         Ok(Settings {
+            max_inbox_depth,
+            agent_timeout_ms,
+            agent_rate,
+            limits,
+            namespaces,
             listen: args
                 .listen
                 .or(file.listen)
@@ -160,7 +262,64 @@ mod tests {
             lease_ms: None,
             body_limit: None,
             log_format: None,
+            max_inbox_depth: None,
+            agent_timeout_ms: None,
+            agent_rate_per_minute: None,
+            agent_burst: None,
         }
+    }
+
+    #[test]
+    fn limits_and_namespaces_come_from_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("yard.toml");
+        std::fs::write(
+            &path,
+            "agent_rate_per_minute = 600\n\
+             [limits.openai]\nrate_per_minute = 60\nburst = 5\n\
+             [limits.\"repo:acme/web\"]\nmax_concurrent = 2\n\
+             [namespaces.batch]\nagent_rate_per_minute = 0\nmax_inbox_depth = 50\n",
+        )
+        .expect("write");
+        let mut a = args();
+        a.config = Some(path);
+        a.agent_burst = Some(20);
+        let s = Settings::resolve(&a).expect("resolve");
+        assert_eq!(
+            s.agent_rate,
+            Some(RateLimit {
+                rate_per_minute: 600,
+                burst: 20
+            })
+        );
+        assert_eq!(
+            s.limits["openai"].rate,
+            Some(RateLimit {
+                rate_per_minute: 60,
+                burst: 5
+            })
+        );
+        assert_eq!(s.limits["repo:acme/web"].max_concurrent, Some(2));
+        let batch = s.namespaces[&Namespace::parse("batch").unwrap()];
+        assert_eq!((batch.agent_rate, batch.max_inbox_depth), (Some(None), Some(50)));
+        assert_eq!(s.max_inbox_depth, 100_000);
+        assert_eq!(s.agent_timeout_ms, 30_000);
+    }
+
+    #[test]
+    fn the_agent_rate_is_off_unless_asked_for() {
+        assert_eq!(Settings::resolve(&args()).expect("resolve").agent_rate, None);
+        let mut a = args();
+        a.agent_rate_per_minute = Some(120);
+        let s = Settings::resolve(&a).expect("resolve");
+        assert_eq!(s.agent_rate.map(|r| r.burst), Some(DEFAULT_AGENT_BURST));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("yard.toml");
+        std::fs::write(&path, "[limits.openai]\nburst = 5\n").expect("write");
+        let mut a = args();
+        a.config = Some(path);
+        let err = format!("{:#}", Settings::resolve(&a).unwrap_err());
+        assert!(err.contains("[limits.openai] rate_per_minute"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,163 @@
+//! The `agent`, `msg` and `limit` commands against a real `agentyard serve` on a fresh SQLite
+//! file: what a person types, with `--json` output checked.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+struct Server {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start() -> Server {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agentyard"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .arg("--store")
+        .arg(format!("sqlite://{}", dir.path().join("cli.db").display()))
+        .env("AGENTYARD_LOG", "warn")
+        .env_remove("AGENTYARD_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start agentyard serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the listening line");
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("listening on …")
+        .to_owned();
+    Server { child, url, _dir: dir }
+}
+
+/// Runs a command against the server; returns its stdout, failing on a non-zero exit.
+fn run(server: &Server, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_agentyard"))
+        .args(args)
+        .env("AGENTYARD_URL", &server.url)
+        .env_remove("AGENTYARD_NAMESPACE")
+        .output()
+        .expect("run agentyard");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "agentyard {args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn json(server: &Server, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let text = run(server, &all);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {text}"))
+}
+
+#[test]
+fn agents_messages_and_limits_from_the_command_line() {
+    let server = start();
+    let alice = json(
+        &server,
+        &["agent", "register", "alice", "--capability", "rust,gpu", "--slots", "2"],
+    );
+    assert_eq!(
+        (alice["status"].as_str(), alice["slots"].as_u64()),
+        (Some("active"), Some(2))
+    );
+    run(&server, &["agent", "register", "bob"]);
+    run(&server, &["msg", "subscribe", "-a", "bob", "news"]);
+
+    let sent = json(
+        &server,
+        &[
+            "msg",
+            "send",
+            "--to",
+            "alice",
+            "--from",
+            "bob",
+            "--correlation-id",
+            "c-1",
+            r#"{"q": "ping?"}"#,
+        ],
+    );
+    assert_eq!(sent["body"]["q"], "ping?");
+    run(&server, &["msg", "send", "--topic", "news", "hello news"]);
+    run(&server, &["msg", "send", "--broadcast", "42"]);
+
+    // alice reads once without acknowledging: the messages stay.
+    let inbox = json(&server, &["msg", "recv", "-a", "alice", "--wait-ms", "100"]);
+    let bodies: Vec<&Value> = inbox["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["body"])
+        .collect();
+    assert_eq!(bodies, [&serde_json::json!({"q": "ping?"}), &serde_json::json!(42)]);
+    let again = json(&server, &["msg", "recv", "-a", "alice", "--wait-ms", "100", "--ack"]);
+    assert_eq!(again["messages"].as_array().unwrap().len(), 2);
+    let empty = json(&server, &["msg", "recv", "-a", "alice", "--wait-ms", "100"]);
+    assert!(empty["messages"].as_array().unwrap().is_empty());
+
+    // alice answers bob's question.
+    let seq = inbox["messages"][0]["seq"].as_u64().unwrap().to_string();
+    let reply = json(&server, &["msg", "reply", "-a", "alice", "--seq", &seq, "pong"]);
+    assert_eq!(
+        (reply["to"]["agent"].as_str(), reply["correlation_id"].as_str()),
+        (Some("bob"), Some("c-1"))
+    );
+    let bob = json(&server, &["msg", "recv", "-a", "bob", "--wait-ms", "100", "--ack"]);
+    let bodies: Vec<Value> = bob["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].clone())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            serde_json::json!("hello news"),
+            serde_json::json!(42),
+            serde_json::json!("pong")
+        ]
+    );
+
+    run(&server, &["agent", "drain", "alice"]);
+    let agents = json(&server, &["agent", "list"]);
+    let view: Vec<(&str, &str)> = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["name"].as_str().unwrap(), a["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(view, [("alice", "draining"), ("bob", "active")]);
+    let table = run(&server, &["agent", "list"]);
+    assert!(
+        table.contains("LAST HEARTBEAT") && table.contains("gpu,rust") && table.contains("ago"),
+        "{table}"
+    );
+    let removed = json(&server, &["agent", "remove", "alice"]);
+    assert_eq!(removed["released"].as_array().unwrap().len(), 0);
+
+    json(
+        &server,
+        &["limit", "set", "openai", "--rate-per-minute", "60", "--burst", "5"],
+    );
+    let limits = json(&server, &["limit", "list"]);
+    assert_eq!(limits[0]["key"], "openai");
+    assert_eq!(limits[0]["burst"], 5);
+}
