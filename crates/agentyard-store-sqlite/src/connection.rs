@@ -23,6 +23,13 @@ fn tune(conn: &Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "cache_size", -64_000).map_err(sql_error)?;
     conn.pragma_update(None, "temp_store", "MEMORY").map_err(sql_error)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // Plans must not depend on bound values. Without this, a parameter compared against a
+    // partial index's WHERE (e.g. `queue = ?2` beside `status = 'queued'`) marks the statement
+    // as value-dependent, and SQLite re-prepares it on every new binding: ~100k instructions
+    // per claim, measured (BENCHMARKS.md). Every hot query names its partial index's condition
+    // as a literal, so the stable plan is the right one.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(sql_error)?;
     Ok(())
 }
 
