@@ -17,6 +17,7 @@ use agentyard_store_sqlite::{Durability, SqliteOptions, SqliteStore};
 use serde_json::json;
 use tempfile::TempDir;
 
+mod agent_model;
 mod agents;
 mod model;
 
