@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::agents;
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{JsonBody, Ns, QueueParam};
+use crate::dispatch::ClaimHooks;
 use crate::state::AppState;
 
 /// Failed tasks one store call re-queues during a bulk redrive.
@@ -58,17 +59,23 @@ pub async fn claim(
         gate: Some(gate),
     };
     let _parked = (wait_ms > 0).then(|| s.fleet.park(&ns, &claim.agent));
+    // Drained while it waits: the wait ends with nothing.
+    let eligible = || s.fleet.presence.status(&ns, &claim.agent) != Some(AgentStatus::Draining);
+    let hooks = ClaimHooks {
+        gate: hint.as_deref(),
+        eligible: Some(&eligible),
+    };
     let tasks = s
         .dispatch
         .waiters
-        .claim_gated(
+        .claim_with(
             &*s.store,
             &*s.clock,
             &ns,
             &claim,
             Duration::from_millis(wait_ms),
             s.config.claim_recheck,
-            hint.as_deref(),
+            hooks,
         )
         .await?;
     s.dispatch.tasks_changed(&tasks);

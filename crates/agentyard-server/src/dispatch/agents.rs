@@ -78,6 +78,11 @@ impl Presence {
         (fresh && seen.status != AgentStatus::Gone).then_some(seen.status)
     }
 
+    /// The agent's remembered status, however old.
+    pub fn status(&self, ns: &Namespace, name: &AgentName) -> Option<AgentStatus> {
+        self.shard(name).get(ns)?.get(name).map(|seen| seen.status)
+    }
+
     /// Remembers the agent as the store just returned it (its heartbeat written at `now`).
     pub fn record(&self, agent: &Agent, now: Timestamp) {
         let mut shard = self.shard(&agent.name);

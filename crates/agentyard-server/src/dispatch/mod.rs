@@ -17,7 +17,7 @@ pub use agents::{AgentExpiry, AgentTick, Presence};
 pub use inboxes::Inboxes;
 pub use limits::{ClaimGate, Limits};
 pub use timers::{Tick, TimerSignal, Timers};
-pub use waiters::Waiters;
+pub use waiters::{ClaimHooks, Waiters};
 
 /// The in-memory side of dispatch shared by handlers and loops.
 #[derive(Default)]

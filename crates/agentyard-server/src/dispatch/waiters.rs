@@ -19,6 +19,16 @@ use tokio::time::Instant;
 
 use crate::dispatch::limits::ClaimGate;
 
+/// What a parked claim checks besides the store.
+#[derive(Clone, Copy, Default)]
+pub struct ClaimHooks<'a> {
+    /// The claim's gate, which says when a refused rate-limit token comes.
+    pub gate: Option<&'a ClaimGate>,
+    /// Asked before each attempt after the first: false ends the wait with no tasks (its agent
+    /// was drained meanwhile).
+    pub eligible: Option<&'a (dyn Fn() -> bool + Send + Sync)>,
+}
+
 /// Claimers parked on one queue.
 #[derive(Default)]
 struct QueueWaiters {
@@ -126,13 +136,15 @@ impl Waiters {
         wait: Duration,
         recheck: Duration,
     ) -> Result<Vec<Task>, StoreError> {
-        self.claim_gated(store, clock, ns, claim, wait, recheck, None).await
+        self.claim_with(store, clock, ns, claim, wait, recheck, ClaimHooks::default())
+            .await
     }
 
-    /// Like [`Waiters::claim`]; when `gate` refused a rate-limit token, the parked claimer also
-    /// tries again the moment the next token comes.
-    #[allow(clippy::too_many_arguments)] // `claim`'s inputs plus the gate; a struct would only rename them.
-    pub async fn claim_gated(
+    /// Like [`Waiters::claim`], with [`ClaimHooks`]: a parked claimer refused a rate-limit token
+    /// also tries again the moment the next token comes, and stops waiting (with no tasks) once
+    /// it is no longer eligible.
+    #[allow(clippy::too_many_arguments)] // `claim`'s inputs plus the hooks; a struct would only rename them.
+    pub async fn claim_with(
         &self,
         store: &dyn Store,
         clock: &dyn Clock,
@@ -140,8 +152,9 @@ impl Waiters {
         claim: &Claim,
         wait: Duration,
         recheck: Duration,
-        gate: Option<&ClaimGate>,
+        hooks: ClaimHooks<'_>,
     ) -> Result<Vec<Task>, StoreError> {
+        let gate = hooks.gate;
         let tasks = store.claim_tasks(ns, claim, clock.now()).await?;
         if !tasks.is_empty() || wait.is_zero() {
             return Ok(tasks);
@@ -152,7 +165,15 @@ impl Waiters {
             return Ok(Vec::new());
         }
         let parked = self.park(ns, &claim.queue);
+        let mut was_woken = false;
         loop {
+            if hooks.eligible.is_some_and(|eligible| !eligible()) {
+                if was_woken {
+                    // The wake-up was meant for a claimer that can take the task: pass it on.
+                    parked.queue.notify.notify_one();
+                }
+                return Ok(Vec::new());
+            }
             let mut woken = pin!(parked.queue.notify.notified());
             woken.as_mut().enable();
             // Only what this attempt is refused counts.
@@ -171,11 +192,11 @@ impl Waiters {
                 let in_ms = at.millis_since(clock.now());
                 until = until.min(now + Duration::from_millis(in_ms));
             }
-            tokio::select! {
-                () = woken => {}
-                () = tokio::time::sleep_until(until) => {}
+            was_woken = tokio::select! {
+                () = woken => true,
+                () = tokio::time::sleep_until(until) => false,
                 () = &mut closed => return Ok(Vec::new()),
-            }
+            };
         }
     }
 }

@@ -210,3 +210,43 @@ async fn an_agent_waiting_in_a_long_poll_is_alive() {
     assert_eq!(got.tasks[0].id, task.id);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_agent_drained_while_it_waits_gets_nothing_and_another_gets_the_task() {
+    let app = TestApp::spawn().await;
+    let long_poll = |name: &'static str| {
+        let client = app.client.clone();
+        tokio::spawn(async move {
+            let mut req = ClaimRequest::new(agent(name));
+            req.wait_ms = Some(30_000);
+            client.claim(&q("drain-race"), &req).await
+        })
+    };
+    let leaving = long_poll("leaving");
+    crate::eventually(10, "leaving parks", || async {
+        app.state.dispatch.waiters.parked() >= 1
+    })
+    .await;
+    let staying = long_poll("staying");
+    crate::eventually(10, "staying parks", || async {
+        app.state.dispatch.waiters.parked() >= 2
+    })
+    .await;
+    app.client.drain_agent(&agent("leaving")).await.unwrap();
+    let task = app.create("drain-race", json!(1)).await;
+    let got = tokio::time::timeout(Duration::from_secs(10), staying)
+        .await
+        .expect("staying got the task in time")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.tasks[0].id, task.id);
+    // `leaving` ends its wait empty-handed at the latest when a wake-up or re-check comes.
+    app.create("drain-race", json!(2)).await;
+    let left = tokio::time::timeout(Duration::from_secs(10), leaving)
+        .await
+        .expect("leaving's wait ended")
+        .unwrap()
+        .unwrap();
+    assert!(left.tasks.is_empty());
+    app.stop().await;
+}
