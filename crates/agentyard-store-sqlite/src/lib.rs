@@ -1,5 +1,7 @@
-//! The SQLite backend of the yard's [`Store`](agentyard_store::Store): one database file in WAL
-//! mode, one writer thread that commits commands in groups, and a pool of read-only connections.
+//! The SQLite backend of the yard ([`Store`](agentyard_store::Store),
+//! [`AgentStore`](agentyard_store::AgentStore), [`MessageStore`](agentyard_store::MessageStore)):
+//! one database file in WAL mode, one writer thread that commits commands in groups, and a pool
+//! of read-only connections.
 //!
 //! # How it writes
 //! Every change, claims included, is a command sent to a single OS thread that owns the only
@@ -8,10 +10,18 @@
 //! command alone, and answers the callers only once the `COMMIT` returned. There is one writer,
 //! so no write ever meets `SQLITE_BUSY`; under load a commit (and its fsync) serves a whole group.
 //!
-//! Reads (`get_task`, `list_tasks`, `queue_stats`, `next_wakeup`) run on a pool of read-only
-//! connections on blocking threads; WAL lets them read the last commit while a write goes on.
-//! Per-queue counts live in memory (rebuilt from the table at open) so stats and the backpressure
-//! check cost no query.
+//! Reads (`get_task`, `list_tasks`, `queue_stats`, `next_wakeup`, `get_agent`, `read_inbox`, …)
+//! run on a pool of read-only connections on blocking threads; WAL lets them read the last commit
+//! while a write goes on. A read of several statements (an inbox merged from its sources) runs
+//! in one read transaction, so it sees one commit. Per-queue counts live in memory (rebuilt from
+//! the table at open) so stats and the backpressure check cost no query.
+//!
+//! # Agents and messages
+//! Agents are rows of `agents` (`agents.rs`); how many tasks one runs is counted from the tasks
+//! on read, never stored. A message is one row of `messages` whoever reads it (`messages.rs`):
+//! a broadcast to a thousand agents is one row, and an inbox is a view merged from index range
+//! scans (the agent's direct messages, the broadcasts since it registered, each topic since it
+//! subscribed) after its cursor.
 //!
 //! # What survives a crash
 //! A write is acknowledged only after its transaction committed to the write-ahead log.
