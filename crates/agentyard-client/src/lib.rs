@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use agentyard_core::agent::{Agent, AgentStatus};
 use agentyard_core::api::{
-    AckRequest, AckResponse, AgentList, BatchCreateResponse, ClaimRequest, ClaimResponse, CompleteRequest,
-    CreateTaskRequest, FailRequest, HeartbeatRequest, InboxResponse, Limit, LimitList, LimitRequest, QueueList,
-    QueueStats, RegisterAgentRequest, RemovedAgent, SendMessageRequest, Subscriptions, TaskPage, UpdateTaskRequest,
+    AckRequest, AckResponse, AgentList, BatchCreateResponse, ClaimRequest, ClaimResponse, CompleteItem,
+    CompleteManyResponse, CompleteRequest, CreateTaskRequest, FailRequest, HeartbeatRequest, InboxResponse, Limit,
+    LimitList, LimitRequest, QueueList, QueueStats, RegisterAgentRequest, RemovedAgent, SendMessageRequest,
+    Subscriptions, TaskPage, UpdateTaskRequest,
 };
 use agentyard_core::message::{Message, TopicName};
 use agentyard_core::{AgentName, Namespace, QueueName, Task, TaskId, TaskStatus};
@@ -46,6 +47,11 @@ pub struct Created {
 #[derive(Deserialize)]
 struct RedriveResponse {
     redriven: u64,
+}
+
+#[derive(Serialize)]
+struct CompleteManyRef<'a> {
+    items: &'a [CompleteItem],
 }
 
 #[derive(Serialize)]
@@ -242,6 +248,16 @@ impl Client {
         self.call(
             self.request(Method::POST, &format!("/v1/tasks/{id}/complete"))
                 .json(req),
+        )
+        .await
+    }
+
+    /// `POST /v1/tasks/complete`: finishes many running tasks; each item succeeds or fails alone
+    /// (see each outcome's `error`).
+    pub async fn complete_many(&self, items: &[CompleteItem]) -> Result<CompleteManyResponse, ClientError> {
+        self.call(
+            self.request(Method::POST, "/v1/tasks/complete")
+                .json(&CompleteManyRef { items }),
         )
         .await
     }

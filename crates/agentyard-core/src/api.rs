@@ -901,3 +901,87 @@ mod tests {
         assert_eq!(bad.into_registration().unwrap_err().field, "slots");
     }
 }
+
+/// One task of `POST /v1/tasks/complete`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteItem {
+    pub id: TaskId,
+    pub lease_token: LeaseToken,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<Vec<NewArtifact>>,
+}
+
+/// `POST /v1/tasks/complete`: finish many running tasks in one request. Each item succeeds or
+/// fails on its own, as `POST /v1/tasks/{id}/complete` would.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteManyRequest {
+    /// 1 to 1000 tasks, each at most once.
+    pub items: Vec<CompleteItem>,
+}
+
+impl CompleteManyRequest {
+    /// Checks the batch and each item; returns the completions in request order.
+    pub fn into_completions(self) -> Result<Vec<(TaskId, LeaseToken, Completion)>, FieldError> {
+        if self.items.is_empty() || self.items.len() > MAX_BATCH {
+            return Err(FieldError::new(
+                "items",
+                format!("holds {} tasks; send 1 to {MAX_BATCH}", self.items.len()),
+            ));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(self.items.len());
+        let mut out = Vec::with_capacity(self.items.len());
+        for (i, item) in self.items.into_iter().enumerate() {
+            if !seen.insert(item.id) {
+                return Err(FieldError::new(
+                    format!("items[{i}].id"),
+                    format!("task {} is listed twice", item.id),
+                ));
+            }
+            let artifacts = item.artifacts.unwrap_or_default();
+            check_artifacts(&artifacts).map_err(|e| e.within(&format!("items[{i}]")))?;
+            out.push((
+                item.id,
+                item.lease_token,
+                Completion {
+                    result: item.result,
+                    artifacts,
+                },
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// Why one item of a batch failed: the problem its own request would have answered with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ItemProblem {
+    /// The problem `type`, e.g. `/problems/lease-conflict`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+}
+
+/// The outcome of one item: the task's new `version`, or its `error`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CompleteOutcome {
+    pub id: TaskId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ItemProblem>,
+}
+
+/// The answer of `POST /v1/tasks/complete`: one outcome per item, in request order. Tasks are
+/// not echoed back, so a worker finishing many tasks does not download them again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CompleteManyResponse {
+    pub items: Vec<CompleteOutcome>,
+    /// How many items succeeded.
+    pub completed: usize,
+}

@@ -33,6 +33,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tasks::redrive_task))
         .routes(routes!(tasks::heartbeat))
         .routes(routes!(tasks::complete))
+        .routes(routes!(tasks::complete_many))
         .routes(routes!(tasks::fail))
         .routes(routes!(queues::list_queues))
         .routes(routes!(queues::queue_stats))

@@ -2,8 +2,9 @@
 //! holder's heartbeat, complete and fail.
 
 use agentyard_core::api::{
-    BatchCreateRequest, BatchCreateResponse, CompleteRequest, CreateTaskRequest, FailRequest, HeartbeatRequest,
-    MAX_BATCH, TaskPage, UpdateTaskRequest,
+    BatchCreateRequest, BatchCreateResponse, CompleteManyRequest, CompleteManyResponse, CompleteOutcome,
+    CompleteRequest, CreateTaskRequest, FailRequest, HeartbeatRequest, ItemProblem, MAX_BATCH, TaskPage,
+    UpdateTaskRequest,
 };
 use agentyard_core::{Namespace, QueueName, Task, TaskCommand, TaskId, TaskStatus};
 use agentyard_store::{CreateOptions, StoreError, TaskFilter};
@@ -410,6 +411,71 @@ pub async fn complete(
 ) -> Result<Response, ApiError> {
     let (token, completion) = req.into_completion()?;
     apply(&s, &ns, id, TaskCommand::Complete { token, completion }).await
+}
+
+/// Finish many running tasks successfully in one request.
+///
+/// Each item succeeds or fails alone, with the problem its own `POST /v1/tasks/{id}/complete`
+/// would have answered; the answer carries each task's new version, not the task. The items'
+/// store writes are sent together, so the SQLite writer commits them in one group.
+#[utoipa::path(
+    post, path = "/v1/tasks/complete", tag = "leases", operation_id = "complete_tasks",
+    request_body = CompleteManyRequest,
+    responses(
+        (status = 200, description = "One outcome per item, in request order", body = CompleteManyResponse),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid item, or none, or too many", body = Problem,
+            content_type = "application/problem+json"),
+    )
+)]
+pub async fn complete_many(
+    State(s): State<AppState>,
+    Ns(ns): Ns,
+    JsonBody(req): JsonBody<CompleteManyRequest>,
+) -> Result<Json<CompleteManyResponse>, ApiError> {
+    let completions = req.into_completions()?;
+    let now = s.clock.now();
+    let applied = futures::future::join_all(completions.into_iter().map(|(id, token, completion)| {
+        let (store, ns) = (&s.store, &ns);
+        async move {
+            (
+                id,
+                store
+                    .apply(ns, id, TaskCommand::Complete { token, completion }, now)
+                    .await,
+            )
+        }
+    }))
+    .await;
+    let mut completed = 0;
+    let mut items = Vec::with_capacity(applied.len());
+    for (id, outcome) in applied {
+        items.push(match outcome {
+            Ok(task) => {
+                s.dispatch.task_changed(&task);
+                completed += 1;
+                CompleteOutcome {
+                    id,
+                    version: Some(task.version),
+                    error: None,
+                }
+            }
+            Err(e) => {
+                let p = ApiError::from(e).problem();
+                CompleteOutcome {
+                    id,
+                    version: None,
+                    error: Some(ItemProblem {
+                        kind: p.kind.to_owned(),
+                        title: p.title.to_owned(),
+                        status: p.status,
+                        detail: p.detail,
+                    }),
+                }
+            }
+        });
+    }
+    Ok(Json(CompleteManyResponse { items, completed }))
 }
 
 /// Report a failed attempt. A retryable error with attempts left schedules a retry after the

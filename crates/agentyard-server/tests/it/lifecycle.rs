@@ -298,3 +298,57 @@ async fn cancel_stops_a_task_and_cannot_be_repeated() {
     let e = app.client.cancel(task.id).await.unwrap_err();
     assert_eq!(problem(&e).kind, "/problems/invalid-transition");
 }
+
+#[tokio::test]
+async fn many_tasks_complete_in_one_request_each_on_its_own() {
+    use agentyard_client::kinds;
+    use agentyard_core::LeaseToken;
+    use agentyard_core::api::CompleteItem;
+
+    let app = TestApp::spawn().await;
+    let c = &app.client;
+    for i in 0..3 {
+        app.create("batch-done", json!({ "i": i })).await;
+    }
+    let mut claim = ClaimRequest::new(agent("worker-1"));
+    claim.max = Some(2);
+    let claimed = c.claim(&q("batch-done"), &claim).await.unwrap().tasks;
+    assert_eq!(claimed.len(), 2);
+    let waiting = app.claim_one("batch-done", "worker-2").await.expect("the third task");
+    let item = |t: &agentyard_core::Task, token: LeaseToken| CompleteItem {
+        id: t.id,
+        lease_token: token,
+        result: Some(json!({"ok": t.input["i"]})),
+        artifacts: None,
+    };
+    let items = vec![
+        item(&claimed[0], claimed[0].lease.clone().unwrap().token),
+        // worker-2's task with a made-up token: refused alone.
+        item(&waiting, LeaseToken::new("not-the-token")),
+        item(&claimed[1], claimed[1].lease.clone().unwrap().token),
+    ];
+    let answer = c.complete_many(&items).await.unwrap();
+    assert_eq!(answer.completed, 2);
+    let ids: Vec<_> = answer.items.iter().map(|o| o.id).collect();
+    assert_eq!(ids, vec![claimed[0].id, waiting.id, claimed[1].id], "request order");
+    assert_eq!(answer.items[0].version, Some(claimed[0].version + 1));
+    let refused = answer.items[1].error.as_ref().expect("refused");
+    assert_eq!(refused.kind, kinds::LEASE_CONFLICT);
+    assert_eq!(refused.status, 409);
+    for t in &claimed {
+        let done = c.get_task(t.id).await.unwrap();
+        assert_eq!(done.status, TaskStatus::Succeeded);
+        assert_eq!(done.result, Some(json!({"ok": t.input["i"]})));
+    }
+    assert_eq!(c.get_task(waiting.id).await.unwrap().status, TaskStatus::Running);
+
+    // Repeating a completion is harmless, as for one task.
+    let again = c.complete_many(&items[..1]).await.unwrap();
+    assert_eq!(again.completed, 1);
+
+    let twice = vec![items[0].clone(), items[0].clone()];
+    let err = c.complete_many(&twice).await.unwrap_err();
+    assert_eq!(problem(&err).kind, kinds::INVALID_FIELD);
+    let err = c.complete_many(&[]).await.unwrap_err();
+    assert_eq!(problem(&err).kind, kinds::INVALID_FIELD);
+}

@@ -33,6 +33,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/tasks"),
     ("POST", "/v1/tasks"),
     ("POST", "/v1/tasks/batch"),
+    ("POST", "/v1/tasks/complete"),
     ("GET", "/v1/tasks/{id}"),
     ("PATCH", "/v1/tasks/{id}"),
     ("POST", "/v1/tasks/{id}/cancel"),

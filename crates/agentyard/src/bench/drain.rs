@@ -1,14 +1,15 @@
 //! The drain suite: with N tasks waiting, one worker process (this one) runs `--concurrency`
 //! claimers, each claiming and then completing until the queue is empty. The rate counts from
 //! the first claim to the last completion; latency is per HTTP request (claims and completions).
-//! Run once with single-task claims and once with claims of up to 10.
+//! Run with single-task claims, with claims of up to 10 (each task then completed on its own),
+//! and with claims of up to 10 completed together through `POST /v1/tasks/complete`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use agentyard_client::Client;
-use agentyard_core::api::{ClaimRequest, CompleteRequest, CreateTaskRequest, MAX_BATCH};
+use agentyard_core::api::{ClaimRequest, CompleteItem, CompleteRequest, CreateTaskRequest, MAX_BATCH};
 use agentyard_core::{AgentName, QueueName};
 use anyhow::{Context, bail};
 use serde_json::json;
@@ -24,7 +25,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
     let n = bench.n(50_000, 1_000);
     let c = bench.concurrency();
     let mut outcome = Outcome::default();
-    for max in [1u32, 10] {
+    for (max, together) in [(1u32, false), (10, false), (10, true)] {
         let target = bench.target().await?;
         let queue = fresh_queue("drain")?;
         fill(&target.client, &queue, n).await?;
@@ -33,7 +34,9 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
         let mut claimers = Vec::with_capacity(c);
         for i in 0..c {
             let (client, queue, done) = (target.client.clone(), queue.clone(), done.clone());
-            claimers.push(tokio::spawn(async move { claimer(client, queue, i, max, done).await }));
+            claimers.push(tokio::spawn(async move {
+                claimer(client, queue, i, max, together, done).await
+            }));
         }
         let mut samples = Samples::with_capacity(2 * n as usize);
         for cl in claimers {
@@ -48,8 +51,8 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
                 stats.counts.succeeded
             );
         }
-        let name = if max == 1 {
-            format!("drain claim1 x{c}")
+        let name = if together {
+            format!("drain claim{max} complete{max} x{c}")
         } else {
             format!("drain claim{max} x{c}")
         };
@@ -90,6 +93,7 @@ async fn claimer(
     queue: QueueName,
     index: usize,
     max: u32,
+    together: bool,
     done: Arc<AtomicU64>,
 ) -> anyhow::Result<Samples> {
     let mut claim = ClaimRequest::new(AgentName::parse(format!("worker-{index}"))?);
@@ -101,6 +105,26 @@ async fn claimer(
         let tasks = claimed?.tasks;
         if tasks.is_empty() {
             return Ok(samples);
+        }
+        if together {
+            let mut items = Vec::with_capacity(tasks.len());
+            for task in tasks {
+                let lease = task.lease.context("a claimed task without a lease")?;
+                items.push(CompleteItem {
+                    id: task.id,
+                    lease_token: lease.token,
+                    result: None,
+                    artifacts: None,
+                });
+            }
+            let (took, completed) = timed(client.complete_many(&items)).await;
+            samples.push(took);
+            let completed = completed?;
+            if let Some(failed) = completed.items.iter().find_map(|o| o.error.as_ref()) {
+                bail!("a batch completion failed: {}", failed.detail);
+            }
+            done.fetch_add(completed.completed as u64, Ordering::Relaxed);
+            continue;
         }
         for task in tasks {
             let lease = task.lease.context("a claimed task without a lease")?;
