@@ -4,7 +4,7 @@
 //! transaction, the readers inside the implicit one of a single statement. All of them use
 //! cached prepared statements, since the same dozen statements run over and over.
 
-use agentyard_core::{AgentName, Capability, Namespace, QueueName, Task, TaskId, Timestamp};
+use agentyard_core::{AgentName, Capability, Namespace, QueueName, Task, TaskId, TaskStatus, Timestamp};
 use agentyard_store::{Page, StoreError, TaskFilter};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
@@ -112,29 +112,55 @@ pub(crate) fn insert(conn: &Connection, task: &Task) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Stores a changed task. Namespace, queue, idempotency key, required capabilities and
-/// concurrency key never change after creation, so only the columns that can are written.
-pub(crate) fn update(conn: &Connection, task: &Task) -> Result<(), StoreError> {
+/// Stores a changed task that had status `before`. Namespace, queue, idempotency key, required
+/// capabilities and concurrency key never change after creation, so they are never written.
+///
+/// SQLite rewrites the entries of every index a column of the `SET` list takes part in (in its
+/// key or in its partial `WHERE`), even when the value did not change, and each index touched
+/// is one more page for the commit to write. So when the status stays (a heartbeat, progress,
+/// an edit) neither `status` nor `lease_agent` is set: the lease holder only changes with the
+/// status (a claim takes a queued task; expiry, release and completion end the running), and
+/// `tasks_by_status`, `tasks_running_by_agent` and `tasks_running_by_key` stay untouched.
+pub(crate) fn update(conn: &Connection, before: TaskStatus, task: &Task) -> Result<(), StoreError> {
     let (doc, meta) = encode(task)?;
-    let mut stmt = conn
-        .prepare_cached(
-            "UPDATE tasks SET status = ?3, priority = ?4, run_at = ?5, lease_expires_at = ?6, doc = ?7, meta = ?8, \
-             lease_agent = ?9 WHERE namespace = ?1 AND id = ?2",
-        )
-        .map_err(sql_error)?;
-    let changed = stmt
-        .execute(params![
+    let id = task.id.to_string();
+    let lease_expires_at = task.lease.as_ref().map(|l| l.expires_at.as_millis());
+    let changed = if before == task.status {
+        let mut stmt = conn
+            .prepare_cached(
+                "UPDATE tasks SET priority = ?3, run_at = ?4, lease_expires_at = ?5, doc = ?6, meta = ?7 \
+                 WHERE namespace = ?1 AND id = ?2",
+            )
+            .map_err(sql_error)?;
+        stmt.execute(params![
             task.namespace.as_str(),
-            task.id.to_string(),
+            id,
+            task.priority,
+            task.run_at.as_millis(),
+            lease_expires_at,
+            doc,
+            meta,
+        ])
+    } else {
+        let mut stmt = conn
+            .prepare_cached(
+                "UPDATE tasks SET status = ?3, priority = ?4, run_at = ?5, lease_expires_at = ?6, doc = ?7, \
+                 meta = ?8, lease_agent = ?9 WHERE namespace = ?1 AND id = ?2",
+            )
+            .map_err(sql_error)?;
+        stmt.execute(params![
+            task.namespace.as_str(),
+            id,
             task.status.as_str(),
             task.priority,
             task.run_at.as_millis(),
-            task.lease.as_ref().map(|l| l.expires_at.as_millis()),
+            lease_expires_at,
             doc,
             meta,
             lease_agent(task),
         ])
-        .map_err(sql_error)?;
+    }
+    .map_err(sql_error)?;
     if changed == 1 {
         Ok(())
     } else {
@@ -359,8 +385,67 @@ pub(crate) fn next_wakeup(conn: &Connection) -> Result<Option<Timestamp>, StoreE
 
 #[cfg(test)]
 mod tests {
-    use super::{RUNNING_COUNT_OF, RUNNING_OF, RUNNING_WITH_KEY};
+    use agentyard_core::{AgentName, Completion, LeaseToken, Namespace, NewTask, QueueName, TaskCommand, TaskId};
+    use rusqlite::Connection;
+
+    use super::*;
+    use crate::migrations::migrate;
     use crate::migrations::plans::assert_uses;
+
+    /// The copied columns follow the document through a claim, heartbeats (which leave the
+    /// status and so do not rewrite them) and the completion.
+    #[test]
+    fn lease_holder_column_follows_the_task() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        migrate(&mut conn).expect("migrate");
+        let ns = Namespace::default_namespace();
+        let agent = AgentName::parse("w-1").expect("valid");
+        let now = Timestamp::from_millis(1_000);
+        let mut new = NewTask::on(QueueName::parse("q").expect("valid"), serde_json::json!({}));
+        new.concurrency_key = Some("repo".into());
+        let mut task = new.into_task(TaskId::generate(), ns.clone(), now);
+        insert(&conn, &task).expect("insert");
+        let columns = |conn: &Connection| -> (String, Option<String>, Option<String>, Option<i64>) {
+            conn.query_row(
+                "SELECT status, lease_agent, concurrency_key, lease_expires_at FROM tasks",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .expect("row")
+        };
+        assert_eq!(columns(&conn), ("queued".into(), None, Some("repo".into()), None));
+        let token = LeaseToken::generate();
+        task.claim(&agent, token.clone(), 1_000, now).expect("claim");
+        update(&conn, TaskStatus::Queued, &task).expect("update");
+        assert_eq!(running_count_of(&conn, &ns, &agent).expect("count"), 1);
+        assert_eq!(running_with_key(&conn, &ns, "repo").expect("count"), 1);
+        for (i, at) in [2_000, 3_000].into_iter().enumerate() {
+            let heartbeat = TaskCommand::Heartbeat {
+                token: token.clone(),
+                lease_ms: 5_000,
+                progress: None,
+            };
+            task.apply(heartbeat, Timestamp::from_millis(at)).expect("heartbeat");
+            update(&conn, TaskStatus::Running, &task).expect("update");
+            let (status, holder, _, expires) = columns(&conn);
+            assert_eq!(
+                (status.as_str(), holder.as_deref()),
+                ("running", Some("w-1")),
+                "heartbeat {i}"
+            );
+            assert_eq!(expires, Some(at + 5_000));
+            assert_eq!(load(&conn, &ns, task.id).expect("load"), task);
+        }
+        let complete = TaskCommand::Complete {
+            token,
+            completion: Completion::default(),
+        };
+        task.apply(complete, Timestamp::from_millis(4_000)).expect("complete");
+        update(&conn, TaskStatus::Running, &task).expect("update");
+        assert_eq!(columns(&conn).0, "succeeded");
+        assert_eq!(running_count_of(&conn, &ns, &agent).expect("count"), 0);
+        assert_eq!(running_with_key(&conn, &ns, "repo").expect("count"), 0);
+    }
 
     /// Every hot query must walk an index and never sort: a claim or an expiry sweep that scans
     /// or sorts the table gets slower with every task ever stored.

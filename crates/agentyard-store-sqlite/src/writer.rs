@@ -60,7 +60,7 @@ impl WriteCtx<'_> {
 
     /// Stores a changed task that had status `before`.
     pub(crate) fn update(&mut self, before: TaskStatus, task: &Task) -> Result<(), StoreError> {
-        tasks::update(self.conn, task)?;
+        tasks::update(self.conn, before, task)?;
         self.deltas
             .record(&task.namespace, &task.queue, Some(before), task.status);
         Ok(())
