@@ -267,7 +267,7 @@ fn expire(ctx: &mut WriteCtx<'_>, now: Timestamp, timeout_ms: u64) -> Result<Vec
         agent.status = AgentStatus::Gone;
         save(ctx.conn(), &agent)?;
         let reason = format!("agent {} stopped heartbeating", agent.name);
-        let released = release_all(ctx, &agent.namespace.clone(), &agent.name.clone(), now, &reason)?;
+        let released = release_all(ctx, &agent.namespace, &agent.name, now, &reason)?;
         out.push((with_running(ctx.conn(), agent)?, released));
     }
     Ok(out)
