@@ -8,6 +8,7 @@ use agentyard_store::StoreError;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::Durability;
+use crate::checkpoint::watch_wal;
 use crate::error::sql_error;
 
 /// How long a connection waits for a lock before giving up. The writer is the only writer, so
@@ -33,6 +34,16 @@ fn tune(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+fn synchronous(durability: Durability) -> &'static str {
+    match durability {
+        // In WAL mode NORMAL syncs at checkpoints only: a commit survives the process dying,
+        // not necessarily the machine losing power.
+        Durability::Normal => "NORMAL",
+        // FULL syncs the WAL at every commit, i.e. once per commit group.
+        Durability::Full => "FULL",
+    }
+}
+
 /// The read-write connection, owned by the writer thread.
 pub(crate) fn open_writer(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(|e| opening(path, e))?;
@@ -47,18 +58,23 @@ pub(crate) fn open_writer(path: &Path, durability: Durability) -> Result<Connect
             path.display()
         )));
     }
-    let synchronous = match durability {
-        // In WAL mode NORMAL syncs at checkpoints only: a commit survives the process dying,
-        // not necessarily the machine losing power.
-        Durability::Normal => "NORMAL",
-        // FULL syncs the WAL at every commit, i.e. once per commit group.
-        Durability::Full => "FULL",
-    };
-    conn.pragma_update(None, "synchronous", synchronous)
+    conn.pragma_update(None, "synchronous", synchronous(durability))
         .map_err(sql_error)?;
     conn.pragma_update(None, "foreign_keys", "ON").map_err(sql_error)?;
-    conn.pragma_update(None, "wal_autocheckpoint", 1_000)
+    // No checkpoint inside a commit: the checkpoint thread does them (checkpoint.rs).
+    watch_wal(&conn);
+    Ok(conn)
+}
+
+/// The checkpoint thread's connection. It writes nothing but the database file's pages copied
+/// back from the log, synced as the writer's durability asks.
+pub(crate) fn open_checkpointer(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(|e| opening(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_error)?;
+    conn.pragma_update(None, "synchronous", synchronous(durability))
         .map_err(sql_error)?;
+    // Its own commits (there are none) must not checkpoint either.
+    conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(sql_error)?;
     Ok(conn)
 }
 

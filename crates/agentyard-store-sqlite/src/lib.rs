@@ -35,6 +35,7 @@
 //! The path must be a file on a local file system (WAL needs shared memory; not `:memory:`).
 
 mod agents;
+mod checkpoint;
 mod connection;
 mod counts;
 mod error;

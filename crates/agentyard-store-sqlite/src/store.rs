@@ -12,6 +12,7 @@ use agentyard_core::{
 use agentyard_store::{Claim, CreateOptions, Created, Page, Store, StoreError, TaskFilter};
 use async_trait::async_trait;
 
+use crate::checkpoint::Checkpointer;
 use crate::connection::open_writer;
 use crate::counts::Counts;
 use crate::migrations::migrate;
@@ -48,7 +49,8 @@ impl SqliteStore {
         migrate(&mut conn)?;
         let counts = Counts::load(&conn)?;
         let readers = Readers::open(path.clone(), options.readers)?;
-        let writer = Writer::start(conn, counts.clone())?;
+        let checkpointer = Checkpointer::start(&path, options.durability)?;
+        let writer = Writer::start(conn, counts.clone(), checkpointer)?;
         tracing::info!(path = %path.display(), durability = %options.durability, readers = options.readers.max(1), "opened the SQLite store");
         Ok(SqliteStore {
             readers,

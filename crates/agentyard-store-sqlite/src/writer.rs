@@ -21,6 +21,7 @@ use agentyard_store::StoreError;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::checkpoint::{Checkpointer, wal_pages};
 use crate::counts::{Counts, Deltas};
 use crate::error::sql_error;
 use crate::tasks;
@@ -128,13 +129,13 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn start(conn: Connection, counts: Counts) -> Result<Self, StoreError> {
+    pub(crate) fn start(conn: Connection, counts: Counts, checkpointer: Checkpointer) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let tally = Arc::new(Tally::default());
         let thread_tally = tally.clone();
         let thread = std::thread::Builder::new()
             .name("agentyard-sqlite-writer".into())
-            .spawn(move || write_loop(conn, counts, rx, &thread_tally))
+            .spawn(move || write_loop(conn, counts, checkpointer, rx, &thread_tally))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer thread: {e}")))?;
         Ok(Self {
             commands: Some(tx),
@@ -183,7 +184,13 @@ impl Drop for Writer {
     }
 }
 
-fn write_loop(conn: Connection, counts: Counts, mut commands: mpsc::Receiver<Box<dyn Job>>, tally: &Tally) {
+fn write_loop(
+    conn: Connection,
+    counts: Counts,
+    mut checkpointer: Checkpointer,
+    mut commands: mpsc::Receiver<Box<dyn Job>>,
+    tally: &Tally,
+) {
     let mut group: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = commands.blocking_recv() {
         group.push(first);
@@ -196,6 +203,7 @@ fn write_loop(conn: Connection, counts: Counts, mut commands: mpsc::Receiver<Box
         let outcome = commit_group(&conn, &counts, &mut group);
         tally.groups.fetch_add(1, Ordering::Relaxed);
         tally.commands.fetch_add(group.len() as u64, Ordering::Relaxed);
+        checkpointer.after_commit(&conn, wal_pages());
         let answer = match outcome {
             Ok(deltas) => {
                 // Before answering, so a caller that reads the stats next sees its own write.
@@ -211,6 +219,10 @@ fn write_loop(conn: Connection, counts: Counts, mut commands: mpsc::Receiver<Box
             job.answer(answer.as_ref().map(|_| ()));
         }
     }
+    // The checkpoint connection closes first, so closing the writer's, the last one,
+    // checkpoints the whole log and removes it.
+    drop(checkpointer);
+    drop(conn);
     tracing::debug!("the SQLite writer stops: the store was dropped");
 }
 
