@@ -82,7 +82,7 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<Vec<Created>, StoreError> {
         let ns = ns.clone();
-        self.writer.run(move |ctx| create(ctx, &ns, tasks, options, now)).await
+        self.writer.run_checked(move |ctx| create(ctx, &ns, tasks, options, now)).await
     }
 
     async fn get_task(&self, ns: &Namespace, id: TaskId) -> Result<Task, StoreError> {
@@ -111,20 +111,20 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<Task, StoreError> {
         let ns = ns.clone();
-        self.writer.run(move |ctx| apply(ctx, &ns, id, command, now)).await
+        self.writer.run_checked(move |ctx| apply(ctx, &ns, id, command, now)).await
     }
 
     async fn claim_tasks(&self, ns: &Namespace, claim: &Claim, now: Timestamp) -> Result<Vec<Task>, StoreError> {
         let (ns, claim) = (ns.clone(), claim.clone());
-        self.writer.run(move |ctx| claim_tasks(ctx, &ns, &claim, now)).await
+        self.writer.run_checked(move |ctx| claim_tasks(ctx, &ns, &claim, now)).await
     }
 
     async fn expire_leases(&self, now: Timestamp, limit: usize) -> Result<Vec<Task>, StoreError> {
-        self.writer.run(move |ctx| expire_leases(ctx, now, limit)).await
+        self.writer.run_checked(move |ctx| expire_leases(ctx, now, limit)).await
     }
 
     async fn promote_due(&self, now: Timestamp, limit: usize) -> Result<Vec<Task>, StoreError> {
-        self.writer.run(move |ctx| promote_due(ctx, now, limit)).await
+        self.writer.run_checked(move |ctx| promote_due(ctx, now, limit)).await
     }
 
     async fn next_wakeup(&self) -> Result<Option<Timestamp>, StoreError> {
@@ -140,7 +140,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Task>, StoreError> {
         let (ns, queue) = (ns.clone(), queue.clone());
         self.writer
-            .run(move |ctx| redrive_failed(ctx, &ns, &queue, limit, now))
+            .run_checked(move |ctx| redrive_failed(ctx, &ns, &queue, limit, now))
             .await
     }
 

@@ -70,8 +70,22 @@ impl WriteCtx<'_> {
 
 type Op<R> = Box<dyn FnOnce(&mut WriteCtx<'_>) -> Result<R, StoreError> + Send>;
 
+/// How a command is kept apart from the others of its group when it fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Guard {
+    /// Inside its own `SAVEPOINT`: an error after a write rolls back this command alone.
+    Savepoint,
+    /// No savepoint: the command finds every reason to fail before its first write, so a
+    /// failure leaves nothing to undo. Should one come after a write anyway (an I/O error, a bug),
+    /// the whole group is rolled back and every command of it fails, so nothing half done is
+    /// ever committed. Saves the savepoint's statements and, above all, the copy of every page
+    /// the command touches into the savepoint journal: ~10 % of the writer's time (BENCHMARKS.md).
+    CheckFirst,
+}
+
 /// A command with its reply handle, its result type erased so one channel carries them all.
 trait Job: Send {
+    fn guard(&self) -> Guard;
     /// Runs the command and keeps its outcome. Returns whether it succeeded.
     fn run(&mut self, ctx: &mut WriteCtx<'_>) -> bool;
     /// Answers the caller: with the kept outcome if the group committed, else with its error.
@@ -79,12 +93,17 @@ trait Job: Send {
 }
 
 struct Pending<R> {
+    guard: Guard,
     op: Option<Op<R>>,
     outcome: Option<Result<R, StoreError>>,
     reply: oneshot::Sender<Result<R, StoreError>>,
 }
 
 impl<R: Send> Job for Pending<R> {
+    fn guard(&self) -> Guard {
+        self.guard
+    }
+
     fn run(&mut self, ctx: &mut WriteCtx<'_>) -> bool {
         let Some(op) = self.op.take() else { return false };
         let outcome = op(ctx);
@@ -151,8 +170,27 @@ impl Writer {
         }
     }
 
-    /// Runs `op` in the writer's next group and returns its outcome once the group committed.
+    /// Runs `op` in the writer's next group, inside a savepoint, and returns its outcome once
+    /// the group committed.
     pub(crate) async fn run<R, F>(&self, op: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut WriteCtx<'_>) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.run_guarded(Guard::Savepoint, op).await
+    }
+
+    /// Like [`Writer::run`] for a command that checks everything before it writes (see
+    /// [`Guard::CheckFirst`]): it runs without a savepoint.
+    pub(crate) async fn run_checked<R, F>(&self, op: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut WriteCtx<'_>) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.run_guarded(Guard::CheckFirst, op).await
+    }
+
+    async fn run_guarded<R, F>(&self, guard: Guard, op: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnOnce(&mut WriteCtx<'_>) -> Result<R, StoreError> + Send + 'static,
@@ -161,6 +199,7 @@ impl Writer {
         let commands = self.commands.as_ref().ok_or_else(stopped)?;
         let (reply, answer) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(Pending {
+            guard,
             op: Some(Box::new(op)),
             outcome: None,
             reply,
@@ -223,7 +262,7 @@ fn write_loop(
     // checkpoints the whole log and removes it.
     drop(checkpointer);
     drop(conn);
-    tracing::debug!("the SQLite writer stops: the store was dropped");
+    tracing::info!(groups = tally.groups.load(Ordering::Relaxed), commands = tally.commands.load(Ordering::Relaxed), "the SQLite writer stops: the store was closed");
 }
 
 fn exec(conn: &Connection, sql: &str) -> Result<(), StoreError> {
@@ -250,7 +289,11 @@ fn commit_group(conn: &Connection, counts: &Counts, group: &mut [Box<dyn Job>]) 
 fn run_commands(conn: &Connection, counts: &Counts, group: &mut [Box<dyn Job>]) -> Result<Deltas, StoreError> {
     let mut committed = Deltas::default();
     for job in group.iter_mut() {
-        exec(conn, "SAVEPOINT command")?;
+        let guard = job.guard();
+        if guard == Guard::Savepoint {
+            exec(conn, "SAVEPOINT command")?;
+        }
+        let changes_before = conn.total_changes();
         let mut ctx = WriteCtx {
             conn,
             counts,
@@ -259,12 +302,14 @@ fn run_commands(conn: &Connection, counts: &Counts, group: &mut [Box<dyn Job>]) 
         };
         // A panic in one command (a bug) must not take the writer, and with it the store, down.
         let ok = catch_unwind(AssertUnwindSafe(|| job.run(&mut ctx))).unwrap_or_else(|_| {
-            tracing::error!("a command panicked in the SQLite writer; it is rolled back, its group goes on");
+            tracing::error!("a command panicked in the SQLite writer; it fails, and its writes are undone");
             false
         });
         let deltas = ctx.deltas;
         if ok {
-            exec(conn, "RELEASE command")?;
+            if guard == Guard::Savepoint {
+                exec(conn, "RELEASE command")?;
+            }
             committed.merge(deltas);
         } else if conn.is_autocommit() {
             // On some errors (I/O, disk full, out of memory) SQLite rolls back the whole
@@ -272,9 +317,16 @@ fn run_commands(conn: &Connection, counts: &Counts, group: &mut [Box<dyn Job>]) 
             return Err(StoreError::Unavailable(
                 "SQLite aborted the transaction after an error; nothing of this commit group was stored".into(),
             ));
-        } else {
+        } else if guard == Guard::Savepoint {
             exec(conn, "ROLLBACK TO command")?;
             exec(conn, "RELEASE command")?;
+        } else if conn.total_changes() != changes_before {
+            // Failed after writing, with no savepoint to undo just this command.
+            return Err(StoreError::Unavailable(
+                "a command failed halfway through its writes; its commit group was rolled back, nothing of it was \
+                 stored"
+                    .into(),
+            ));
         }
     }
     Ok(committed)
@@ -312,8 +364,16 @@ mod tests {
     fn job<R: Send + 'static>(
         op: impl FnOnce(&mut WriteCtx<'_>) -> Result<R, StoreError> + Send + 'static,
     ) -> (Box<dyn Job>, Answer<R>) {
+        guarded_job(Guard::Savepoint, op)
+    }
+
+    fn guarded_job<R: Send + 'static>(
+        guard: Guard,
+        op: impl FnOnce(&mut WriteCtx<'_>) -> Result<R, StoreError> + Send + 'static,
+    ) -> (Box<dyn Job>, Answer<R>) {
         let (reply, answer) = oneshot::channel();
         let job = Pending {
+            guard,
             op: Some(Box::new(op) as Op<R>),
             outcome: None,
             reply,
@@ -419,5 +479,68 @@ mod tests {
         run_group(&conn, &counts, vec![next]).expect("the next group commits");
         assert!(next_answer.blocking_recv().expect("answered").is_ok());
         assert_eq!(depth(&counts), 1);
+    }
+
+    #[test]
+    fn a_checked_command_that_fails_before_writing_fails_alone() {
+        let (conn, counts) = setup();
+        let (a, c) = (task(), task());
+        let (first, first_answer) = guarded_job(Guard::CheckFirst, move |ctx| ctx.insert(&a));
+        let (refused, refused_answer) = guarded_job(Guard::CheckFirst, |_| {
+            Err::<(), _>(StoreError::Invalid {
+                message: "refused".into(),
+            })
+        });
+        let (third, third_answer) = job(move |ctx| ctx.insert(&c));
+        run_group(&conn, &counts, vec![first, refused, third]).expect("the group commits");
+        assert_eq!(stored(&conn), 2);
+        assert_eq!(depth(&counts), 2);
+        assert!(first_answer.blocking_recv().expect("answered").is_ok());
+        assert_eq!(
+            refused_answer.blocking_recv().expect("answered").map_err(|e| e.kind()),
+            Err("invalid")
+        );
+        assert!(third_answer.blocking_recv().expect("answered").is_ok());
+    }
+
+    /// Without a savepoint a write cannot be undone alone: the whole group is rolled back and
+    /// fails, so nothing half done is committed and nothing is acknowledged.
+    #[test]
+    fn a_checked_command_that_fails_after_writing_fails_its_group() {
+        let (conn, counts) = setup();
+        let (a, b) = (task(), task());
+        let (first, first_answer) = job(move |ctx| ctx.insert(&a));
+        let (halfway, halfway_answer) = guarded_job(Guard::CheckFirst, move |ctx| -> Result<(), StoreError> {
+            ctx.insert(&b)?;
+            Err(StoreError::Invalid {
+                message: "a bug".into(),
+            })
+        });
+        let err = run_group(&conn, &counts, vec![first, halfway]).expect_err("the group fails");
+        assert_eq!(err.kind(), "unavailable");
+        assert_eq!(stored(&conn), 0);
+        assert_eq!(depth(&counts), 0);
+        for answer in [first_answer, halfway_answer] {
+            assert_eq!(
+                answer.blocking_recv().expect("answered").map_err(|e| e.kind()),
+                Err("unavailable")
+            );
+        }
+        let (next, next_answer) = guarded_job(Guard::CheckFirst, move |ctx| ctx.insert(&task()));
+        run_group(&conn, &counts, vec![next]).expect("the next group commits");
+        assert!(next_answer.blocking_recv().expect("answered").is_ok());
+    }
+
+    #[test]
+    fn a_checked_command_that_panics_after_writing_fails_its_group() {
+        let (conn, counts) = setup();
+        let b = task();
+        let (panics, panics_answer) = guarded_job(Guard::CheckFirst, move |ctx| -> Result<(), StoreError> {
+            ctx.insert(&b)?;
+            panic!("a bug");
+        });
+        run_group(&conn, &counts, vec![panics]).expect_err("the group fails");
+        assert_eq!(stored(&conn), 0);
+        assert!(panics_answer.blocking_recv().expect("answered").is_err());
     }
 }
