@@ -28,11 +28,12 @@ use crate::Durability;
 use crate::connection::open_checkpointer;
 use crate::error::sql_error;
 
-/// The log grows by this many pages (4 KiB each) between two checkpoint requests: SQLite's own
-/// default threshold.
-pub(crate) const CHECKPOINT_PAGES: u32 = 1_000;
+/// The log grows by this many pages (2 KiB each in a database this store created, see
+/// `connection.rs`) between two checkpoint requests: 4 MB, as SQLite's own default of 1,000
+/// pages of 4 KiB.
+pub(crate) const CHECKPOINT_PAGES: u32 = 2_000;
 
-/// Beyond this many pages in the log (256 MiB), the writer checkpoints by itself.
+/// Beyond this many pages in the log (256 MB of 2 KiB pages), the writer checkpoints by itself.
 pub(crate) const WAL_LIMIT_PAGES: u32 = 64 * CHECKPOINT_PAGES;
 
 thread_local! {
@@ -112,11 +113,15 @@ impl Checkpointer {
 
     /// Called by the writer after each commit with the log's size: requests a pass each time the
     /// log grew by [`CHECKPOINT_PAGES`], and past [`WAL_LIMIT_PAGES`] checkpoints on `writer`
-    /// itself.
-    pub(crate) fn after_commit(&mut self, writer: &Connection, pages: u32) {
-        if pages < self.last_pages {
+    /// itself. Returns how many pages the commit appended to the log.
+    pub(crate) fn after_commit(&mut self, writer: &Connection, pages: u32) -> u32 {
+        let appended = if pages < self.last_pages {
+            // The log started over with this commit.
             self.next_request_at = CHECKPOINT_PAGES;
-        }
+            pages
+        } else {
+            pages - self.last_pages
+        };
         self.last_pages = pages;
         if pages >= WAL_LIMIT_PAGES {
             match checkpoint(writer, "RESTART") {
@@ -129,7 +134,7 @@ impl Checkpointer {
                 Err(e) => tracing::warn!(error = %e, "checkpointing the write-ahead log on the writer failed"),
             }
             self.next_request_at = CHECKPOINT_PAGES;
-            return;
+            return appended;
         }
         if pages >= self.next_request_at {
             self.next_request_at = pages.saturating_add(CHECKPOINT_PAGES);
@@ -141,6 +146,7 @@ impl Checkpointer {
                 );
             }
         }
+        appended
     }
 }
 

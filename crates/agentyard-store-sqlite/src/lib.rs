@@ -42,6 +42,7 @@ mod error;
 mod messages;
 mod migrations;
 mod readers;
+mod running;
 mod store;
 mod tasks;
 mod writer;

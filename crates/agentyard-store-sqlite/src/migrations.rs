@@ -122,6 +122,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         last      INTEGER NOT NULL
     ) WITHOUT ROWID;
     ",
+    // 3: running tasks leave `tasks_by_status`.
+    //
+    // Every status change moved a task's entry in `tasks_by_status` from one status's range to
+    // another's: two more pages written per claim and per completion. Running tasks are few
+    // (at most what the agents hold) and already in `tasks_running_by_agent`, which serves
+    // the listing of running tasks (with a sort of those few); so a claim no longer touches this
+    // index, and a completion adds one entry. Drained ~12 % more tasks per second (BENCHMARKS.md).
+    r"
+    DROP INDEX tasks_by_status;
+    CREATE INDEX tasks_by_status ON tasks (namespace, status, id) WHERE status != 'running';
+    ",
 ];
 
 /// Brings the schema up to date, one transaction per step, so a crash mid-way leaves the
@@ -167,6 +178,15 @@ pub(crate) mod plans {
     /// scans a table nor sorts; with and without stable query plans (`ENABLE_QPSG`, where the
     /// planner may not look at bound values to pick a partial index).
     pub(crate) fn assert_uses(sql: &str, index: &str) {
+        check_plan(sql, index, false);
+    }
+
+    /// Like [`assert_uses`] for a query that may sort what it reads from `index` (a small set).
+    pub(crate) fn assert_uses_sorting(sql: &str, index: &str) {
+        check_plan(sql, index, true);
+    }
+
+    fn check_plan(sql: &str, index: &str, may_sort: bool) {
         for stable in [false, true] {
             let mut conn = Connection::open_in_memory().expect("open");
             conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, stable)
@@ -182,7 +202,7 @@ pub(crate) mod plans {
             let plan = plan.join(" / ");
             let context = format!("{sql}\nplan (stable plans: {stable}): {plan}");
             assert!(plan.contains(index), "{context}");
-            assert!(!plan.contains("TEMP B-TREE"), "{context}");
+            assert!(may_sort || !plan.contains("TEMP B-TREE"), "{context}");
             assert!(!plan.contains("SCAN "), "{context}");
         }
     }

@@ -82,7 +82,9 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<Vec<Created>, StoreError> {
         let ns = ns.clone();
-        self.writer.run_checked(move |ctx| create(ctx, &ns, tasks, options, now)).await
+        self.writer
+            .run_checked(move |ctx| create(ctx, &ns, tasks, options, now))
+            .await
     }
 
     async fn get_task(&self, ns: &Namespace, id: TaskId) -> Result<Task, StoreError> {
@@ -111,12 +113,16 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<Task, StoreError> {
         let ns = ns.clone();
-        self.writer.run_checked(move |ctx| apply(ctx, &ns, id, command, now)).await
+        self.writer
+            .run_checked(move |ctx| apply(ctx, &ns, id, command, now))
+            .await
     }
 
     async fn claim_tasks(&self, ns: &Namespace, claim: &Claim, now: Timestamp) -> Result<Vec<Task>, StoreError> {
         let (ns, claim) = (ns.clone(), claim.clone());
-        self.writer.run_checked(move |ctx| claim_tasks(ctx, &ns, &claim, now)).await
+        self.writer
+            .run_checked(move |ctx| claim_tasks(ctx, &ns, &claim, now))
+            .await
     }
 
     async fn expire_leases(&self, now: Timestamp, limit: usize) -> Result<Vec<Task>, StoreError> {
@@ -240,15 +246,22 @@ fn apply(
     command: TaskCommand,
     now: Timestamp,
 ) -> Result<Task, StoreError> {
-    let current = tasks::load(ctx.conn(), ns, id)?;
+    let current = ctx.take_task(ns, id)?;
     let mut task = current.clone();
     match task.apply(command, now) {
         Ok(Applied::Changed) => {
             ctx.update(current.status, &task)?;
             Ok(task)
         }
-        Ok(Applied::Unchanged) => Ok(current),
-        Err(e) => Err(StoreError::from_transition(e, &current)),
+        Ok(Applied::Unchanged) => {
+            ctx.keep(current.clone());
+            Ok(current)
+        }
+        Err(e) => {
+            let e = StoreError::from_transition(e, &current);
+            ctx.keep(current);
+            Err(e)
+        }
     }
 }
 

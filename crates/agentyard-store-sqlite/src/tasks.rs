@@ -184,6 +184,18 @@ pub(crate) fn find_by_idempotency_key(
         .transpose()
 }
 
+const LIST_ALL: &str = "SELECT id, doc, meta FROM tasks WHERE namespace = ?1 AND id > ?2 ORDER BY id LIMIT ?3";
+const LIST_QUEUE: &str =
+    "SELECT id, doc, meta FROM tasks WHERE namespace = ?1 AND id > ?2 AND queue = ?4 ORDER BY id LIMIT ?3";
+const LIST_RUNNING: &str = "SELECT id, doc, meta FROM tasks INDEXED BY tasks_running_by_agent \
+     WHERE status = 'running' AND namespace = ?1 AND id > ?2 ORDER BY id LIMIT ?3";
+const LIST_QUEUE_RUNNING: &str = "SELECT id, doc, meta FROM tasks INDEXED BY tasks_running_by_agent \
+     WHERE status = 'running' AND namespace = ?1 AND id > ?2 AND queue = ?4 ORDER BY id LIMIT ?3";
+const LIST_STATUS: &str = "SELECT id, doc, meta FROM tasks \
+     WHERE status != 'running' AND namespace = ?1 AND id > ?2 AND status = ?4 ORDER BY id LIMIT ?3";
+const LIST_QUEUE_STATUS: &str = "SELECT id, doc, meta FROM tasks \
+     WHERE status != 'running' AND namespace = ?1 AND id > ?2 AND queue = ?4 AND status = ?5 ORDER BY id LIMIT ?3";
+
 /// At most `limit` tasks with ids greater than `after`, in id order (see `Store::list_tasks`).
 pub(crate) fn list(
     conn: &Connection,
@@ -197,26 +209,18 @@ pub(crate) fn list(
     let fetch = to_i64(limit.saturating_add(1));
     let queue = filter.queue.as_ref().map(QueueName::as_str);
     let status = filter.status.map(|s| s.as_str());
-    // One fixed statement per filter shape, so each can use its index and stay cached.
+    // One fixed statement per filter shape, so each can use its index and stay cached. Running
+    // tasks are not in `tasks_by_status` (migration 3): they are listed from
+    // `tasks_running_by_agent`, sorted, which holds only the running few.
     let base: [&dyn ToSql; 3] = [&ns.as_str(), &after, &fetch];
+    let running = filter.status == Some(TaskStatus::Running);
     let (sql, extra): (&str, Vec<&dyn ToSql>) = match (&queue, &status) {
-        (None, None) => (
-            "SELECT id, doc, meta FROM tasks WHERE namespace = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
-            vec![],
-        ),
-        (Some(q), None) => (
-            "SELECT id, doc, meta FROM tasks WHERE namespace = ?1 AND id > ?2 AND queue = ?4 ORDER BY id LIMIT ?3",
-            vec![q],
-        ),
-        (None, Some(s)) => (
-            "SELECT id, doc, meta FROM tasks WHERE namespace = ?1 AND id > ?2 AND status = ?4 ORDER BY id LIMIT ?3",
-            vec![s],
-        ),
-        (Some(q), Some(s)) => (
-            "SELECT id, doc, meta FROM tasks \
-             WHERE namespace = ?1 AND id > ?2 AND queue = ?4 AND status = ?5 ORDER BY id LIMIT ?3",
-            vec![q, s],
-        ),
+        (None, None) => (LIST_ALL, vec![]),
+        (Some(q), None) => (LIST_QUEUE, vec![q]),
+        (None, Some(_)) if running => (LIST_RUNNING, vec![]),
+        (Some(q), Some(_)) if running => (LIST_QUEUE_RUNNING, vec![q]),
+        (None, Some(s)) => (LIST_STATUS, vec![s]),
+        (Some(q), Some(s)) => (LIST_QUEUE_STATUS, vec![q, s]),
     };
     let all: Vec<&dyn ToSql> = base.into_iter().chain(extra).collect();
     let mut stmt = conn.prepare_cached(sql).map_err(sql_error)?;
@@ -390,7 +394,7 @@ mod tests {
 
     use super::*;
     use crate::migrations::migrate;
-    use crate::migrations::plans::assert_uses;
+    use crate::migrations::plans::{assert_uses, assert_uses_sorting};
 
     /// The copied columns follow the document through a claim, heartbeats (which leave the
     /// status and so do not rewrite them) and the completion.
@@ -474,23 +478,18 @@ mod tests {
                 "SELECT id FROM tasks WHERE namespace = ?1 AND idempotency_key = ?2",
                 "tasks_idempotency",
             ),
-            (
-                "SELECT id FROM tasks WHERE namespace = ?1 AND id > ?2 AND queue = ?4 ORDER BY id LIMIT ?3",
-                "tasks_by_queue",
-            ),
-            (
-                "SELECT id FROM tasks WHERE namespace = ?1 AND id > ?2 AND status = ?4 ORDER BY id LIMIT ?3",
-                "tasks_by_status",
-            ),
-            (
-                "SELECT id FROM tasks WHERE namespace = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
-                "sqlite_autoindex_tasks_1",
-            ),
+            (LIST_QUEUE, "tasks_by_queue"),
+            (LIST_STATUS, "tasks_by_status"),
+            (LIST_ALL, "sqlite_autoindex_tasks_1"),
             (RUNNING_WITH_KEY, "tasks_running_by_key"),
             (RUNNING_COUNT_OF, "tasks_running_by_agent"),
             (RUNNING_OF, "tasks_running_by_agent"),
         ] {
             assert_uses(sql, index);
+        }
+        // Running tasks, few by nature, are listed from their own index with a sort.
+        for sql in [LIST_RUNNING, LIST_QUEUE_RUNNING] {
+            assert_uses_sorting(sql, "tasks_running_by_agent");
         }
     }
 }

@@ -1,42 +1,50 @@
-//! The single writer: one OS thread owns the only read-write connection and commits the commands
-//! it receives in groups.
+//! The single writer: one read-write connection, and every change committed through it in
+//! groups.
 //!
-//! The loop blocks for one command, then takes whatever else is already waiting (up to
-//! [`MAX_GROUP`]) and runs them all in one `BEGIN IMMEDIATE … COMMIT`, each inside its own
-//! `SAVEPOINT`: a command that fails (a version conflict, a constraint) rolls back to its
-//! savepoint and fails alone, the others go on. Callers are answered only after the `COMMIT`
+//! There is no writer thread. A caller puts its command in the waiting queue and, if nobody
+//! holds the connection, takes it and commits groups of whatever is waiting (up to
+//! [`MAX_GROUP`] at a time) until nothing is; if somebody holds it, that caller commits the new
+//! command with its next group (flat combining). Under load one caller keeps committing while
+//! the others queue, so the groups grow by themselves; at low load a command is committed on its
+//! caller's own thread with no hand-off. On this 2-core machine a hand-off to a writer thread
+//! cost two thread wake-ups per command, the largest single cost of a claim (BENCHMARKS.md).
+//!
+//! A group runs in one `BEGIN IMMEDIATE … COMMIT`. A command that fails (a version conflict, a
+//! lease mismatch) fails alone: task commands check everything before they write
+//! ([`Guard::CheckFirst`]), the others run inside a `SAVEPOINT` rolled back on error. Callers are answered only after the `COMMIT`
 //! returned, so an acknowledged write is in the WAL; if the `COMMIT` fails, every command of the
 //! group fails with that error. Under load the groups grow by themselves, so the cost of a
 //! commit (and of its fsync with `Durability::Full`) is shared by everyone who was waiting.
 //!
 //! With one writer there is never a second writer to be `SQLITE_BUSY` against.
 
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread::JoinHandle;
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
-use agentyard_core::{Namespace, QueueName, Task, TaskStatus};
+use agentyard_core::{Namespace, QueueName, Task, TaskId, TaskStatus};
 use agentyard_store::StoreError;
 use rusqlite::Connection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::checkpoint::{Checkpointer, wal_pages};
 use crate::counts::{Counts, Deltas};
 use crate::error::sql_error;
+use crate::running::RunningTasks;
 use crate::tasks;
 
 /// Most commands committed together. Bounds the latency one group adds to the next.
 pub(crate) const MAX_GROUP: usize = 512;
-
-/// Commands that may wait for the writer; beyond that, senders wait (asynchronously).
-const QUEUE_CAPACITY: usize = 8 * MAX_GROUP;
 
 /// What a command sees while it runs: the connection, inside the group's transaction, and the
 /// counts as they will be if everything before it commits.
 pub(crate) struct WriteCtx<'a> {
     conn: &'a Connection,
     counts: &'a Counts,
+    running: &'a mut RunningTasks,
+    /// Tasks written by this group so far, to forget if it does not commit.
+    touched: &'a mut Vec<TaskId>,
     /// Changes of the commands of this group that succeeded so far.
     group: &'a Deltas,
     /// Changes of this command.
@@ -53,7 +61,22 @@ impl WriteCtx<'_> {
         self.counts.depth(ns, queue, &[self.group, &self.deltas])
     }
 
+    /// The task as stored: from the running tasks the writer keeps if it is one, else from its
+    /// row. Hand it back with [`WriteCtx::keep`] if it is not written.
+    pub(crate) fn take_task(&mut self, ns: &Namespace, id: TaskId) -> Result<Task, StoreError> {
+        match self.running.take(ns, id) {
+            Some(task) => Ok(task),
+            None => tasks::load(self.conn, ns, id),
+        }
+    }
+
+    /// Hands back a task taken with [`WriteCtx::take_task`] and left as it was.
+    pub(crate) fn keep(&mut self, task: Task) {
+        self.running.keep(task);
+    }
+
     pub(crate) fn insert(&mut self, task: &Task) -> Result<(), StoreError> {
+        self.touched.push(task.id);
         tasks::insert(self.conn, task)?;
         self.deltas.record(&task.namespace, &task.queue, None, task.status);
         Ok(())
@@ -61,7 +84,12 @@ impl WriteCtx<'_> {
 
     /// Stores a changed task that had status `before`.
     pub(crate) fn update(&mut self, before: TaskStatus, task: &Task) -> Result<(), StoreError> {
+        self.touched.push(task.id);
+        self.running.forget(task.id);
         tasks::update(self.conn, before, task)?;
+        if task.status == TaskStatus::Running {
+            self.running.keep(task.clone());
+        }
         self.deltas
             .record(&task.namespace, &task.queue, Some(before), task.status);
         Ok(())
@@ -131,35 +159,46 @@ pub struct CommitStats {
     pub groups: u64,
     /// Commands run in them; `commands / groups` is the mean group size.
     pub commands: u64,
+    /// Pages (4 KiB each) the commits appended to the write-ahead log.
+    pub wal_pages: u64,
 }
 
 #[derive(Debug, Default)]
 struct Tally {
     groups: AtomicU64,
     commands: AtomicU64,
+    wal_pages: AtomicU64,
 }
 
-/// The handle the store holds: sends commands to the writer thread.
+/// The handle the store holds. Whoever finds the connection free commits everyone's waiting
+/// commands (see the module docs).
 pub(crate) struct Writer {
-    /// `None` only while dropping: closing the channel is what stops the thread.
-    commands: Option<mpsc::Sender<Box<dyn Job>>>,
-    thread: Option<JoinHandle<()>>,
-    tally: Arc<Tally>,
+    /// Commands waiting for a group.
+    waiting: Mutex<VecDeque<Box<dyn Job>>>,
+    /// The connection and what goes with it; held by the caller committing a group. `None` once
+    /// closed.
+    conn: Mutex<Option<Connected>>,
+    tally: Tally,
+}
+
+struct Connected {
+    conn: Connection,
+    counts: Counts,
+    running: RunningTasks,
+    checkpointer: Checkpointer,
 }
 
 impl Writer {
     pub(crate) fn start(conn: Connection, counts: Counts, checkpointer: Checkpointer) -> Result<Self, StoreError> {
-        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let tally = Arc::new(Tally::default());
-        let thread_tally = tally.clone();
-        let thread = std::thread::Builder::new()
-            .name("agentyard-sqlite-writer".into())
-            .spawn(move || write_loop(conn, counts, checkpointer, rx, &thread_tally))
-            .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer thread: {e}")))?;
         Ok(Self {
-            commands: Some(tx),
-            thread: Some(thread),
-            tally,
+            waiting: Mutex::new(VecDeque::new()),
+            conn: Mutex::new(Some(Connected {
+                conn,
+                counts,
+                running: RunningTasks::default(),
+                checkpointer,
+            })),
+            tally: Tally::default(),
         })
     }
 
@@ -167,6 +206,7 @@ impl Writer {
         CommitStats {
             groups: self.tally.groups.load(Ordering::Relaxed),
             commands: self.tally.commands.load(Ordering::Relaxed),
+            wal_pages: self.tally.wal_pages.load(Ordering::Relaxed),
         }
     }
 
@@ -195,8 +235,6 @@ impl Writer {
         R: Send + 'static,
         F: FnOnce(&mut WriteCtx<'_>) -> Result<R, StoreError> + Send + 'static,
     {
-        let stopped = || StoreError::Unavailable("the SQLite writer has stopped".into());
-        let commands = self.commands.as_ref().ok_or_else(stopped)?;
         let (reply, answer) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(Pending {
             guard,
@@ -204,45 +242,64 @@ impl Writer {
             outcome: None,
             reply,
         });
-        commands.send(job).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        lock(&self.waiting).push_back(job);
+        self.commit_waiting();
+        // Answered already if this caller committed the group; else whoever holds the
+        // connection answers once its group (holding this command) committed.
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?
     }
-}
 
-impl Drop for Writer {
-    /// Closes the channel and waits for the thread to finish the commands already sent, so the
-    /// database is closed (and checkpointed) when the store is gone: a reopen right after finds
-    /// everything and no second writer.
-    fn drop(&mut self) {
-        self.commands.take();
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            tracing::error!("the SQLite writer thread panicked");
-        }
-    }
-}
-
-fn write_loop(
-    conn: Connection,
-    counts: Counts,
-    mut checkpointer: Checkpointer,
-    mut commands: mpsc::Receiver<Box<dyn Job>>,
-    tally: &Tally,
-) {
-    let mut group: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_GROUP);
-    while let Some(first) = commands.blocking_recv() {
-        group.push(first);
-        while group.len() < MAX_GROUP {
-            match commands.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
+    /// If nobody holds the connection, commits groups of the waiting commands until none is
+    /// left. If somebody does, returns at once: that caller commits what is waiting.
+    fn commit_waiting(&self) {
+        loop {
+            let mut held = match self.conn.try_lock() {
+                Ok(held) => held,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                // Held: its holder looks at the waiting commands again after letting go.
+                Err(TryLockError::WouldBlock) => return,
+            };
+            match held.as_mut() {
+                Some(connected) => self.commit_all(connected),
+                None => fail_all(&mut lock(&self.waiting), "the SQLite store is closed"),
+            }
+            drop(held);
+            // A command may have come in after the last look and found the connection held.
+            if lock(&self.waiting).is_empty() {
+                return;
             }
         }
-        let outcome = commit_group(&conn, &counts, &mut group);
-        tally.groups.fetch_add(1, Ordering::Relaxed);
-        tally.commands.fetch_add(group.len() as u64, Ordering::Relaxed);
-        checkpointer.after_commit(&conn, wal_pages());
+    }
+
+    fn commit_all(&self, connected: &mut Connected) {
+        let mut group: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_GROUP);
+        loop {
+            {
+                let mut waiting = lock(&self.waiting);
+                let n = waiting.len().min(MAX_GROUP);
+                group.extend(waiting.drain(..n));
+            }
+            if group.is_empty() {
+                return;
+            }
+            self.commit(connected, &mut group);
+        }
+    }
+
+    fn commit(&self, connected: &mut Connected, group: &mut Vec<Box<dyn Job>>) {
+        let Connected {
+            conn,
+            counts,
+            running,
+            checkpointer,
+        } = connected;
+        let outcome = commit_group(conn, counts, running, group);
+        self.tally.groups.fetch_add(1, Ordering::Relaxed);
+        self.tally.commands.fetch_add(group.len() as u64, Ordering::Relaxed);
+        let appended = checkpointer.after_commit(conn, wal_pages());
+        self.tally.wal_pages.fetch_add(u64::from(appended), Ordering::Relaxed);
         let answer = match outcome {
             Ok(deltas) => {
                 // Before answering, so a caller that reads the stats next sees its own write.
@@ -258,11 +315,40 @@ fn write_loop(
             job.answer(answer.as_ref().map(|_| ()));
         }
     }
-    // The checkpoint connection closes first, so closing the writer's, the last one,
-    // checkpoints the whole log and removes it.
-    drop(checkpointer);
-    drop(conn);
-    tracing::info!(groups = tally.groups.load(Ordering::Relaxed), commands = tally.commands.load(Ordering::Relaxed), "the SQLite writer stops: the store was closed");
+}
+
+impl Drop for Writer {
+    /// Commits what is still waiting (a caller that stopped waiting still gets its write), then
+    /// closes the checkpoint connection and the writer's, last, so the whole log is checkpointed
+    /// and removed: a reopen right after finds everything and no second writer.
+    fn drop(&mut self) {
+        let Some(mut connected) = lock(&self.conn).take() else {
+            return;
+        };
+        self.commit_all(&mut connected);
+        let Connected { conn, checkpointer, .. } = connected;
+        drop(checkpointer);
+        drop(conn);
+        tracing::info!(
+            groups = self.tally.groups.load(Ordering::Relaxed),
+            commands = self.tally.commands.load(Ordering::Relaxed),
+            wal_pages = self.tally.wal_pages.load(Ordering::Relaxed),
+            "the SQLite writer stops: the store was closed"
+        );
+    }
+}
+
+/// Locks a mutex whose holder may have panicked: the data behind these stays consistent (a
+/// queue, or a connection whose transaction SQLite rolls back), so the store goes on.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn fail_all(waiting: &mut VecDeque<Box<dyn Job>>, why: &str) {
+    let error = StoreError::Unavailable(why.into());
+    for job in waiting.drain(..) {
+        job.answer(Err(&error));
+    }
 }
 
 fn exec(conn: &Connection, sql: &str) -> Result<(), StoreError> {
@@ -274,21 +360,39 @@ fn exec(conn: &Connection, sql: &str) -> Result<(), StoreError> {
 
 /// Runs one group in one transaction. Returns the count changes of the commands that
 /// succeeded, or the error that kept the group from committing.
-fn commit_group(conn: &Connection, counts: &Counts, group: &mut [Box<dyn Job>]) -> Result<Deltas, StoreError> {
+fn commit_group(
+    conn: &Connection,
+    counts: &Counts,
+    running: &mut RunningTasks,
+    group: &mut [Box<dyn Job>],
+) -> Result<Deltas, StoreError> {
     exec(conn, "BEGIN IMMEDIATE")?;
-    let outcome = run_commands(conn, counts, group).and_then(|deltas| exec(conn, "COMMIT").map(|()| deltas));
-    if outcome.is_err()
-        && !conn.is_autocommit()
-        && let Err(e) = exec(conn, "ROLLBACK")
-    {
-        tracing::error!(error = %e, "rolling back a failed SQLite commit group failed");
+    let mut touched = Vec::new();
+    let outcome = run_commands(conn, counts, running, &mut touched, group)
+        .and_then(|deltas| exec(conn, "COMMIT").map(|()| deltas));
+    if outcome.is_err() {
+        for id in touched {
+            running.forget(id);
+        }
+        if !conn.is_autocommit()
+            && let Err(e) = exec(conn, "ROLLBACK")
+        {
+            tracing::error!(error = %e, "rolling back a failed SQLite commit group failed");
+        }
     }
     outcome
 }
 
-fn run_commands(conn: &Connection, counts: &Counts, group: &mut [Box<dyn Job>]) -> Result<Deltas, StoreError> {
+fn run_commands(
+    conn: &Connection,
+    counts: &Counts,
+    running: &mut RunningTasks,
+    touched: &mut Vec<TaskId>,
+    group: &mut [Box<dyn Job>],
+) -> Result<Deltas, StoreError> {
     let mut committed = Deltas::default();
     for job in group.iter_mut() {
+        let touched_before = touched.len();
         let guard = job.guard();
         if guard == Guard::Savepoint {
             exec(conn, "SAVEPOINT command")?;
@@ -297,6 +401,8 @@ fn run_commands(conn: &Connection, counts: &Counts, group: &mut [Box<dyn Job>]) 
         let mut ctx = WriteCtx {
             conn,
             counts,
+            running: &mut *running,
+            touched: &mut *touched,
             group: &committed,
             deltas: Deltas::default(),
         };
@@ -320,6 +426,9 @@ fn run_commands(conn: &Connection, counts: &Counts, group: &mut [Box<dyn Job>]) 
         } else if guard == Guard::Savepoint {
             exec(conn, "ROLLBACK TO command")?;
             exec(conn, "RELEASE command")?;
+            for id in touched.drain(touched_before..) {
+                running.forget(id);
+            }
         } else if conn.total_changes() != changes_before {
             // Failed after writing, with no savepoint to undo just this command.
             return Err(StoreError::Unavailable(
@@ -383,7 +492,8 @@ mod tests {
 
     /// Runs a group as the writer loop does and returns how it ended.
     fn run_group(conn: &Connection, counts: &Counts, mut group: Vec<Box<dyn Job>>) -> Result<(), StoreError> {
-        let outcome = commit_group(conn, counts, &mut group).map(|deltas| counts.apply(deltas));
+        let outcome =
+            commit_group(conn, counts, &mut RunningTasks::default(), &mut group).map(|deltas| counts.apply(deltas));
         for job in group {
             job.answer(outcome.as_ref().map(|_| ()));
         }
@@ -542,5 +652,54 @@ mod tests {
         run_group(&conn, &counts, vec![panics]).expect_err("the group fails");
         assert_eq!(stored(&conn), 0);
         assert!(panics_answer.blocking_recv().expect("answered").is_err());
+    }
+
+    /// A task written by a group that does not commit is forgotten by the writer's running
+    /// tasks: the next command reads the row, which never changed.
+    #[test]
+    fn a_rolled_back_claim_is_not_remembered() {
+        use agentyard_core::{AgentName, LeaseToken};
+
+        let (conn, counts) = setup();
+        let mut running = RunningTasks::default();
+        let mut run = |group: Vec<Box<dyn Job>>| {
+            let mut group = group;
+            let outcome = commit_group(&conn, &counts, &mut running, &mut group).map(|d| counts.apply(d));
+            for job in group {
+                job.answer(outcome.as_ref().map(|_| ()));
+            }
+            outcome
+        };
+        let queued = task();
+        let id = queued.id;
+        let (insert, _) = job(move |ctx| ctx.insert(&queued));
+        run(vec![insert]).expect("commits");
+        let claim = move |ctx: &mut WriteCtx<'_>| -> Result<Task, StoreError> {
+            let mut task = ctx.take_task(&ns(), id)?;
+            let agent = AgentName::parse("w").expect("valid");
+            task.claim(&agent, LeaseToken::generate(), 1_000, Timestamp::from_millis(1))
+                .expect("claim");
+            ctx.update(TaskStatus::Queued, &task)?;
+            Ok(task)
+        };
+        let (claims, _) = guarded_job(Guard::CheckFirst, move |ctx| -> Result<(), StoreError> {
+            claim(ctx)?;
+            Err(StoreError::Invalid {
+                message: "fails after writing".into(),
+            })
+        });
+        run(vec![claims]).expect_err("the group fails");
+        let (reads, read) = job(move |ctx| ctx.take_task(&ns(), id));
+        run(vec![reads]).expect("commits");
+        let task = read.blocking_recv().expect("answered").expect("found");
+        assert_eq!(task.status, TaskStatus::Queued, "the claim was never committed");
+        // A committed claim is remembered, and read back as written.
+        let (claims, claimed) = guarded_job(Guard::CheckFirst, claim);
+        run(vec![claims]).expect("commits");
+        let claimed = claimed.blocking_recv().expect("answered").expect("claimed");
+        let (reads, read) = job(move |ctx| ctx.take_task(&ns(), id));
+        run(vec![reads]).expect("commits");
+        assert_eq!(read.blocking_recv().expect("answered").expect("found"), claimed);
+        assert_eq!(tasks::load(&conn, &ns(), id).expect("row"), claimed);
     }
 }
