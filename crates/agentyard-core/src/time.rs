@@ -80,7 +80,15 @@ impl Timestamp {
         put(14, minute, 2);
         put(17, second, 2);
         put(20, milli, 3);
-        for (at, c) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (23, b'Z')] {
+        for (at, c) in [
+            (4, b'-'),
+            (7, b'-'),
+            (10, b'T'),
+            (13, b':'),
+            (16, b':'),
+            (19, b'.'),
+            (23, b'Z'),
+        ] {
             buf[at] = c;
         }
         std::str::from_utf8(buf).ok()
@@ -121,15 +129,23 @@ fn parse_canonical(s: &[u8]) -> Option<Timestamp> {
     if s.len() != CANONICAL_LEN {
         return None;
     }
-    for (at, c) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (23, b'Z')] {
+    for (at, c) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (23, b'Z'),
+    ] {
         if s[at] != c {
             return None;
         }
     }
     let num = |at: usize, width: usize| -> Option<u32> {
-        s[at..at + width].iter().try_fold(0u32, |n, &b| {
-            b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
-        })
+        s[at..at + width]
+            .iter()
+            .try_fold(0u32, |n, &b| b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0')))
     };
     let (year, month, day) = (i64::from(num(0, 4)?), num(5, 2)?, num(8, 2)?);
     let (hour, minute, second, milli) = (num(11, 2)?, num(14, 2)?, num(17, 2)?, num(20, 3)?);
@@ -242,10 +258,10 @@ mod tests {
             0,
             -1,
             1,
-            951_782_400_000,      // 2000-02-29
-            4_107_542_400_000,    // 2100-03-01
-            -62_167_219_200_000,  // 0000-01-01
-            253_402_300_799_999,  // 9999-12-31T23:59:59.999
+            951_782_400_000,     // 2000-02-29
+            4_107_542_400_000,   // 2100-03-01
+            -62_167_219_200_000, // 0000-01-01
+            253_402_300_799_999, // 9999-12-31T23:59:59.999
             1_795_000_000_123,
         ];
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -261,7 +277,9 @@ mod tests {
             let fast = t.to_rfc3339();
             assert_eq!(fast, t.to_rfc3339_chrono(), "formatting {ms}");
             assert_eq!(parse_canonical(fast.as_bytes()), Some(t), "parsing {fast}");
-            let chrono = DateTime::parse_from_rfc3339(&fast).expect("chrono reads it").timestamp_millis();
+            let chrono = DateTime::parse_from_rfc3339(&fast)
+                .expect("chrono reads it")
+                .timestamp_millis();
             assert_eq!(chrono, ms, "chrono reads {fast} back");
         }
     }

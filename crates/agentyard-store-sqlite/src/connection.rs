@@ -53,7 +53,7 @@ fn synchronous(durability: Durability) -> &'static str {
     }
 }
 
-/// The read-write connection, owned by the writer thread.
+/// The read-write connection, the writer's.
 pub(crate) fn open_writer(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(|e| opening(path, e))?;
     // Only a new, empty file takes it; an existing database keeps the page size it was made with.

@@ -1,14 +1,20 @@
 //! The SQLite backend of the yard ([`Store`](agentyard_store::Store),
 //! [`AgentStore`](agentyard_store::AgentStore), [`MessageStore`](agentyard_store::MessageStore)):
-//! one database file in WAL mode, one writer thread that commits commands in groups, and a pool
+//! one database file in WAL mode, one writer connection that commits commands in groups, and a pool
 //! of read-only connections.
 //!
 //! # How it writes
-//! Every change, claims included, is a command sent to a single OS thread that owns the only
-//! read-write connection (see `writer.rs`). It runs the commands waiting at that moment in one
-//! `BEGIN IMMEDIATE … COMMIT`, each inside its own savepoint so one command's error fails that
-//! command alone, and answers the callers only once the `COMMIT` returned. There is one writer,
-//! so no write ever meets `SQLITE_BUSY`; under load a commit (and its fsync) serves a whole group.
+//! Every change, claims included, is a command for the single read-write connection (see
+//! `writer.rs`). A caller queues its command and, if nobody holds the connection, commits the
+//! commands waiting at that moment in one `BEGIN IMMEDIATE … COMMIT`, again and again until none
+//! is left; if somebody holds it, that caller commits this command with its next group. Callers
+//! are answered only once the `COMMIT` returned. There is one writer, so no write ever meets
+//! `SQLITE_BUSY`; under load a commit (and its fsync) serves a whole group, and at low load a
+//! command is committed on its caller's thread with no hand-off to another.
+//!
+//! A command that fails fails alone and leaves nothing behind: task commands find every reason to
+//! fail before they write; agent and message commands run inside a savepoint. WAL checkpoints run
+//! on a thread of their own with its own connection, never inside a commit.
 //!
 //! Reads (`get_task`, `list_tasks`, `queue_stats`, `next_wakeup`, `get_agent`, `read_inbox`, …)
 //! run on a pool of read-only connections on blocking threads; WAL lets them read the last commit

@@ -1,5 +1,5 @@
 //! [`SqliteStore`]: the `Store` trait on SQLite. Writes (claims included) become commands for
-//! the writer thread; reads go to the reader pool. The semantics are those of `MemoryStore`,
+//! the writer; reads go to the reader pool. The semantics are those of `MemoryStore`,
 //! step for step: only where the data lives differs.
 
 use std::collections::{BTreeMap, HashMap};
@@ -42,7 +42,7 @@ impl std::fmt::Debug for SqliteStore {
 
 impl SqliteStore {
     /// Opens (or creates) the database at `path`, brings its schema up to date and starts the
-    /// writer thread and the reader pool. Blocking: call it at startup, not on a hot path.
+    /// checkpoint thread and the reader pool. Blocking: call it at startup, not on a hot path.
     pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref().to_path_buf();
         let mut conn = open_writer(&path, options.durability)?;
@@ -50,7 +50,12 @@ impl SqliteStore {
         let counts = Counts::load(&conn)?;
         let readers = Readers::open(path.clone(), options.readers)?;
         let checkpointer = Checkpointer::start(&path, options.durability)?;
-        let writer = Writer::start(conn, counts.clone(), checkpointer)?;
+        let writer = Writer::start(
+            conn,
+            counts.clone(),
+            checkpointer,
+            options.durability == Durability::Full,
+        )?;
         tracing::info!(path = %path.display(), durability = %options.durability, readers = options.readers.max(1), "opened the SQLite store");
         Ok(SqliteStore {
             readers,
