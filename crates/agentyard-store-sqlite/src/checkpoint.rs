@@ -6,18 +6,19 @@
 //! several milliseconds it takes to copy a thousand pages, which was the whole p99 of a claim
 //! (BENCHMARKS.md). Here the writer's automatic checkpoint is off; a thread of its own, with its
 //! own connection, runs a `PASSIVE` checkpoint whenever the writer reports that the log grew by
-//! another [`CHECKPOINT_PAGES`] pages. A passive checkpoint never blocks the writer nor waits
-//! for it; SQLite starts the log over at the writer's next transaction once everything in it was
-//! copied back.
+//! another [`CHECKPOINT_PAGES`] pages. A passive checkpoint neither blocks the writer's commits
+//! nor waits for them; SQLite starts the log over at the writer's next transaction once
+//! everything in it was copied back.
 //!
 //! Under a write load that never pauses, a passive checkpoint may never catch the log's end, so
 //! the log could grow without bound. When it passes [`WAL_LIMIT_PAGES`] the writer itself runs a
-//! `RESTART` checkpoint between two groups: one slow group, and the log starts over.
+//! `RESTART` checkpoint after answering a group (waiting for a passive pass that holds the
+//! checkpoint lock, if one does): the next group waits, and the log starts over.
 
 use std::cell::Cell;
 use std::ffi::c_int;
 use std::path::Path;
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 
 use agentyard_store::StoreError;
@@ -37,12 +38,14 @@ pub(crate) const CHECKPOINT_PAGES: u32 = 2_000;
 pub(crate) const WAL_LIMIT_PAGES: u32 = 64 * CHECKPOINT_PAGES;
 
 thread_local! {
-    /// Pages in the log after the last commit of the connection watched on this thread.
-    static WAL_PAGES: Cell<u32> = const { Cell::new(0) };
+    /// Pages in the log after the last commit on this thread that wrote any (SQLite calls the
+    /// hook only then). The writer resets it before a commit and takes it after, on the same
+    /// thread, so it never reads another commit's figure.
+    static WAL_PAGES: Cell<Option<u32>> = const { Cell::new(None) };
 }
 
 fn record_wal_pages(_: &Wal, pages: c_int) -> rusqlite::Result<()> {
-    WAL_PAGES.set(u32::try_from(pages).unwrap_or(0));
+    WAL_PAGES.set(Some(u32::try_from(pages).unwrap_or(0)));
     Ok(())
 }
 
@@ -53,9 +56,14 @@ pub(crate) fn watch_wal(conn: &Connection) {
     conn.wal_hook(Some(record_wal_pages));
 }
 
-/// Pages in the log after the last commit on this thread.
-pub(crate) fn wal_pages() -> u32 {
-    WAL_PAGES.get()
+/// Forgets what the last commit on this thread reported; call before a commit.
+pub(crate) fn reset_wal_pages() {
+    WAL_PAGES.set(None);
+}
+
+/// Pages in the log after the commit since [`reset_wal_pages`], if it wrote any.
+pub(crate) fn take_wal_pages() -> Option<u32> {
+    WAL_PAGES.take()
 }
 
 /// What one `PRAGMA wal_checkpoint` reported.
@@ -164,6 +172,8 @@ impl Drop for Checkpointer {
 }
 
 fn checkpoint_loop(conn: &Connection, requests: &Receiver<()>) {
+    // A request that comes in while a pass runs waits in the channel (room for one): the next
+    // pass serves it and every request after it.
     while requests.recv().is_ok() {
         match checkpoint(conn, "PASSIVE") {
             Ok(done) => tracing::debug!(
@@ -173,10 +183,6 @@ fn checkpoint_loop(conn: &Connection, requests: &Receiver<()>) {
                 "checkpointed"
             ),
             Err(e) => tracing::warn!(error = %e, "a write-ahead log checkpoint failed; the next one retries"),
-        }
-        // A request that came in while this pass ran is served by the next one.
-        if let Err(TryRecvError::Disconnected) = requests.try_recv() {
-            break;
         }
     }
 }
@@ -194,10 +200,11 @@ mod tests {
     fn write_a_lot(writer: &Connection, mut checkpointer: Option<&mut Checkpointer>) -> u32 {
         let mut largest = 0;
         for _ in 0..1_500 {
+            reset_wal_pages();
             writer
                 .execute("INSERT INTO t VALUES (zeroblob(4000))", [])
                 .expect("insert");
-            let pages = wal_pages();
+            let pages = take_wal_pages().expect("the commit wrote pages");
             largest = largest.max(pages);
             if let Some(c) = checkpointer.as_deref_mut() {
                 c.after_commit(writer, pages);
@@ -263,7 +270,25 @@ mod tests {
         write_a_lot(&writer, None);
         // Pretend the log is at its limit: the writer must checkpoint everything.
         checkpointer.after_commit(&writer, WAL_LIMIT_PAGES);
+        reset_wal_pages();
         writer.execute("INSERT INTO t VALUES (1)", []).expect("insert");
-        assert!(wal_pages() <= 3, "the log started over ({} pages)", wal_pages());
+        let pages = take_wal_pages().expect("the commit wrote pages");
+        assert!(pages <= 5, "the log started over ({pages} pages)");
+    }
+
+    /// SQLite reports only commits that wrote pages: one that wrote nothing must not be taken
+    /// for one with the figure of the commit before.
+    #[test]
+    fn a_commit_that_writes_nothing_reports_no_pages() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = open(&dir.path().join("c.db"));
+        reset_wal_pages();
+        writer.execute("INSERT INTO t VALUES (1)", []).expect("insert");
+        assert!(take_wal_pages().is_some());
+        reset_wal_pages();
+        writer
+            .execute_batch("BEGIN IMMEDIATE; SELECT COUNT(*) FROM t; COMMIT")
+            .expect("empty transaction");
+        assert_eq!(take_wal_pages(), None);
     }
 }

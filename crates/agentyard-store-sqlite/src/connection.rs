@@ -26,10 +26,11 @@ const STATEMENT_CACHE: usize = 64;
 
 fn tune(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_error)?;
-    // 8 MB of page cache (negative means KiB) and temporary tables in memory. Not more: at the
-    // end of every write transaction SQLite walks the cache's whole hash table, so a 64 MB cache
-    // cost the writer 12 % of its time and drained 10-15 % fewer tasks (BENCHMARKS.md); the
-    // operating system's page cache holds the rest of the file.
+    // 8 MB of page cache (negative means KiB) and temporary tables in memory. Not more for the
+    // writer: at the end of every write transaction SQLite walks the cache's whole hash table,
+    // so a 64 MB cache cost it 12 % of its time and drained 10-15 % fewer tasks (BENCHMARKS.md).
+    // A reader's cache is emptied whenever it starts reading after a commit, so a larger one
+    // would not stay warm either; the operating system's page cache holds the rest of the file.
     conn.pragma_update(None, "cache_size", -8_000).map_err(sql_error)?;
     conn.pragma_update(None, "temp_store", "MEMORY").map_err(sql_error)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);

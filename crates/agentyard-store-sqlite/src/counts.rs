@@ -2,8 +2,9 @@
 //!
 //! The table is the truth: the counts are rebuilt from it with one `GROUP BY` at open. After
 //! that only the writer changes them, and only with the deltas of commands that committed: each
-//! command collects its own [`Deltas`], the group keeps those of the commands whose savepoint was
-//! released, and the group's deltas reach [`Counts`] after its `COMMIT` succeeded.
+//! command collects its own [`Deltas`], the group keeps those of the commands that succeeded
+//! (a failed one's writes are undone, or its whole group is), and the group's deltas reach
+//! [`Counts`] after its `COMMIT` succeeded.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -12,9 +12,11 @@
 //! `SQLITE_BUSY`; under load a commit (and its fsync) serves a whole group, and at low load a
 //! command is committed on its caller's thread with no hand-off to another.
 //!
-//! A command that fails fails alone and leaves nothing behind: task commands find every reason to
-//! fail before they write; agent and message commands run inside a savepoint. WAL checkpoints run
-//! on a thread of their own with its own connection, never inside a commit.
+//! A command that fails leaves nothing behind: agent and message commands run inside a savepoint
+//! rolled back on error; task commands find every reason to fail before they write, and should
+//! one fail after writing all the same (an I/O error, a bug), its whole group is rolled back and
+//! fails. WAL checkpoints run on a thread of their own with its own connection, never inside a
+//! commit.
 //!
 //! Reads (`get_task`, `list_tasks`, `queue_stats`, `next_wakeup`, `get_agent`, `read_inbox`, …)
 //! run on a pool of read-only connections on blocking threads; WAL lets them read the last commit

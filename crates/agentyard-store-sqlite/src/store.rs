@@ -186,35 +186,43 @@ impl Store for SqliteStore {
     }
 }
 
-fn create(
+pub(crate) fn create(
     ctx: &mut WriteCtx<'_>,
     ns: &Namespace,
     new_tasks: Vec<NewTask>,
     options: CreateOptions,
     now: Timestamp,
 ) -> Result<Vec<Created>, StoreError> {
-    // First pass: resolve idempotency keys and check the depth, changing nothing. `Err(id)` is a
-    // task that already exists (before or earlier in this batch) under the same key.
-    let mut plan: Vec<Result<Task, TaskId>> = Vec::with_capacity(new_tasks.len());
-    let mut batch_keys: HashMap<String, TaskId> = HashMap::new();
+    // First pass: resolve idempotency keys (reading the tasks that already exist) and check the
+    // depth, changing nothing. This command runs without a savepoint, so nothing may fail once
+    // the inserts began.
+    enum Planned {
+        New(Task),
+        /// Stored before under the same key.
+        Existing(Task),
+        /// The same key as the task planned at this index of this batch.
+        SameAs(usize),
+    }
+    let mut plan: Vec<Planned> = Vec::with_capacity(new_tasks.len());
+    let mut batch_keys: HashMap<String, usize> = HashMap::new();
     let mut added: BTreeMap<QueueName, u64> = BTreeMap::new();
     for new in new_tasks {
         if let Some(key) = &new.idempotency_key {
             if let Some(id) = tasks::find_by_idempotency_key(ctx.conn(), ns, key)? {
-                plan.push(Err(id));
+                plan.push(Planned::Existing(tasks::load(ctx.conn(), ns, id)?));
                 continue;
             }
-            if let Some(id) = batch_keys.get(key) {
-                plan.push(Err(*id));
+            if let Some(&first) = batch_keys.get(key) {
+                plan.push(Planned::SameAs(first));
                 continue;
             }
         }
         let task = new.into_task(TaskId::generate(), ns.clone(), now);
         if let Some(key) = &task.idempotency_key {
-            batch_keys.insert(key.clone(), task.id);
+            batch_keys.insert(key.clone(), plan.len());
         }
         *added.entry(task.queue.clone()).or_default() += 1;
-        plan.push(Ok(task));
+        plan.push(Planned::New(task));
     }
     if let Some(limit) = options.max_queue_depth {
         for (queue, n) in &added {
@@ -228,18 +236,21 @@ fn create(
             }
         }
     }
-    let mut out = Vec::with_capacity(plan.len());
+    let mut out: Vec<Created> = Vec::with_capacity(plan.len());
     for item in plan {
-        match item {
-            Ok(task) => {
+        let created = match item {
+            Planned::New(task) => {
                 ctx.insert(&task)?;
-                out.push(Created { task, created: true });
+                Created { task, created: true }
             }
-            Err(id) => {
-                let task = tasks::load(ctx.conn(), ns, id)?;
-                out.push(Created { task, created: false });
-            }
-        }
+            Planned::Existing(task) => Created { task, created: false },
+            // Planned earlier in this batch, so already in `out`.
+            Planned::SameAs(first) => Created {
+                task: out[first].task.clone(),
+                created: false,
+            },
+        };
+        out.push(created);
     }
     Ok(out)
 }

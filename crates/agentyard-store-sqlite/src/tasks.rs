@@ -187,10 +187,13 @@ pub(crate) fn find_by_idempotency_key(
 const LIST_ALL: &str = "SELECT id, doc, meta FROM tasks WHERE namespace = ?1 AND id > ?2 ORDER BY id LIMIT ?3";
 const LIST_QUEUE: &str =
     "SELECT id, doc, meta FROM tasks WHERE namespace = ?1 AND id > ?2 AND queue = ?4 ORDER BY id LIMIT ?3";
-const LIST_RUNNING: &str = "SELECT id, doc, meta FROM tasks INDEXED BY tasks_running_by_agent \
-     WHERE status = 'running' AND namespace = ?1 AND id > ?2 ORDER BY id LIMIT ?3";
-const LIST_QUEUE_RUNNING: &str = "SELECT id, doc, meta FROM tasks INDEXED BY tasks_running_by_agent \
-     WHERE status = 'running' AND namespace = ?1 AND id > ?2 AND queue = ?4 ORDER BY id LIMIT ?3";
+// Running tasks: the page's ids are sorted from the index alone, and only their rows are read.
+const LIST_RUNNING: &str = "SELECT id, doc, meta FROM tasks WHERE rowid IN (\
+     SELECT rowid FROM tasks INDEXED BY tasks_running_by_agent \
+     WHERE status = 'running' AND namespace = ?1 AND id > ?2 ORDER BY id LIMIT ?3) ORDER BY id";
+const LIST_QUEUE_RUNNING: &str = "SELECT id, doc, meta FROM tasks WHERE rowid IN (\
+     SELECT rowid FROM tasks INDEXED BY tasks_running_by_agent \
+     WHERE status = 'running' AND namespace = ?1 AND id > ?2 AND queue = ?4 ORDER BY id LIMIT ?3) ORDER BY id";
 const LIST_STATUS: &str = "SELECT id, doc, meta FROM tasks \
      WHERE status != 'running' AND namespace = ?1 AND id > ?2 AND status = ?4 ORDER BY id LIMIT ?3";
 const LIST_QUEUE_STATUS: &str = "SELECT id, doc, meta FROM tasks \

@@ -22,15 +22,15 @@
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use agentyard_core::{Namespace, QueueName, Task, TaskId, TaskStatus};
 use agentyard_store::StoreError;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use crate::checkpoint::{Checkpointer, wal_pages};
+use crate::checkpoint::{Checkpointer, reset_wal_pages, take_wal_pages};
 use crate::counts::{Counts, Deltas};
 use crate::error::sql_error;
 use crate::running::RunningTasks;
@@ -113,13 +113,15 @@ pub(crate) enum Guard {
     CheckFirst,
 }
 
-/// A command with its reply handle, its result type erased so one channel carries them all.
+/// A command with its reply handle, its result type erased so one queue holds them all.
 trait Job: Send {
     fn guard(&self) -> Guard;
     /// Runs the command and keeps its outcome. Returns whether it succeeded.
     fn run(&mut self, ctx: &mut WriteCtx<'_>) -> bool;
     /// Answers the caller: with the kept outcome if the group committed, else with its error.
     fn answer(self: Box<Self>, group: Result<(), &StoreError>);
+    /// The command's own error, once it ran and failed.
+    fn error(&self) -> Option<&StoreError>;
 }
 
 struct Pending<R> {
@@ -152,6 +154,10 @@ impl<R: Send> Job for Pending<R> {
         // The caller may have stopped waiting (its future was dropped); the write stands anyway.
         let _ = self.reply.send(answer);
     }
+
+    fn error(&self) -> Option<&StoreError> {
+        self.outcome.as_ref().and_then(|o| o.as_ref().err())
+    }
 }
 
 /// How much grouping the writer achieved since the store opened.
@@ -161,7 +167,8 @@ pub struct CommitStats {
     pub groups: u64,
     /// Commands run in them; `commands / groups` is the mean group size.
     pub commands: u64,
-    /// Pages (4 KiB each) the commits appended to the write-ahead log.
+    /// Pages the commits appended to the write-ahead log (2 KiB each in a database this store
+    /// created).
     pub wal_pages: u64,
 }
 
@@ -172,15 +179,21 @@ struct Tally {
     wal_pages: AtomicU64,
 }
 
-/// The handle the store holds. Whoever finds the connection free commits everyone's waiting
-/// commands (see the module docs).
+/// The handle the store holds. A caller commits its own command (and whatever waits with it) if
+/// it finds the connection free; a relay on a blocking thread commits what is left (see the
+/// module docs).
 pub(crate) struct Writer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     commits_block: bool,
     /// Commands waiting for a group.
     waiting: Mutex<VecDeque<Box<dyn Job>>>,
-    /// The connection and what goes with it; held by the caller committing a group. `None` once
-    /// closed.
+    /// The connection and what goes with it; held by whoever commits a group. `None` once closed.
     conn: Mutex<Option<Connected>>,
+    /// A relay is committing (or about to): callers need not start another.
+    relay: AtomicBool,
     tally: Tally,
 }
 
@@ -200,7 +213,7 @@ impl Writer {
         checkpointer: Checkpointer,
         commits_block: bool,
     ) -> Result<Self, StoreError> {
-        Ok(Self {
+        let shared = Shared {
             commits_block,
             waiting: Mutex::new(VecDeque::new()),
             conn: Mutex::new(Some(Connected {
@@ -209,15 +222,20 @@ impl Writer {
                 running: RunningTasks::default(),
                 checkpointer,
             })),
+            relay: AtomicBool::new(false),
             tally: Tally::default(),
+        };
+        Ok(Self {
+            shared: Arc::new(shared),
         })
     }
 
     pub(crate) fn stats(&self) -> CommitStats {
+        let tally = &self.shared.tally;
         CommitStats {
-            groups: self.tally.groups.load(Ordering::Relaxed),
-            commands: self.tally.commands.load(Ordering::Relaxed),
-            wal_pages: self.tally.wal_pages.load(Ordering::Relaxed),
+            groups: tally.groups.load(Ordering::Relaxed),
+            commands: tally.commands.load(Ordering::Relaxed),
+            wal_pages: tally.wal_pages.load(Ordering::Relaxed),
         }
     }
 
@@ -253,58 +271,98 @@ impl Writer {
             outcome: None,
             reply,
         });
-        lock(&self.waiting).push_back(job);
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if self.commits_block && multi_thread {
-            // An fsync takes milliseconds: the runtime hands this worker's other tasks to
-            // another thread meanwhile, so no connection stalls behind the disk.
-            tokio::task::block_in_place(|| self.commit_waiting());
-        } else {
-            self.commit_waiting();
-        }
+        lock(&self.shared.waiting).push_back(job);
+        Shared::commit_one_group(&self.shared);
         // Answered already if this caller committed the group; else whoever holds the
-        // connection answers once its group (holding this command) committed.
+        // connection answers once the group holding this command committed.
         answer
             .await
             .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?
     }
+}
 
-    /// If nobody holds the connection, commits groups of the waiting commands until none is
-    /// left. If somebody does, returns at once: that caller commits what is waiting.
-    fn commit_waiting(&self) {
-        loop {
-            let mut held = match self.conn.try_lock() {
-                Ok(held) => held,
-                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-                // Held: its holder looks at the waiting commands again after letting go.
-                Err(TryLockError::WouldBlock) => return,
-            };
-            match held.as_mut() {
-                Some(connected) => self.commit_all(connected),
-                None => fail_all(&mut lock(&self.waiting), "the SQLite store is closed"),
+impl Shared {
+    /// A caller's turn: if nobody holds the connection, commits one group of the waiting
+    /// commands (its own is among them) and, if more are waiting, makes sure a relay commits
+    /// them. A caller never commits more than one group, so no request waits on other callers'
+    /// load. If somebody holds the connection, returns at once: that one looks at the waiting
+    /// commands after letting go.
+    fn commit_one_group(shared: &Arc<Shared>) {
+        let mut held = match shared.conn.try_lock() {
+            Ok(held) => held,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        let mut commit = || match held.as_mut() {
+            Some(connected) => {
+                let mut group = shared.take_group();
+                if !group.is_empty() {
+                    shared.commit(connected, &mut group);
+                }
             }
-            drop(held);
-            // A command may have come in after the last look and found the connection held.
-            if lock(&self.waiting).is_empty() {
+            None => fail_all(&mut lock(&shared.waiting), "the SQLite store is closed"),
+        };
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if shared.commits_block && multi_thread {
+            // An fsync takes milliseconds: the runtime hands this worker's other tasks to
+            // another thread meanwhile, so no connection stalls behind the disk.
+            tokio::task::block_in_place(commit);
+        } else {
+            commit();
+        }
+        drop(held);
+        // Commands that came in meanwhile (and found the connection held) are the relay's.
+        if !lock(&shared.waiting).is_empty() {
+            Shared::start_relay(shared);
+        }
+    }
+
+    /// Starts a relay unless one runs: on the runtime's blocking pool, or right here outside a
+    /// runtime.
+    fn start_relay(shared: &Arc<Shared>) {
+        if shared.relay.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let relay = shared.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(move || relay.relay());
+            }
+            Err(_) => relay.relay(),
+        }
+    }
+
+    /// Commits groups until nothing waits. Under steady load this is the writer: callers queue
+    /// their commands and it commits them in groups as large as the load makes them.
+    fn relay(&self) {
+        loop {
+            {
+                let mut held = lock(&self.conn);
+                match held.as_mut() {
+                    Some(connected) => loop {
+                        let mut group = self.take_group();
+                        if group.is_empty() {
+                            break;
+                        }
+                        self.commit(connected, &mut group);
+                    },
+                    None => fail_all(&mut lock(&self.waiting), "the SQLite store is closed"),
+                }
+            }
+            self.relay.store(false, Ordering::Release);
+            // A command may have come in after the last look, seen the flag still up and left
+            // it to this relay.
+            if lock(&self.waiting).is_empty() || self.relay.swap(true, Ordering::AcqRel) {
                 return;
             }
         }
     }
 
-    fn commit_all(&self, connected: &mut Connected) {
-        let mut group: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_GROUP);
-        loop {
-            {
-                let mut waiting = lock(&self.waiting);
-                let n = waiting.len().min(MAX_GROUP);
-                group.extend(waiting.drain(..n));
-            }
-            if group.is_empty() {
-                return;
-            }
-            self.commit(connected, &mut group);
-        }
+    fn take_group(&self) -> Vec<Box<dyn Job>> {
+        let mut waiting = lock(&self.waiting);
+        let n = waiting.len().min(MAX_GROUP);
+        waiting.drain(..n).collect()
     }
 
     fn commit(&self, connected: &mut Connected, group: &mut Vec<Box<dyn Job>>) {
@@ -314,11 +372,27 @@ impl Writer {
             running,
             checkpointer,
         } = connected;
-        let outcome = commit_group(conn, counts, running, group);
+        reset_wal_pages();
+        // Commands run inside their own `catch_unwind`; this one is for a bug in the writer
+        // itself, which must neither leave a transaction open nor a written-but-undone task in
+        // the cache.
+        let outcome =
+            catch_unwind(AssertUnwindSafe(|| commit_group(conn, counts, running, group))).unwrap_or_else(|_| {
+                tracing::error!("the SQLite writer panicked committing a group; the group is rolled back");
+                if !conn.is_autocommit()
+                    && let Err(e) = exec(conn, "ROLLBACK")
+                {
+                    tracing::error!(error = %e, "rolling back after a panic failed");
+                }
+                *running = RunningTasks::default();
+                Err(StoreError::Other(
+                    "the SQLite writer failed on a bug; nothing of this commit group was stored".into(),
+                ))
+            });
+        // Read on this thread, right after this commit: the hook reported it here, if at all.
+        let pages = take_wal_pages();
         self.tally.groups.fetch_add(1, Ordering::Relaxed);
         self.tally.commands.fetch_add(group.len() as u64, Ordering::Relaxed);
-        let appended = checkpointer.after_commit(conn, wal_pages());
-        self.tally.wal_pages.fetch_add(u64::from(appended), Ordering::Relaxed);
         let answer = match outcome {
             Ok(deltas) => {
                 // Before answering, so a caller that reads the stats next sees its own write.
@@ -333,32 +407,47 @@ impl Writer {
         for job in group.drain(..) {
             job.answer(answer.as_ref().map(|_| ()));
         }
+        // After answering: a checkpoint at the log's limit must not hold back this group.
+        if let Some(pages) = pages {
+            let appended = checkpointer.after_commit(conn, pages);
+            self.tally.wal_pages.fetch_add(u64::from(appended), Ordering::Relaxed);
+        }
     }
 }
 
 impl Drop for Writer {
     /// Commits what is still waiting (a caller that stopped waiting still gets its write), then
     /// closes the checkpoint connection and the writer's, last, so the whole log is checkpointed
-    /// and removed: a reopen right after finds everything and no second writer.
+    /// and removed: a reopen right after finds everything and no second writer. A relay still
+    /// running finds the connection gone.
     fn drop(&mut self) {
-        let Some(mut connected) = lock(&self.conn).take() else {
+        let shared = &self.shared;
+        let Some(mut connected) = lock(&shared.conn).take() else {
             return;
         };
-        self.commit_all(&mut connected);
+        loop {
+            let mut group = shared.take_group();
+            if group.is_empty() {
+                break;
+            }
+            shared.commit(&mut connected, &mut group);
+        }
         let Connected { conn, checkpointer, .. } = connected;
         drop(checkpointer);
         drop(conn);
+        let tally = &shared.tally;
         tracing::info!(
-            groups = self.tally.groups.load(Ordering::Relaxed),
-            commands = self.tally.commands.load(Ordering::Relaxed),
-            wal_pages = self.tally.wal_pages.load(Ordering::Relaxed),
+            groups = tally.groups.load(Ordering::Relaxed),
+            commands = tally.commands.load(Ordering::Relaxed),
+            wal_pages = tally.wal_pages.load(Ordering::Relaxed),
             "the SQLite writer stops: the store was closed"
         );
     }
 }
 
-/// Locks a mutex whose holder may have panicked: the data behind these stays consistent (a
-/// queue, or a connection whose transaction SQLite rolls back), so the store goes on.
+/// Locks a mutex whose holder may have panicked. The queue stays consistent whatever happens;
+/// a panic while committing is caught in [`Shared::commit`], which rolls the group back, so the
+/// connection is never left inside a transaction.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -450,6 +539,10 @@ fn run_commands(
             }
         } else if conn.total_changes() != changes_before {
             // Failed after writing, with no savepoint to undo just this command.
+            tracing::error!(
+                error = job.error().map(ToString::to_string),
+                "a command failed after writing; its commit group is rolled back"
+            );
             return Err(StoreError::Unavailable(
                 "a command failed halfway through its writes; its commit group was rolled back, nothing of it was \
                  stored"
@@ -720,5 +813,40 @@ mod tests {
         run(vec![reads]).expect("commits");
         assert_eq!(read.blocking_recv().expect("answered").expect("found"), claimed);
         assert_eq!(tasks::load(&conn, &ns(), id).expect("row"), claimed);
+    }
+
+    /// A batch whose idempotency key names a stored task that cannot be read fails before it
+    /// inserts anything, so it fails alone and the rest of its group commits.
+    #[test]
+    fn a_batch_naming_a_damaged_task_fails_before_writing() {
+        use agentyard_store::CreateOptions;
+
+        let (conn, counts) = setup();
+        let mut keyed = NewTask::on(queue(), json!({}));
+        keyed.idempotency_key = Some("k".into());
+        let existing = keyed
+            .clone()
+            .into_task(TaskId::generate(), ns(), Timestamp::from_millis(0));
+        let (insert, _) = job(move |ctx| ctx.insert(&existing));
+        run_group(&conn, &counts, vec![insert]).expect("commits");
+        conn.execute("UPDATE tasks SET doc = '{' WHERE idempotency_key = 'k'", [])
+            .expect("damage the row");
+        let batch = vec![NewTask::on(queue(), json!({"new": true})), keyed];
+        let (creates, created) = guarded_job(Guard::CheckFirst, move |ctx| {
+            crate::store::create(ctx, &ns(), batch, CreateOptions::default(), Timestamp::from_millis(1))
+        });
+        let (other, other_answer) = guarded_job(Guard::CheckFirst, move |ctx| ctx.insert(&task()));
+        run_group(&conn, &counts, vec![creates, other]).expect("the group commits");
+        assert_eq!(
+            created.blocking_recv().expect("answered").map_err(|e| e.kind()),
+            Err("other"),
+            "the damaged row is reported"
+        );
+        assert!(other_answer.blocking_recv().expect("answered").is_ok());
+        assert_eq!(
+            stored(&conn),
+            2,
+            "the stored task and the other command's; nothing of the batch"
+        );
     }
 }
