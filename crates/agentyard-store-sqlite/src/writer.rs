@@ -1,22 +1,24 @@
 //! The single writer: one read-write connection, and every change committed through it in
 //! groups.
 //!
-//! There is no writer thread. A caller puts its command in the waiting queue and, if nobody
-//! holds the connection, takes it and commits groups of whatever is waiting (up to
-//! [`MAX_GROUP`] at a time) until nothing is; if somebody holds it, that caller commits the new
-//! command with its next group (flat combining). Under load one caller keeps committing while
-//! the others queue, so the groups grow by themselves; at low load a command is committed on its
-//! caller's own thread with no hand-off. Against a writer thread, that saves two thread wake-ups
-//! per command: one request at a time, creates went from 5,000 to 6,700 per second on this
-//! 2-core machine (BENCHMARKS.md). A commit that waits for an fsync (`Durability::Full`) runs
+//! A caller puts its command in the waiting queue. If nobody holds the connection, it takes it
+//! and commits one group of whatever is waiting (up to [`MAX_GROUP`] commands, its own among
+//! them) on its own thread; if commands are still waiting after that, it starts a relay on the
+//! runtime's blocking pool, which commits groups until none is left. If somebody holds the
+//! connection, the caller just waits: the holder looks at the queue after letting go. So at low
+//! load a command is committed on its caller's thread with no hand-off (against a writer thread,
+//! two thread wake-ups saved per command: one request at a time, creates went from 5,000 to
+//! 6,700 per second on this 2-core machine, BENCHMARKS.md), while under load the relay is the
+//! writer and the groups grow with the load; and no caller ever commits more than one group, so
+//! none waits out the others' load. A commit that waits for an fsync (`Durability::Full`) runs
 //! in `block_in_place`, so the async runtime moves the caller's other work elsewhere.
 //!
 //! A group runs in one `BEGIN IMMEDIATE … COMMIT`. A command that fails (a version conflict, a
 //! lease mismatch) fails alone: task commands check everything before they write
-//! ([`Guard::CheckFirst`]), the others run inside a `SAVEPOINT` rolled back on error. Callers are answered only after the `COMMIT`
-//! returned, so an acknowledged write is in the WAL; if the `COMMIT` fails, every command of the
-//! group fails with that error. Under load the groups grow by themselves, so the cost of a
-//! commit (and of its fsync with `Durability::Full`) is shared by everyone who was waiting.
+//! ([`Guard::CheckFirst`]), the others run inside a `SAVEPOINT` rolled back on error. Callers are
+//! answered only after the `COMMIT` returned, so an acknowledged write is in the WAL; if the
+//! `COMMIT` fails, every command of the group fails with that error. The cost of a commit (and
+//! of its fsync with `Durability::Full`) is shared by everyone in the group.
 //!
 //! With one writer there is never a second writer to be `SQLITE_BUSY` against.
 
