@@ -123,6 +123,25 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn apply_many(
+        &self,
+        ns: &Namespace,
+        commands: Vec<(TaskId, TaskCommand)>,
+        now: Timestamp,
+    ) -> Result<Vec<Result<Task, StoreError>>, StoreError> {
+        let ns = ns.clone();
+        // One writer command, so one transaction, whatever the other callers do: each item
+        // checks before it writes, so one refused item leaves the others alone.
+        self.writer
+            .run_checked(move |ctx| {
+                Ok(commands
+                    .into_iter()
+                    .map(|(id, command)| apply(ctx, &ns, id, command, now))
+                    .collect())
+            })
+            .await
+    }
+
     async fn claim_tasks(&self, ns: &Namespace, claim: &Claim, now: Timestamp) -> Result<Vec<Task>, StoreError> {
         let (ns, claim) = (ns.clone(), claim.clone());
         self.writer

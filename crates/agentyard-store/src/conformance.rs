@@ -46,6 +46,7 @@ macro_rules! conformance_tests {
             merge_unions_artifacts_and_merges_context,
             status_changes_need_the_exact_version,
             complete_is_idempotent_for_the_same_lease,
+            apply_many_applies_each_on_its_own,
             cancel_drops_the_lease,
             pagination_walks_everything_once,
             backpressure_refuses_the_whole_batch,
@@ -742,6 +743,69 @@ pub async fn complete_is_idempotent_for_the_same_lease(store: Arc<dyn Store>) {
         completion: Completion::default(),
     };
     expect_kind(store.apply(&ns(), t.id, other, at(3)).await, "lease_conflict");
+}
+
+pub async fn apply_many_applies_each_on_its_own(store: Arc<dyn Store>) {
+    for _ in 0..3 {
+        create(&store, new_task("work"), at(0)).await;
+    }
+    let (a, b, c) = (
+        claim_one(&store, "work", "w", at(0)).await,
+        claim_one(&store, "work", "w", at(0)).await,
+        claim_one(&store, "work", "w", at(0)).await,
+    );
+    let complete = |t: &Task, token: LeaseToken| {
+        (
+            t.id,
+            TaskCommand::Complete {
+                token,
+                completion: Completion {
+                    result: Some(json!({"id": t.id.to_string()})),
+                    artifacts: Vec::new(),
+                },
+            },
+        )
+    };
+    let outcomes = store
+        .apply_many(
+            &ns(),
+            vec![
+                complete(&a, token(&a)),
+                complete(&b, LeaseToken::new("not-the-token")),
+                (TaskId::generate(), TaskCommand::Cancel),
+                complete(&c, token(&c)),
+            ],
+            at(1),
+        )
+        .await
+        .expect("the store answers");
+    assert_eq!(outcomes.len(), 4, "one outcome per command, in order");
+    let done = outcomes[0].as_ref().expect("a completes");
+    assert_eq!((done.id, done.status), (a.id, TaskStatus::Succeeded));
+    expect_kind(outcomes[1].clone(), "lease_conflict");
+    expect_kind(outcomes[2].clone(), "not_found");
+    let done = outcomes[3].as_ref().expect("c completes");
+    assert_eq!((done.id, done.status), (c.id, TaskStatus::Succeeded));
+    // What each outcome says is what is stored.
+    assert_eq!(
+        store.get_task(&ns(), a.id).await.expect("a").status,
+        TaskStatus::Succeeded
+    );
+    assert_eq!(
+        store.get_task(&ns(), b.id).await.expect("b"),
+        b,
+        "the refused item changed nothing"
+    );
+    assert_eq!(
+        store.get_task(&ns(), c.id).await.expect("c").status,
+        TaskStatus::Succeeded
+    );
+    assert_eq!(
+        store.queue_stats(&ns(), Some(&q("work")), at(1)).await.expect("stats")[0]
+            .counts
+            .succeeded,
+        2
+    );
 }
 
 pub async fn cancel_drops_the_lease(store: Arc<dyn Store>) {

@@ -162,6 +162,23 @@ pub trait Store: Send + Sync + 'static {
     async fn apply(&self, ns: &Namespace, id: TaskId, command: TaskCommand, now: Timestamp)
     -> Result<Task, StoreError>;
 
+    /// Applies each command to its task as [`Store::apply`] would, each succeeding or failing on
+    /// its own; the outcomes come back in order. The outer error is for the store failing as a
+    /// whole (then none was applied). A backend may write them all in one transaction, as the
+    /// SQLite one does; by default they are applied one after the other.
+    async fn apply_many(
+        &self,
+        ns: &Namespace,
+        commands: Vec<(TaskId, TaskCommand)>,
+        now: Timestamp,
+    ) -> Result<Vec<Result<Task, StoreError>>, StoreError> {
+        let mut out = Vec::with_capacity(commands.len());
+        for (id, command) in commands {
+            out.push(self.apply(ns, id, command, now).await);
+        }
+        Ok(out)
+    }
+
     /// Leases up to `claim.max` ready tasks of the queue to the agent: highest priority first,
     /// then earliest `run_at`, then creation order. Never hands one task to two claimers. Skips
     /// tasks the agent lacks capabilities for, tasks whose `concurrency_key` already has

@@ -435,20 +435,16 @@ pub async fn complete_many(
 ) -> Result<Json<CompleteManyResponse>, ApiError> {
     let completions = req.into_completions()?;
     let now = s.clock.now();
-    let applied = futures::future::join_all(completions.into_iter().map(|(id, token, completion)| {
-        let (store, ns) = (&s.store, &ns);
-        async move {
-            (
-                id,
-                store
-                    .apply(ns, id, TaskCommand::Complete { token, completion }, now)
-                    .await,
-            )
-        }
-    }))
-    .await;
+    let ids: Vec<TaskId> = completions.iter().map(|(id, _, _)| *id).collect();
+    let commands = completions
+        .into_iter()
+        .map(|(id, token, completion)| (id, TaskCommand::Complete { token, completion }))
+        .collect();
+    // One store call: the SQLite store commits the whole batch in one transaction.
+    let outcomes = s.store.apply_many(&ns, commands, now).await?;
+    let applied = ids.into_iter().zip(outcomes);
     let mut completed = 0;
-    let mut items = Vec::with_capacity(applied.len());
+    let mut items = Vec::new();
     for (id, outcome) in applied {
         items.push(match outcome {
             Ok(task) => {
