@@ -361,15 +361,31 @@ pub(crate) fn failed(
     )
 }
 
-/// The earliest `run_at` among the ready tasks of a queue (read from the ready index alone).
+/// The earliest `run_at` among the ready tasks of a queue, read from the ready index alone.
+///
+/// The index is ordered by priority first, so `MIN(run_at)` over it would read every ready task
+/// of the queue (10 ms for 100,000, measured). Instead this skips from one priority to the next
+/// (each a seek) and takes the first `run_at` of each: as many seeks as the queue has distinct
+/// priorities among its ready tasks.
+const OLDEST_READY: &str = "\
+    WITH RECURSIVE priorities(p) AS ( \
+        SELECT MAX(priority) FROM tasks WHERE namespace = ?1 AND queue = ?2 AND status = 'queued' \
+        UNION ALL \
+        SELECT (SELECT MAX(priority) FROM tasks \
+                WHERE namespace = ?1 AND queue = ?2 AND status = 'queued' AND priority < priorities.p) \
+        FROM priorities WHERE priorities.p IS NOT NULL \
+    ) \
+    SELECT MIN((SELECT run_at FROM tasks \
+                WHERE namespace = ?1 AND queue = ?2 AND status = 'queued' AND priority = priorities.p \
+                ORDER BY run_at LIMIT 1)) \
+    FROM priorities WHERE priorities.p IS NOT NULL";
+
 pub(crate) fn oldest_ready(
     conn: &Connection,
     ns: &Namespace,
     queue: &QueueName,
 ) -> Result<Option<Timestamp>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT MIN(run_at) FROM tasks WHERE namespace = ?1 AND queue = ?2 AND status = 'queued'")
-        .map_err(sql_error)?;
+    let mut stmt = conn.prepare_cached(OLDEST_READY).map_err(sql_error)?;
     let min: Option<i64> = stmt
         .query_row(params![ns.as_str(), queue.as_str()], |row| row.get(0))
         .map_err(sql_error)?;
@@ -474,10 +490,6 @@ mod tests {
                 "tasks_scheduled",
             ),
             (
-                "SELECT MIN(run_at) FROM tasks WHERE namespace = ?1 AND queue = ?2 AND status = 'queued'",
-                "tasks_ready",
-            ),
-            (
                 "SELECT id FROM tasks WHERE namespace = ?1 AND idempotency_key = ?2",
                 "tasks_idempotency",
             ),
@@ -490,6 +502,11 @@ mod tests {
         ] {
             assert_uses(sql, index);
         }
+        // Every step of the oldest-ready walk is a seek in the ready index; the only scan is of
+        // the list of priorities it builds.
+        let plan = crate::migrations::plans::plan_of(OLDEST_READY);
+        assert!(plan.contains("tasks_ready"), "{plan}");
+        assert!(!plan.contains("SCAN tasks") && !plan.contains("TEMP B-TREE"), "{plan}");
         // Running tasks, few by nature, are listed from their own index with a sort.
         for sql in [LIST_RUNNING, LIST_QUEUE_RUNNING] {
             assert_uses_sorting(sql, "tasks_running_by_agent");

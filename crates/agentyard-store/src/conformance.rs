@@ -51,6 +51,7 @@ macro_rules! conformance_tests {
             pagination_walks_everything_once,
             backpressure_refuses_the_whole_batch,
             queue_stats_count_by_status,
+            oldest_ready_ignores_priority,
             namespaces_are_isolated,
             concurrency_keys_cap_running_tasks,
             rate_limit_keys_hold_tasks_back
@@ -952,6 +953,30 @@ pub async fn queue_stats_count_by_status(store: Arc<dyn Store>) {
             .iter()
             .all(|s| s.depth == 0)
     );
+}
+
+/// The oldest ready task is the one waiting longest, whatever its priority.
+pub async fn oldest_ready_ignores_priority(store: Arc<dyn Store>) {
+    // (queue, [(priority, ready since)], the oldest)
+    type Case = (&'static str, &'static [(i32, i64)], i64);
+    let cases: [Case; 3] = [
+        ("lowest-oldest", &[(5, 30), (0, 20), (-3, 10), (0, 15), (5, 40)], 10),
+        ("middle-oldest", &[(5, 30), (0, 12), (-3, 20)], 12),
+        ("highest-oldest", &[(9, 1), (0, 12), (-3, 20)], 1),
+    ];
+    for (queue, tasks, _) in cases {
+        for &(priority, run_at) in tasks {
+            // Ready from the moment it is created.
+            let mut t = new_task(queue);
+            t.priority = priority;
+            create(&store, t, at(run_at)).await;
+        }
+    }
+    for (queue, _, oldest) in cases {
+        let stats = store.queue_stats(&ns(), Some(&q(queue)), at(100)).await.expect("stats");
+        assert_eq!(stats[0].oldest_ready_at, Some(at(oldest)), "{queue}");
+        assert_eq!(stats[0].oldest_ready_age_ms, Some((100 - oldest) as u64), "{queue}");
+    }
 }
 
 pub async fn namespaces_are_isolated(store: Arc<dyn Store>) {
