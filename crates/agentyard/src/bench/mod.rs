@@ -37,7 +37,7 @@ pub enum Suite {
     Drain,
     /// Pick-up latency of tasks created at a steady rate while claimers long-poll.
     Latency,
-    /// Direct and broadcast message rates (needs the messaging API).
+    /// Direct and broadcast message rates: sends and deliveries to 10 agents.
     Messages,
 }
 
