@@ -851,4 +851,108 @@ mod tests {
             "the stored task and the other command's; nothing of the batch"
         );
     }
+
+    /// Many callers on a multi-threaded runtime, with commands that succeed, that fail before
+    /// writing, that fail after writing inside a savepoint and (rarely) that fail after writing
+    /// without one (failing their whole group): every caller is answered (no command is left
+    /// waiting with nobody to commit it), and the database holds exactly the tasks whose insert
+    /// was acknowledged.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn every_caller_is_answered_and_acknowledged_means_stored() {
+        use std::collections::HashSet;
+        use std::time::Duration;
+
+        use crate::checkpoint::Checkpointer;
+        use crate::connection::open_writer;
+        use crate::{Durability, migrations};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.db");
+        let mut conn = open_writer(&path, Durability::Normal).expect("open");
+        migrations::migrate(&mut conn).expect("migrate");
+        let counts = Counts::load(&conn).expect("counts");
+        let checkpointer = Checkpointer::start(&path, Durability::Normal).expect("checkpointer");
+        let writer = Arc::new(Writer::start(conn, counts, checkpointer, false).expect("writer"));
+
+        let mut callers = Vec::new();
+        for caller in 0..48u64 {
+            let writer = writer.clone();
+            callers.push(tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                let mut refused = Vec::new();
+                for op in 0..40u64 {
+                    let t = task();
+                    let id = t.id;
+                    let kind = (caller * 7 + op * 13) % 97;
+                    type Answer<'a> = std::pin::Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
+                    let answer: Answer<'_> = match kind {
+                        // Fails after writing, without a savepoint: its whole group fails.
+                        0 => Box::pin(writer.run_checked(move |ctx| {
+                            ctx.insert(&t)?;
+                            Err::<(), _>(StoreError::Invalid {
+                                message: "after".into(),
+                            })
+                        })),
+                        // Fails after writing, inside a savepoint: it alone is undone.
+                        1..=8 => Box::pin(writer.run(move |ctx| {
+                            ctx.insert(&t)?;
+                            Err::<(), _>(StoreError::Invalid {
+                                message: "after".into(),
+                            })
+                        })),
+                        // Fails before writing.
+                        9..=16 => Box::pin(writer.run_checked(move |_| {
+                            Err::<(), _>(StoreError::Invalid {
+                                message: "before".into(),
+                            })
+                        })),
+                        // Slow: others queue up behind it and must be committed by someone.
+                        17..=22 => Box::pin(writer.run_checked(move |ctx| {
+                            std::thread::sleep(Duration::from_millis(2));
+                            ctx.insert(&t)
+                        })),
+                        _ if kind % 2 == 0 => Box::pin(writer.run_checked(move |ctx| ctx.insert(&t))),
+                        _ => Box::pin(writer.run(move |ctx| ctx.insert(&t))),
+                    };
+                    let answer = tokio::time::timeout(Duration::from_secs(20), answer)
+                        .await
+                        .unwrap_or_else(|_| panic!("caller {caller}, command {op}: never answered"));
+                    match answer {
+                        Ok(()) => acknowledged.push(id),
+                        Err(_) => refused.push(id),
+                    }
+                }
+                (acknowledged, refused)
+            }));
+        }
+        let mut acknowledged = HashSet::new();
+        let mut refused = HashSet::new();
+        for caller in callers {
+            let (yes, no) = caller.await.expect("caller");
+            acknowledged.extend(yes);
+            refused.extend(no);
+        }
+        let stats = writer.stats();
+        drop(Arc::into_inner(writer).expect("the only handle left"));
+        let conn = Connection::open(&path).expect("reopen");
+        let mut stmt = conn.prepare("SELECT id FROM tasks").expect("prepare");
+        let stored: HashSet<TaskId> = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .expect("query")
+            .map(|id| TaskId::parse(&id.expect("row")).expect("id"))
+            .collect();
+        assert_eq!(acknowledged.len() + refused.len(), 48 * 40);
+        // A group-failing command takes its group's inserts down with it; most still succeed.
+        assert!(
+            acknowledged.len() > 48 * 40 / 2,
+            "most inserts succeed ({})",
+            acknowledged.len()
+        );
+        assert_eq!(stored, acknowledged, "stored exactly what was acknowledged");
+        assert_eq!(stats.commands, 48 * 40);
+        assert!(
+            stats.groups < stats.commands,
+            "some commands shared a group ({stats:?})"
+        );
+    }
 }
