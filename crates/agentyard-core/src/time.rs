@@ -80,15 +80,7 @@ impl Timestamp {
         put(14, minute, 2);
         put(17, second, 2);
         put(20, milli, 3);
-        for (at, c) in [
-            (4, b'-'),
-            (7, b'-'),
-            (10, b'T'),
-            (13, b':'),
-            (16, b':'),
-            (19, b'.'),
-            (23, b'Z'),
-        ] {
+        for (at, c) in SEPARATORS {
             buf[at] = c;
         }
         std::str::from_utf8(buf).ok()
@@ -97,6 +89,17 @@ impl Timestamp {
 
 const MS_PER_DAY: i64 = 86_400_000;
 const CANONICAL_LEN: usize = 24;
+
+/// Where `YYYY-MM-DDTHH:MM:SS.mmmZ` has its separators.
+const SEPARATORS: [(usize, u8); 7] = [
+    (4, b'-'),
+    (7, b'-'),
+    (10, b'T'),
+    (13, b':'),
+    (16, b':'),
+    (19, b'.'),
+    (23, b'Z'),
+];
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
 fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
@@ -129,15 +132,7 @@ fn parse_canonical(s: &[u8]) -> Option<Timestamp> {
     if s.len() != CANONICAL_LEN {
         return None;
     }
-    for (at, c) in [
-        (4, b'-'),
-        (7, b'-'),
-        (10, b'T'),
-        (13, b':'),
-        (16, b':'),
-        (19, b'.'),
-        (23, b'Z'),
-    ] {
+    for (at, c) in SEPARATORS {
         if s[at] != c {
             return None;
         }

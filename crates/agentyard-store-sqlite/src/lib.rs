@@ -6,9 +6,10 @@
 //! # How it writes
 //! Every change, claims included, is a command for the single read-write connection (see
 //! `writer.rs`). A caller queues its command and, if nobody holds the connection, commits the
-//! commands waiting at that moment in one `BEGIN IMMEDIATE … COMMIT`, again and again until none
-//! is left; if somebody holds it, that caller commits this command with its next group. Callers
-//! are answered only once the `COMMIT` returned. There is one writer, so no write ever meets
+//! commands waiting at that moment in one `BEGIN IMMEDIATE … COMMIT`; commands left waiting after
+//! that are committed by a relay on the blocking pool, group after group. If somebody holds the
+//! connection, that one commits this command with a following group. Callers are answered only
+//! once the `COMMIT` returned. There is one writer, so no write ever meets
 //! `SQLITE_BUSY`; under load a commit (and its fsync) serves a whole group, and at low load a
 //! command is committed on its caller's thread with no hand-off to another.
 //!

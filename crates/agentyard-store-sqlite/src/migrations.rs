@@ -188,8 +188,13 @@ pub(crate) mod plans {
 
     /// The query plan of `sql` on a fresh database with stable plans, one line per step.
     pub(crate) fn plan_of(sql: &str) -> String {
+        plan(sql, true)
+    }
+
+    /// The query plan of `sql` on a fresh database, with or without stable plans.
+    fn plan(sql: &str, stable: bool) -> String {
         let mut conn = Connection::open_in_memory().expect("open");
-        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, stable)
             .expect("config");
         migrate(&mut conn).expect("migrate");
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("explain");
@@ -204,18 +209,7 @@ pub(crate) mod plans {
 
     fn check_plan(sql: &str, index: &str, may_sort: bool) {
         for stable in [false, true] {
-            let mut conn = Connection::open_in_memory().expect("open");
-            conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, stable)
-                .expect("config");
-            migrate(&mut conn).expect("migrate");
-            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("explain");
-            let unbound = vec![rusqlite::types::Null; stmt.parameter_count()];
-            let plan: Vec<String> = stmt
-                .query_map(rusqlite::params_from_iter(unbound), |row| row.get::<_, String>(3))
-                .expect("plan")
-                .collect::<Result<_, _>>()
-                .expect("plan rows");
-            let plan = plan.join(" / ");
+            let plan = plan(sql, stable);
             let context = format!("{sql}\nplan (stable plans: {stable}): {plan}");
             assert!(plan.contains(index), "{context}");
             assert!(may_sort || !plan.contains("TEMP B-TREE"), "{context}");

@@ -289,7 +289,7 @@ fn apply(
             Ok(task)
         }
         Ok(Applied::Unchanged) => {
-            ctx.keep(current.clone());
+            ctx.keep(task);
             Ok(current)
         }
         Err(e) => {

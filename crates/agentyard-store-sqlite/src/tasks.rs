@@ -214,7 +214,7 @@ pub(crate) fn list(
     let status = filter.status.map(|s| s.as_str());
     // One fixed statement per filter shape, so each can use its index and stay cached. Running
     // tasks are not in `tasks_by_status` (migration 3): they are listed from
-    // `tasks_running_by_agent`, sorted, which holds only the running few.
+    // `tasks_running_by_agent`, which holds only the running few, their ids sorted.
     let base: [&dyn ToSql; 3] = [&ns.as_str(), &after, &fetch];
     let running = filter.status == Some(TaskStatus::Running);
     let (sql, extra): (&str, Vec<&dyn ToSql>) = match (&queue, &status) {

@@ -342,13 +342,7 @@ impl Shared {
             {
                 let mut held = lock(&self.conn);
                 match held.as_mut() {
-                    Some(connected) => loop {
-                        let mut group = self.take_group();
-                        if group.is_empty() {
-                            break;
-                        }
-                        self.commit(connected, &mut group);
-                    },
+                    Some(connected) => self.commit_until_none_waits(connected),
                     None => fail_all(&mut lock(&self.waiting), "the SQLite store is closed"),
                 }
             }
@@ -358,6 +352,16 @@ impl Shared {
             if lock(&self.waiting).is_empty() || self.relay.swap(true, Ordering::AcqRel) {
                 return;
             }
+        }
+    }
+
+    fn commit_until_none_waits(&self, connected: &mut Connected) {
+        loop {
+            let mut group = self.take_group();
+            if group.is_empty() {
+                return;
+            }
+            self.commit(connected, &mut group);
         }
     }
 
@@ -427,13 +431,7 @@ impl Drop for Writer {
         let Some(mut connected) = lock(&shared.conn).take() else {
             return;
         };
-        loop {
-            let mut group = shared.take_group();
-            if group.is_empty() {
-                break;
-            }
-            shared.commit(&mut connected, &mut group);
-        }
+        shared.commit_until_none_waits(&mut connected);
         let Connected { conn, checkpointer, .. } = connected;
         drop(checkpointer);
         drop(conn);

@@ -442,9 +442,9 @@ pub async fn complete_many(
         .collect();
     // One store call: the SQLite store commits the whole batch in one transaction.
     let outcomes = s.store.apply_many(&ns, commands, now).await?;
-    let applied = ids.into_iter().zip(outcomes);
     let mut completed = 0;
-    let mut items = Vec::new();
+    let mut items = Vec::with_capacity(outcomes.len());
+    let applied = ids.into_iter().zip(outcomes);
     for (id, outcome) in applied {
         items.push(match outcome {
             Ok(task) => {
