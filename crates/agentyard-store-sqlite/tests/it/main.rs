@@ -334,8 +334,9 @@ fn a_bad_path_is_refused_at_open() {
 }
 
 /// With `AGENTYARD_CRASH_DB` set, this is the child of `acknowledged_writes_survive_kill_9`:
-/// it creates tasks one at a time, printing each id once its create was acknowledged, until it
-/// is killed. Without it, it does nothing.
+/// it creates tasks one at a time, claims and completes every third, claims and keeps every
+/// third, printing each id once the write was acknowledged, until it is killed. Without it, it
+/// does nothing.
 #[test]
 fn crash_child_writes_until_killed() {
     let Some(path) = std::env::var_os("AGENTYARD_CRASH_DB") else {
@@ -351,7 +352,22 @@ fn crash_child_writes_until_killed() {
         let store = SqliteStore::open(PathBuf::from(path), options).expect("open");
         for i in 0.. {
             let t = create(&store, many("crash", 1), at(i)).await.remove(0);
-            println!("ack {}", t.id);
+            println!("created {}", t.id);
+            if i % 3 == 0 {
+                continue;
+            }
+            let claimed = store.claim_tasks(&ns(), &claim("crash", "w", 1), at(i)).await.expect("claim");
+            let Some(task) = claimed.into_iter().next() else { continue };
+            if i % 3 == 1 {
+                let done = TaskCommand::Complete {
+                    token: token(&task),
+                    completion: Completion::default(),
+                };
+                store.apply(&ns(), task.id, done, at(i)).await.expect("complete");
+                println!("done {}", task.id);
+            } else {
+                println!("running {}", task.id);
+            }
         }
     });
 }
@@ -373,28 +389,53 @@ fn kill_mid_write_then_check(durability: &str) {
         .spawn()
         .expect("spawn the child");
     let stdout = child.stdout.take().expect("piped stdout");
-    let mut acked = Vec::new();
+    // Enough writes for the log to pass several checkpoints (every 2,000 pages), so writes
+    // already copied into the database file and writes only in the log are both checked.
+    const CREATED: usize = 1_500;
+    let (mut acked, mut done, mut running) = (Vec::new(), Vec::new(), Vec::new());
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("read");
-        if let Some(id) = line.strip_prefix("ack ") {
-            acked.push(TaskId::parse(id).expect("an id"));
-            if acked.len() == 300 {
-                break;
-            }
+        let (what, id) = line.split_once(' ').unwrap_or_default();
+        let Ok(id) = TaskId::parse(id) else { continue };
+        match what {
+            "created" => acked.push(id),
+            "done" => done.push(id),
+            "running" => running.push(id),
+            _ => {}
+        }
+        if acked.len() == CREATED {
+            break;
         }
     }
     // SIGKILL while it is still writing: no destructor, no checkpoint, no clean close.
     child.kill().expect("kill -9");
     child.wait().expect("reap");
-    assert_eq!(acked.len(), 300, "the child acknowledged its writes");
+    assert_eq!(acked.len(), CREATED, "the child acknowledged its writes");
+    assert!(done.len() > 400 && running.len() > 400, "{} done, {} running", done.len(), running.len());
     let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     runtime.block_on(async {
         let store = open(&path);
         for id in &acked {
             store.get_task(&ns(), *id).await.expect("an acknowledged task survives");
         }
+        for (ids, status) in [(&done, TaskStatus::Succeeded), (&running, TaskStatus::Running)] {
+            for id in ids {
+                let task = store.get_task(&ns(), *id).await.expect("stored");
+                assert_eq!(task.status, status, "{id}");
+            }
+        }
         let stats = store.queue_stats(&ns(), Some(&q("crash")), at(0)).await.expect("stats");
-        assert!(stats[0].counts.queued >= 300, "counts are rebuilt from what is stored");
+        let counts = stats[0].counts;
+        assert!(counts.succeeded >= done.len() as u64, "counts are rebuilt from what is stored");
+        assert!(counts.running >= running.len() as u64);
+        assert!(counts.queued + counts.running + counts.succeeded >= CREATED as u64);
+        // A claim after the reopen never hands out a task that was running at the crash.
+        let claimed = store
+            .claim_tasks(&ns(), &claim("crash", "after", 10_000), at(0))
+            .await
+            .expect("claim");
+        let running: HashSet<TaskId> = running.into_iter().collect();
+        assert!(claimed.iter().all(|t| !running.contains(&t.id)));
     });
 }
 
