@@ -324,6 +324,12 @@ pub struct ClaimRequest {
     /// Lease length; the server default when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_ms: Option<u64>,
+    /// Running tasks to finish successfully before claiming (1 to 1000, each at most once), as
+    /// `POST /v1/tasks/complete` would: a worker's "done, next" in one round trip. Each succeeds
+    /// or fails on its own (see `completed` in the answer); the claim happens either way, after
+    /// them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complete: Option<Vec<CompleteItem>>,
 }
 
 impl ClaimRequest {
@@ -334,6 +340,16 @@ impl ClaimRequest {
             max: None,
             wait_ms: None,
             lease_ms: None,
+            complete: None,
+        }
+    }
+
+    /// The completions to apply before the claim, checked as `POST /v1/tasks/complete` checks
+    /// its items; empty when there are none.
+    pub fn completions(&mut self) -> Result<Vec<(TaskId, LeaseToken, Completion)>, FieldError> {
+        match self.complete.take() {
+            Some(items) => completions("complete", items),
+            None => Ok(Vec::new()),
         }
     }
 
@@ -362,6 +378,9 @@ impl ClaimRequest {
 pub struct ClaimResponse {
     /// Each with its `lease` set. Empty when nothing was ready within `wait_ms`.
     pub tasks: Vec<Task>,
+    /// With `complete` in the request: one outcome per item, in request order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed: Option<Vec<CompleteOutcome>>,
 }
 
 /// `POST /v1/tasks/{id}/heartbeat`.
@@ -926,34 +945,39 @@ pub struct CompleteManyRequest {
 impl CompleteManyRequest {
     /// Checks the batch and each item; returns the completions in request order.
     pub fn into_completions(self) -> Result<Vec<(TaskId, LeaseToken, Completion)>, FieldError> {
-        if self.items.is_empty() || self.items.len() > MAX_BATCH {
-            return Err(FieldError::new(
-                "items",
-                format!("holds {} tasks; send 1 to {MAX_BATCH}", self.items.len()),
-            ));
-        }
-        let mut seen = std::collections::HashSet::with_capacity(self.items.len());
-        let mut out = Vec::with_capacity(self.items.len());
-        for (i, item) in self.items.into_iter().enumerate() {
-            if !seen.insert(item.id) {
-                return Err(FieldError::new(
-                    format!("items[{i}].id"),
-                    format!("task {} is listed twice", item.id),
-                ));
-            }
-            let artifacts = item.artifacts.unwrap_or_default();
-            check_artifacts(&artifacts).map_err(|e| e.within(&format!("items[{i}]")))?;
-            out.push((
-                item.id,
-                item.lease_token,
-                Completion {
-                    result: item.result,
-                    artifacts,
-                },
-            ));
-        }
-        Ok(out)
+        completions("items", self.items)
     }
+}
+
+/// Checks a batch of completions found at `field` and each item; returns them in request order.
+fn completions(field: &str, items: Vec<CompleteItem>) -> Result<Vec<(TaskId, LeaseToken, Completion)>, FieldError> {
+    if items.is_empty() || items.len() > MAX_BATCH {
+        return Err(FieldError::new(
+            field,
+            format!("holds {} tasks; send 1 to {MAX_BATCH}", items.len()),
+        ));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        if !seen.insert(item.id) {
+            return Err(FieldError::new(
+                format!("{field}[{i}].id"),
+                format!("task {} is listed twice", item.id),
+            ));
+        }
+        let artifacts = item.artifacts.unwrap_or_default();
+        check_artifacts(&artifacts).map_err(|e| e.within(&format!("{field}[{i}]")))?;
+        out.push((
+            item.id,
+            item.lease_token,
+            Completion {
+                result: item.result,
+                artifacts,
+            },
+        ));
+    }
+    Ok(out)
 }
 
 /// Why one item of a batch failed: the problem its own request would have answered with.

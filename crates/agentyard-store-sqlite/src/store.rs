@@ -142,6 +142,27 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn apply_then_claim(
+        &self,
+        ns: &Namespace,
+        commands: Vec<(TaskId, TaskCommand)>,
+        claim: &Claim,
+        now: Timestamp,
+    ) -> Result<(Vec<Result<Task, StoreError>>, Vec<Task>), StoreError> {
+        let (ns, claim) = (ns.clone(), claim.clone());
+        // One writer command: one transaction for the completions and the claim.
+        self.writer
+            .run_checked(move |ctx| {
+                let applied = commands
+                    .into_iter()
+                    .map(|(id, command)| apply(ctx, &ns, id, command, now))
+                    .collect();
+                let claimed = claim_tasks(ctx, &ns, &claim, now)?;
+                Ok((applied, claimed))
+            })
+            .await
+    }
+
     async fn claim_tasks(&self, ns: &Namespace, claim: &Claim, now: Timestamp) -> Result<Vec<Task>, StoreError> {
         let (ns, claim) = (ns.clone(), claim.clone());
         self.writer

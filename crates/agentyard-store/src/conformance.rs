@@ -47,6 +47,7 @@ macro_rules! conformance_tests {
             status_changes_need_the_exact_version,
             complete_is_idempotent_for_the_same_lease,
             apply_many_applies_each_on_its_own,
+            apply_then_claim_claims_after_applying,
             cancel_drops_the_lease,
             pagination_walks_everything_once,
             backpressure_refuses_the_whole_batch,
@@ -744,6 +745,58 @@ pub async fn complete_is_idempotent_for_the_same_lease(store: Arc<dyn Store>) {
         completion: Completion::default(),
     };
     expect_kind(store.apply(&ns(), t.id, other, at(3)).await, "lease_conflict");
+}
+
+/// "Done, next" in one call: each command succeeds or fails alone, and the claim comes after
+/// them, so it sees the concurrency slot a completion freed and never hands back a task just
+/// finished.
+pub async fn apply_then_claim_claims_after_applying(store: Arc<dyn Store>) {
+    let mut keyed = Vec::new();
+    for _ in 0..2 {
+        let mut t = new_task("git");
+        t.concurrency_key = Some("repo".into());
+        keyed.push(t);
+    }
+    store
+        .create_tasks(&ns(), keyed, CreateOptions::default(), at(0))
+        .await
+        .expect("create");
+    let first = claim_one(&store, "git", "w", at(0)).await;
+    // The second task waits for the key's only slot.
+    assert!(
+        store
+            .claim_tasks(&ns(), &claim("git", "w", 1), at(0))
+            .await
+            .expect("claim")
+            .is_empty(),
+        "the key is at its limit"
+    );
+    let done = TaskCommand::Complete {
+        token: token(&first),
+        completion: Completion::default(),
+    };
+    let stranger = (TaskId::generate(), TaskCommand::Cancel);
+    let (applied, claimed) = store
+        .apply_then_claim(&ns(), vec![(first.id, done), stranger], &claim("git", "w", 10), at(1))
+        .await
+        .expect("the store answers");
+    assert_eq!(applied.len(), 2, "one outcome per command, in order");
+    assert_eq!(applied[0].as_ref().expect("completes").status, TaskStatus::Succeeded);
+    expect_kind(applied[1].clone(), "not_found");
+    assert_eq!(claimed.len(), 1, "the freed slot goes to the waiting task");
+    assert_ne!(claimed[0].id, first.id);
+    assert_eq!(claimed[0].status, TaskStatus::Running);
+    assert_eq!(store.get_task(&ns(), claimed[0].id).await.expect("stored"), claimed[0]);
+    assert_eq!(
+        store.get_task(&ns(), first.id).await.expect("stored").status,
+        TaskStatus::Succeeded
+    );
+    // Nothing to apply and nothing ready: both parts come back empty.
+    let (applied, claimed) = store
+        .apply_then_claim(&ns(), Vec::new(), &claim("git", "w", 10), at(2))
+        .await
+        .expect("the store answers");
+    assert!(applied.is_empty() && claimed.is_empty());
 }
 
 pub async fn apply_many_applies_each_on_its_own(store: Arc<dyn Store>) {

@@ -179,6 +179,22 @@ pub trait Store: Send + Sync + 'static {
         Ok(out)
     }
 
+    /// Applies `commands` as [`Store::apply_many`] does, then claims as [`Store::claim_tasks`]
+    /// does: a worker's "done, next" in one call, so the claim sees what the commands freed (a
+    /// concurrency key's slot, say). A backend may write it all in one transaction, as the
+    /// SQLite one does; by default it is the two calls one after the other.
+    async fn apply_then_claim(
+        &self,
+        ns: &Namespace,
+        commands: Vec<(TaskId, TaskCommand)>,
+        claim: &Claim,
+        now: Timestamp,
+    ) -> Result<(Vec<Result<Task, StoreError>>, Vec<Task>), StoreError> {
+        let applied = self.apply_many(ns, commands, now).await?;
+        let claimed = self.claim_tasks(ns, claim, now).await?;
+        Ok((applied, claimed))
+    }
+
     /// Leases up to `claim.max` ready tasks of the queue to the agent: highest priority first,
     /// then earliest `run_at`, then creation order. Never hands one task to two claimers. Skips
     /// tasks the agent lacks capabilities for, tasks whose `concurrency_key` already has

@@ -4,14 +4,15 @@ use std::time::Duration;
 
 use agentyard_core::agent::AgentStatus;
 use agentyard_core::api::{ClaimRequest, ClaimResponse, QueueList, QueueStats, StatusCounts};
+use agentyard_core::{TaskCommand, TaskId};
 use agentyard_store::Claim;
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
-use crate::api::agents;
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{JsonBody, Ns, QueueParam};
+use crate::api::{agents, tasks};
 use crate::dispatch::ClaimHooks;
 use crate::state::AppState;
 
@@ -24,6 +25,10 @@ const REDRIVE_BATCH: usize = 1_000;
 /// with an empty list when none came. The claim registers its agent if unknown and counts as
 /// its heartbeat; a draining agent gets no tasks. Tasks whose `rate_limit_key` has no token
 /// left or whose `concurrency_key` is at its limit are held back (see `/v1/limits`).
+///
+/// With `complete`, the listed running tasks are finished first, each on its own as
+/// `POST /v1/tasks/complete` would (outcomes in `completed`), and the claim sees what they
+/// freed: a worker's "done, next" in one round trip (and, on SQLite, one transaction).
 #[utoipa::path(
     post, path = "/v1/queues/{queue}/claim", tag = "leases", operation_id = "claim_tasks",
     params(("queue" = String, Path, description = "Queue name")),
@@ -39,15 +44,32 @@ pub async fn claim(
     State(s): State<AppState>,
     Ns(ns): Ns,
     QueueParam(queue): QueueParam,
-    JsonBody(req): JsonBody<ClaimRequest>,
+    JsonBody(mut req): JsonBody<ClaimRequest>,
 ) -> Result<Json<ClaimResponse>, ApiError> {
     let (max, wait_ms, lease_ms) = req.limits(s.config.default_lease_ms)?;
+    let completions = req.completions()?;
     let now = s.clock.now();
     agents::admit(&s, &ns, &req.agent, now)?;
     let capabilities = req.capabilities.unwrap_or_default();
-    // The claim is the agent's sign of life; a draining agent gets nothing new.
+    let ids: Vec<TaskId> = completions.iter().map(|(id, _, _)| *id).collect();
+    let commands: Vec<(TaskId, TaskCommand)> = completions
+        .into_iter()
+        .map(|(id, token, completion)| (id, TaskCommand::Complete { token, completion }))
+        .collect();
+    let asked_to_complete = !commands.is_empty();
+    // The claim is the agent's sign of life; a draining agent gets nothing new, but still
+    // finishes what it asked to.
     if agents::touch(&s, &ns, &req.agent, &capabilities, now).await? == AgentStatus::Draining {
-        return Ok(Json(ClaimResponse { tasks: Vec::new() }));
+        let completed = if asked_to_complete {
+            let outcomes = s.store.apply_many(&ns, commands, now).await?;
+            Some(tasks::complete_outcomes(&s, ids, outcomes))
+        } else {
+            None
+        };
+        return Ok(Json(ClaimResponse {
+            tasks: Vec::new(),
+            completed,
+        }));
     }
     let (gate, hint) = s.fleet.limits.gate();
     let claim = Claim {
@@ -65,21 +87,34 @@ pub async fn claim(
         gate: hint.as_deref(),
         eligible: Some(&eligible),
     };
-    let tasks = s
-        .dispatch
-        .waiters
-        .claim_with(
-            &*s.store,
-            &*s.clock,
-            &ns,
-            &claim,
-            Duration::from_millis(wait_ms),
-            s.config.claim_recheck,
-            hooks,
-        )
-        .await?;
-    s.dispatch.tasks_changed(&tasks);
-    Ok(Json(ClaimResponse { tasks }))
+    let mut completed = None;
+    let mut claimed = Vec::new();
+    if asked_to_complete {
+        // One store call for both; the long-poll below only if nothing was ready then.
+        let (outcomes, now_claimed) = s.store.apply_then_claim(&ns, commands, &claim, now).await?;
+        completed = Some(tasks::complete_outcomes(&s, ids, outcomes));
+        claimed = now_claimed;
+    }
+    if claimed.is_empty() && (!asked_to_complete || wait_ms > 0) {
+        claimed = s
+            .dispatch
+            .waiters
+            .claim_with(
+                &*s.store,
+                &*s.clock,
+                &ns,
+                &claim,
+                Duration::from_millis(wait_ms),
+                s.config.claim_recheck,
+                hooks,
+            )
+            .await?;
+    }
+    s.dispatch.tasks_changed(&claimed);
+    Ok(Json(ClaimResponse {
+        tasks: claimed,
+        completed,
+    }))
 }
 
 /// What a bulk redrive did.

@@ -442,14 +442,23 @@ pub async fn complete_many(
         .collect();
     // One store call: the SQLite store commits the whole batch in one transaction.
     let outcomes = s.store.apply_many(&ns, commands, now).await?;
-    let mut completed = 0;
-    let mut items = Vec::with_capacity(outcomes.len());
-    let applied = ids.into_iter().zip(outcomes);
-    for (id, outcome) in applied {
-        items.push(match outcome {
+    let items = complete_outcomes(&s, ids, outcomes);
+    let completed = items.iter().filter(|o| o.error.is_none()).count();
+    Ok(Json(CompleteManyResponse { items, completed }))
+}
+
+/// The outcome of each completion of a batch, in order, with the dispatcher told of each task
+/// that finished.
+pub(crate) fn complete_outcomes(
+    s: &AppState,
+    ids: Vec<TaskId>,
+    outcomes: Vec<Result<Task, StoreError>>,
+) -> Vec<CompleteOutcome> {
+    ids.into_iter()
+        .zip(outcomes)
+        .map(|(id, outcome)| match outcome {
             Ok(task) => {
                 s.dispatch.task_changed(&task);
-                completed += 1;
                 CompleteOutcome {
                     id,
                     version: Some(task.version),
@@ -469,9 +478,8 @@ pub async fn complete_many(
                     }),
                 }
             }
-        });
-    }
-    Ok(Json(CompleteManyResponse { items, completed }))
+        })
+        .collect()
 }
 
 /// Report a failed attempt. A retryable error with attempts left schedules a retry after the

@@ -352,3 +352,73 @@ async fn many_tasks_complete_in_one_request_each_on_its_own() {
     let err = c.complete_many(&[]).await.unwrap_err();
     assert_eq!(problem(&err).kind, kinds::INVALID_FIELD);
 }
+
+/// A worker's "done, next" in one request: the claim finishes the listed tasks first (each on
+/// its own, outcomes in request order), then claims; a wrong token refuses only its item.
+#[tokio::test]
+async fn a_claim_can_finish_the_previous_tasks_first() {
+    use agentyard_client::kinds;
+    use agentyard_core::LeaseToken;
+    use agentyard_core::api::CompleteItem;
+
+    let app = TestApp::spawn().await;
+    let c = &app.client;
+    for i in 0..3 {
+        app.create("done-next", json!({ "i": i })).await;
+    }
+    let first = app.claim_one("done-next", "worker-1").await.expect("a task");
+    let other = app.claim_one("done-next", "worker-2").await.expect("a task");
+    let item = |t: &agentyard_core::Task, token: LeaseToken| CompleteItem {
+        id: t.id,
+        lease_token: token,
+        result: Some(json!({"ok": t.input["i"]})),
+        artifacts: None,
+    };
+    let mut claim = ClaimRequest::new(agent("worker-1"));
+    claim.max = Some(5);
+    claim.complete = Some(vec![
+        item(&first, first.lease.clone().unwrap().token),
+        item(&other, LeaseToken::new("not-the-token")),
+    ]);
+    let answer = c.claim(&q("done-next"), &claim).await.unwrap();
+    let completed = answer.completed.expect("outcomes of the completions");
+    assert_eq!(completed.len(), 2);
+    assert_eq!(completed[0].id, first.id);
+    assert_eq!(completed[0].version, Some(first.version + 1));
+    assert_eq!(
+        completed[1].error.as_ref().expect("refused").kind,
+        kinds::LEASE_CONFLICT
+    );
+    assert_eq!(answer.tasks.len(), 1, "the last waiting task");
+    let next = &answer.tasks[0];
+    assert_ne!(next.id, first.id);
+    assert_eq!(next.lease.as_ref().unwrap().agent, agent("worker-1"));
+    let done = c.get_task(first.id).await.unwrap();
+    assert_eq!(
+        (done.status, done.result),
+        (TaskStatus::Succeeded, Some(json!({"ok": first.input["i"]})))
+    );
+    assert_eq!(c.get_task(other.id).await.unwrap().status, TaskStatus::Running);
+
+    // Finishing the last task with an empty queue answers the outcome and no task, at once.
+    let mut claim = ClaimRequest::new(agent("worker-1"));
+    claim.complete = Some(vec![item(next, next.lease.clone().unwrap().token)]);
+    let answer = c.claim(&q("done-next"), &claim).await.unwrap();
+    assert!(answer.tasks.is_empty());
+    assert_eq!(answer.completed.unwrap()[0].version, Some(next.version + 1));
+    // Without `complete`, the answer has no `completed` at all.
+    let plain = app
+        .send_raw(Method::POST, "/v1/queues/done-next/claim", r#"{"agent": "worker-1"}"#)
+        .await;
+    assert_eq!(plain, (200, json!({"tasks": []})));
+
+    // The list is checked like a batch completion, under its own name.
+    claim.complete = Some(Vec::new());
+    let err = c.claim(&q("done-next"), &claim).await.unwrap_err();
+    assert_eq!(problem(&err).kind, kinds::INVALID_FIELD);
+    assert_eq!(problem(&err).field.as_deref(), Some("complete"));
+    let twice = item(next, next.lease.clone().unwrap().token);
+    claim.complete = Some(vec![twice.clone(), twice]);
+    let err = c.claim(&q("done-next"), &claim).await.unwrap_err();
+    assert_eq!(problem(&err).field.as_deref(), Some("complete[1].id"));
+}

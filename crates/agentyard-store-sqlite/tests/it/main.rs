@@ -356,8 +356,13 @@ fn crash_child_writes_until_killed() {
             if i % 3 == 0 {
                 continue;
             }
-            let claimed = store.claim_tasks(&ns(), &claim("crash", "w", 1), at(i)).await.expect("claim");
-            let Some(task) = claimed.into_iter().next() else { continue };
+            let claimed = store
+                .claim_tasks(&ns(), &claim("crash", "w", 1), at(i))
+                .await
+                .expect("claim");
+            let Some(task) = claimed.into_iter().next() else {
+                continue;
+            };
             if i % 3 == 1 {
                 let done = TaskCommand::Complete {
                     token: token(&task),
@@ -411,7 +416,12 @@ fn kill_mid_write_then_check(durability: &str) {
     child.kill().expect("kill -9");
     child.wait().expect("reap");
     assert_eq!(acked.len(), CREATED, "the child acknowledged its writes");
-    assert!(done.len() > 400 && running.len() > 400, "{} done, {} running", done.len(), running.len());
+    assert!(
+        done.len() > 400 && running.len() > 400,
+        "{} done, {} running",
+        done.len(),
+        running.len()
+    );
     let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     runtime.block_on(async {
         let store = open(&path);
@@ -426,7 +436,10 @@ fn kill_mid_write_then_check(durability: &str) {
         }
         let stats = store.queue_stats(&ns(), Some(&q("crash")), at(0)).await.expect("stats");
         let counts = stats[0].counts;
-        assert!(counts.succeeded >= done.len() as u64, "counts are rebuilt from what is stored");
+        assert!(
+            counts.succeeded >= done.len() as u64,
+            "counts are rebuilt from what is stored"
+        );
         assert!(counts.running >= running.len() as u64);
         assert!(counts.queued + counts.running + counts.succeeded >= CREATED as u64);
         // A claim after the reopen never hands out a task that was running at the crash.

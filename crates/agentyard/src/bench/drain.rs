@@ -2,7 +2,9 @@
 //! claimers, each claiming and then completing until the queue is empty. The rate counts from
 //! the first claim to the last completion; latency is per HTTP request (claims and completions).
 //! Run with single-task claims, with claims of up to 10 (each task then completed on its own),
-//! and with claims of up to 10 completed together through `POST /v1/tasks/complete`.
+//! with claims of up to 10 completed together through `POST /v1/tasks/complete`, and with the
+//! completions sent inside the next claim (`complete` of `POST /v1/queues/{q}/claim`: one
+//! request per claim), for claims of 1 and of up to 10.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,11 +23,29 @@ use crate::bench::{Bench, Outcome, fresh_queue, timed};
 /// Create requests in flight while filling the queue (not measured).
 const FILL_IN_FLIGHT: usize = 4;
 
+/// How a claimer finishes the tasks it claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finish {
+    /// `POST /v1/tasks/{id}/complete` for each.
+    EachAlone,
+    /// `POST /v1/tasks/complete` for all of one claim.
+    Batch,
+    /// In the next claim's `complete`.
+    InNextClaim,
+}
+
 pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
     let n = bench.n(50_000, 1_000);
     let c = bench.concurrency();
     let mut outcome = Outcome::default();
-    for (max, together) in [(1u32, false), (10, false), (10, true)] {
+    let workloads = [
+        (1u32, Finish::EachAlone),
+        (10, Finish::EachAlone),
+        (10, Finish::Batch),
+        (1, Finish::InNextClaim),
+        (10, Finish::InNextClaim),
+    ];
+    for (max, finish) in workloads {
         let target = bench.target().await?;
         let queue = fresh_queue("drain")?;
         fill(&target.client, &queue, n).await?;
@@ -35,7 +55,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
         for i in 0..c {
             let (client, queue, done) = (target.client.clone(), queue.clone(), done.clone());
             claimers.push(tokio::spawn(async move {
-                claimer(client, queue, i, max, together, done).await
+                claimer(client, queue, i, max, finish, done).await
             }));
         }
         let mut samples = Samples::with_capacity(2 * n as usize);
@@ -51,10 +71,10 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
                 stats.counts.succeeded
             );
         }
-        let name = if together {
-            format!("drain claim{max} complete{max} x{c}")
-        } else {
-            format!("drain claim{max} x{c}")
+        let name = match finish {
+            Finish::EachAlone => format!("drain claim{max} x{c}"),
+            Finish::Batch => format!("drain claim{max} complete{max} x{c}"),
+            Finish::InNextClaim => format!("drain claim{max} complete-in-claim x{c}"),
         };
         outcome.rows.push(
             Row::new(name, n)
@@ -86,14 +106,15 @@ async fn fill(client: &Client, queue: &QueueName, n: u64) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Claims up to `max` at a time and completes each claimed task, until a claim comes back empty
-/// (every task was created before, so an empty claim means none is left).
+/// Claims up to `max` at a time and completes each claimed task as `finish` says, until a claim
+/// comes back empty (every task was created before, so an empty claim means none is left; one
+/// that completed tasks inside it was the last of this claimer's).
 async fn claimer(
     client: Client,
     queue: QueueName,
     index: usize,
     max: u32,
-    together: bool,
+    finish: Finish,
     done: Arc<AtomicU64>,
 ) -> anyhow::Result<Samples> {
     let mut claim = ClaimRequest::new(AgentName::parse(format!("worker-{index}"))?);
@@ -102,11 +123,18 @@ async fn claimer(
     loop {
         let (took, claimed) = timed(client.claim(&queue, &claim)).await;
         samples.push(took);
-        let tasks = claimed?.tasks;
+        let claimed = claimed?;
+        if let Some(outcomes) = &claimed.completed {
+            if let Some(failed) = outcomes.iter().find_map(|o| o.error.as_ref()) {
+                bail!("a completion inside a claim failed: {}", failed.detail);
+            }
+            done.fetch_add(outcomes.len() as u64, Ordering::Relaxed);
+        }
+        let tasks = claimed.tasks;
         if tasks.is_empty() {
             return Ok(samples);
         }
-        if together {
+        if finish != Finish::EachAlone {
             let mut items = Vec::with_capacity(tasks.len());
             for task in tasks {
                 let lease = task.lease.context("a claimed task without a lease")?;
@@ -116,6 +144,10 @@ async fn claimer(
                     result: None,
                     artifacts: None,
                 });
+            }
+            if finish == Finish::InNextClaim {
+                claim.complete = Some(items);
+                continue;
             }
             let (took, completed) = timed(client.complete_many(&items)).await;
             samples.push(took);
