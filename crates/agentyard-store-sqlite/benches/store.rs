@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentyard_core::task::Completion;
-use agentyard_core::{AgentName, Namespace, NewTask, QueueName, TaskCommand, Timestamp};
+use agentyard_core::{AgentName, Namespace, NewTask, QueueName, Task, TaskCommand, Timestamp};
 use agentyard_store::{Claim, CreateOptions, MemoryStore, Store};
 use agentyard_store_sqlite::{SqliteOptions, SqliteStore};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -50,6 +50,30 @@ async fn claim_complete(store: &dyn Store, agent: &AgentName) {
         .apply(&ns, task.id, TaskCommand::Complete { token, completion }, now())
         .await
         .expect("complete");
+}
+
+/// A worker's loop with the completion inside the next claim: completes `held` (if any) and
+/// claims the next task in one store call; returns the claimed task.
+async fn complete_then_claim(store: &dyn Store, agent: &AgentName, held: Option<Task>) -> Option<Task> {
+    let ns = Namespace::default();
+    let claim = Claim::new(queue(), agent.clone(), 1, 30_000);
+    let commands = held
+        .into_iter()
+        .map(|task| {
+            let token = task.lease.expect("leased").token;
+            let completion = Completion {
+                result: None,
+                artifacts: Vec::new(),
+            };
+            (task.id, TaskCommand::Complete { token, completion })
+        })
+        .collect();
+    let (applied, mut claimed) = store
+        .apply_then_claim(&ns, commands, &claim, now())
+        .await
+        .expect("complete and claim");
+    assert!(applied.iter().all(Result::is_ok), "completions succeed");
+    claimed.pop()
 }
 
 fn stores(rt: &Runtime) -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
@@ -104,6 +128,29 @@ fn store_benches(c: &mut Criterion) {
                         claim_complete(&*store, &agent).await;
                     }
                     start.elapsed()
+                })
+            })
+        });
+
+        // The same loop with each completion inside the next claim: one store call per task.
+        group.bench_function("complete inside the next claim", |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    fill(&*store, iters as usize).await;
+                    let start = Instant::now();
+                    let mut held = None;
+                    for _ in 0..iters {
+                        held = complete_then_claim(&*store, &agent, held).await;
+                        assert!(held.is_some(), "a task to claim");
+                    }
+                    let took = start.elapsed();
+                    // Not timed: the last one, so the next sample starts with nothing running.
+                    let task = held.expect("held");
+                    let token = task.lease.expect("leased").token;
+                    let completion = Completion::default();
+                    let done = TaskCommand::Complete { token, completion };
+                    store.apply(&ns, task.id, done, now()).await.expect("complete");
+                    took
                 })
             })
         });
