@@ -422,3 +422,27 @@ async fn a_claim_can_finish_the_previous_tasks_first() {
     let err = c.claim(&q("done-next"), &claim).await.unwrap_err();
     assert_eq!(problem(&err).field.as_deref(), Some("complete[1].id"));
 }
+
+/// A draining agent gets no new task, but the tasks it finishes inside its claim are finished.
+#[tokio::test]
+async fn a_draining_agent_still_finishes_inside_its_claim() {
+    use agentyard_core::api::CompleteItem;
+
+    let app = TestApp::spawn().await;
+    let c = &app.client;
+    app.create("wind-down", json!({ "i": 1 })).await;
+    app.create("wind-down", json!({ "i": 2 })).await;
+    let held = app.claim_one("wind-down", "worker-1").await.expect("a task");
+    c.drain_agent(&agent("worker-1")).await.unwrap();
+    let mut claim = ClaimRequest::new(agent("worker-1"));
+    claim.complete = Some(vec![CompleteItem {
+        id: held.id,
+        lease_token: held.lease.clone().unwrap().token,
+        result: None,
+        artifacts: None,
+    }]);
+    let answer = c.claim(&q("wind-down"), &claim).await.unwrap();
+    assert!(answer.tasks.is_empty(), "draining: nothing new");
+    assert_eq!(answer.completed.unwrap()[0].version, Some(held.version + 1));
+    assert_eq!(c.get_task(held.id).await.unwrap().status, TaskStatus::Succeeded);
+}
