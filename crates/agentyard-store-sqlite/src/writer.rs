@@ -79,7 +79,21 @@ impl WriteCtx<'_> {
         self.running.keep(task);
     }
 
+    /// Refuses to write once SQLite ended the group's transaction on its own (it does after
+    /// some I/O, disk-full or out-of-memory errors): a write now would be committed at once,
+    /// outside the group, while the group itself fails. A command of several items (a batch
+    /// completion) meets this on the item after the one that failed.
+    fn in_transaction(&self) -> Result<(), StoreError> {
+        if self.conn.is_autocommit() {
+            return Err(StoreError::Unavailable(
+                "SQLite rolled back the transaction after an error; nothing more is written in it".into(),
+            ));
+        }
+        Ok(())
+    }
+
     pub(crate) fn insert(&mut self, task: &Task) -> Result<(), StoreError> {
+        self.in_transaction()?;
         self.touched.push(task.id);
         tasks::insert(self.conn, task)?;
         self.deltas.record(&task.namespace, &task.queue, None, task.status);
@@ -88,6 +102,7 @@ impl WriteCtx<'_> {
 
     /// Stores a changed task that had status `before`.
     pub(crate) fn update(&mut self, before: TaskStatus, task: &Task) -> Result<(), StoreError> {
+        self.in_transaction()?;
         self.touched.push(task.id);
         self.running.forget(task.id);
         tasks::update(self.conn, before, task)?;
@@ -520,17 +535,19 @@ fn run_commands(
             false
         });
         let deltas = ctx.deltas;
+        if conn.is_autocommit() {
+            // On some errors (I/O, disk full, out of memory) SQLite rolls back the whole
+            // transaction itself: the commands before this one are gone too, and so is this
+            // one's work even if it reports success (a batch whose item met the error).
+            return Err(StoreError::Unavailable(
+                "SQLite aborted the transaction after an error; nothing of this commit group was stored".into(),
+            ));
+        }
         if ok {
             if guard == Guard::Savepoint {
                 exec(conn, "RELEASE command")?;
             }
             committed.merge(deltas);
-        } else if conn.is_autocommit() {
-            // On some errors (I/O, disk full, out of memory) SQLite rolls back the whole
-            // transaction itself: the commands before this one are gone too.
-            return Err(StoreError::Unavailable(
-                "SQLite aborted the transaction after an error; nothing of this commit group was stored".into(),
-            ));
         } else if guard == Guard::Savepoint {
             exec(conn, "ROLLBACK TO command")?;
             exec(conn, "RELEASE command")?;
@@ -701,6 +718,28 @@ mod tests {
         run_group(&conn, &counts, vec![next]).expect("the next group commits");
         assert!(next_answer.blocking_recv().expect("answered").is_ok());
         assert_eq!(depth(&counts), 1);
+    }
+
+    /// A batch (as `apply_many` is) whose item meets an error after which SQLite rolled the
+    /// transaction back, and which goes on with its other items and reports success: those
+    /// items must not be written outside the transaction, and the group fails.
+    #[test]
+    fn a_batch_that_goes_on_after_an_aborted_transaction_writes_nothing() {
+        let (conn, counts) = setup();
+        let (a, b) = (task(), task());
+        let (batch, batch_answer) = guarded_job(Guard::CheckFirst, move |ctx| {
+            let first = ctx.insert(&a);
+            // Stands in for an item failing on an I/O error that made SQLite roll back.
+            ctx.conn().execute_batch("ROLLBACK").expect("rollback");
+            let second = ctx.insert(&b);
+            Ok(vec![first, second])
+        });
+        let err = run_group(&conn, &counts, vec![batch]).expect_err("the group fails");
+        assert_eq!(err.kind(), "unavailable");
+        assert_eq!(stored(&conn), 0, "nothing was written outside the transaction");
+        assert_eq!(depth(&counts), 0);
+        let answer = batch_answer.blocking_recv().expect("answered");
+        assert_eq!(answer.err().map(|e| e.kind()), Some("unavailable"));
     }
 
     #[test]
