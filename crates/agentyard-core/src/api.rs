@@ -326,8 +326,8 @@ pub struct ClaimRequest {
     pub lease_ms: Option<u64>,
     /// Running tasks to finish successfully before claiming (1 to 1000, each at most once), as
     /// `POST /v1/tasks/complete` would: a worker's "done, next" in one round trip. Each succeeds
-    /// or fails on its own (see `completed` in the answer); the claim happens either way, after
-    /// them.
+    /// or fails on its own (see `completed` in the answer); the claim comes after them whatever
+    /// their outcomes (a draining agent gets no task, but its completions are applied).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub complete: Option<Vec<CompleteItem>>,
 }
@@ -344,9 +344,9 @@ impl ClaimRequest {
         }
     }
 
-    /// The completions to apply before the claim, checked as `POST /v1/tasks/complete` checks
-    /// its items; empty when there are none.
-    pub fn completions(&mut self) -> Result<Vec<(TaskId, LeaseToken, Completion)>, FieldError> {
+    /// Takes the completions to apply before the claim out of the request (leaving `complete`
+    /// empty), checked as `POST /v1/tasks/complete` checks its items; empty when there are none.
+    pub fn take_completions(&mut self) -> Result<Vec<(TaskId, LeaseToken, Completion)>, FieldError> {
         match self.complete.take() {
             Some(items) => completions("complete", items),
             None => Ok(Vec::new()),

@@ -182,7 +182,9 @@ pub trait Store: Send + Sync + 'static {
     /// Applies `commands` as [`Store::apply_many`] does, then claims as [`Store::claim_tasks`]
     /// does: a worker's "done, next" in one call, so the claim sees what the commands freed (a
     /// concurrency key's slot, say). A backend may write it all in one transaction, as the
-    /// SQLite one does; by default it is the two calls one after the other.
+    /// SQLite one does; by default it is the two calls one after the other, so an error of the
+    /// claim may come after the commands were applied (callers retry completions safely: one
+    /// repeated under the same lease changes nothing).
     async fn apply_then_claim(
         &self,
         ns: &Namespace,

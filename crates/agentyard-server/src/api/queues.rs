@@ -28,7 +28,10 @@ const REDRIVE_BATCH: usize = 1_000;
 ///
 /// With `complete`, the listed running tasks are finished first, each on its own as
 /// `POST /v1/tasks/complete` would (outcomes in `completed`), and the claim sees what they
-/// freed: a worker's "done, next" in one round trip (and, on SQLite, one transaction).
+/// freed: a worker's "done, next" in one round trip (and, on SQLite, one transaction). A
+/// draining agent's completions are applied too; it just gets no task. Should the request fail
+/// after the completions were stored (a store error during the long-poll), sending them again is
+/// harmless: completing again under the same lease changes nothing.
 #[utoipa::path(
     post, path = "/v1/queues/{queue}/claim", tag = "leases", operation_id = "claim_tasks",
     params(("queue" = String, Path, description = "Queue name")),
@@ -47,7 +50,7 @@ pub async fn claim(
     JsonBody(mut req): JsonBody<ClaimRequest>,
 ) -> Result<Json<ClaimResponse>, ApiError> {
     let (max, wait_ms, lease_ms) = req.limits(s.config.default_lease_ms)?;
-    let completions = req.completions()?;
+    let completions = req.take_completions()?;
     let now = s.clock.now();
     agents::admit(&s, &ns, &req.agent, now)?;
     let capabilities = req.capabilities.unwrap_or_default();

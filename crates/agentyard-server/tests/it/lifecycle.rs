@@ -363,11 +363,23 @@ async fn a_claim_can_finish_the_previous_tasks_first() {
 
     let app = TestApp::spawn().await;
     let c = &app.client;
-    for i in 0..3 {
-        app.create("done-next", json!({ "i": i })).await;
+    // The first and the last task share a concurrency key (one running at a time by default):
+    // the last can only be claimed once the first is finished, so getting it proves the order.
+    for (i, key) in [(0, Some("repo")), (1, None), (2, Some("repo"))] {
+        let mut req = CreateTaskRequest::new(q("done-next"), json!({ "i": i }));
+        req.concurrency_key = key.map(str::to_owned);
+        c.create_task(&req).await.unwrap();
     }
     let first = app.claim_one("done-next", "worker-1").await.expect("a task");
     let other = app.claim_one("done-next", "worker-2").await.expect("a task");
+    assert_eq!(
+        (first.input["i"].clone(), other.input["i"].clone()),
+        (json!(0), json!(1))
+    );
+    assert!(
+        app.claim_one("done-next", "worker-3").await.is_none(),
+        "the last task waits for the key's slot"
+    );
     let item = |t: &agentyard_core::Task, token: LeaseToken| CompleteItem {
         id: t.id,
         lease_token: token,
@@ -389,9 +401,9 @@ async fn a_claim_can_finish_the_previous_tasks_first() {
         completed[1].error.as_ref().expect("refused").kind,
         kinds::LEASE_CONFLICT
     );
-    assert_eq!(answer.tasks.len(), 1, "the last waiting task");
+    assert_eq!(answer.tasks.len(), 1, "the task the completion let through");
     let next = &answer.tasks[0];
-    assert_ne!(next.id, first.id);
+    assert_eq!(next.input["i"], json!(2));
     assert_eq!(next.lease.as_ref().unwrap().agent, agent("worker-1"));
     let done = c.get_task(first.id).await.unwrap();
     assert_eq!(
@@ -400,7 +412,7 @@ async fn a_claim_can_finish_the_previous_tasks_first() {
     );
     assert_eq!(c.get_task(other.id).await.unwrap().status, TaskStatus::Running);
 
-    // Finishing the last task with an empty queue answers the outcome and no task, at once.
+    // Finishing the last task with an empty queue answers the outcome and no task.
     let mut claim = ClaimRequest::new(agent("worker-1"));
     claim.complete = Some(vec![item(next, next.lease.clone().unwrap().token)]);
     let answer = c.claim(&q("done-next"), &claim).await.unwrap();
@@ -445,4 +457,45 @@ async fn a_draining_agent_still_finishes_inside_its_claim() {
     assert!(answer.tasks.is_empty(), "draining: nothing new");
     assert_eq!(answer.completed.unwrap()[0].version, Some(held.version + 1));
     assert_eq!(c.get_task(held.id).await.unwrap().status, TaskStatus::Succeeded);
+}
+
+/// `complete` with a long-poll: the completions are applied once, at the start, and the wait
+/// then ends with a task created meanwhile.
+#[tokio::test]
+async fn a_long_poll_claim_finishes_first_then_waits() {
+    use agentyard_core::api::CompleteItem;
+
+    let app = TestApp::spawn().await;
+    let c = app.client.clone();
+    app.create("poll-done", json!({ "i": 0 })).await;
+    let held = app.claim_one("poll-done", "worker-1").await.expect("a task");
+    let mut claim = ClaimRequest::new(agent("worker-1"));
+    claim.wait_ms = Some(5_000);
+    claim.complete = Some(vec![CompleteItem {
+        id: held.id,
+        lease_token: held.lease.clone().unwrap().token,
+        result: None,
+        artifacts: None,
+    }]);
+    let waiting = tokio::spawn(async move { c.claim(&q("poll-done"), &claim).await });
+    // The completion is stored before the wait begins.
+    let client = app.client.clone();
+    crate::eventually(5, "the held task is finished while the claim waits", || {
+        let client = client.clone();
+        async move { client.get_task(held.id).await.unwrap().status == TaskStatus::Succeeded }
+    })
+    .await;
+    assert!(!waiting.is_finished(), "still waiting: nothing was ready");
+    let created = app.create("poll-done", json!({ "i": 1 })).await;
+    let answer = waiting.await.unwrap().unwrap();
+    assert_eq!(answer.tasks.len(), 1);
+    assert_eq!(answer.tasks[0].id, created.id);
+    let completed = answer.completed.expect("the outcome of the completion");
+    assert_eq!(completed.len(), 1);
+    assert_eq!(completed[0].version, Some(held.version + 1));
+    assert_eq!(
+        app.client.get_task(held.id).await.unwrap().version,
+        held.version + 1,
+        "applied once"
+    );
 }
