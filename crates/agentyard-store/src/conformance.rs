@@ -50,6 +50,7 @@ macro_rules! conformance_tests {
             apply_then_claim_claims_after_applying,
             cancel_drops_the_lease,
             pagination_walks_everything_once,
+            listings_by_status_follow_every_change,
             backpressure_refuses_the_whole_batch,
             queue_stats_count_by_status,
             oldest_ready_ignores_priority,
@@ -936,6 +937,80 @@ pub async fn pagination_walks_everything_once(store: Arc<dyn Store>) {
         .expect("list");
     assert_eq!(exact.items.len(), 12);
     assert!(exact.next.is_none(), "no next cursor when the page holds the last item");
+}
+
+/// Every status's listing holds exactly the tasks in that status, in id order, across pages,
+/// after creates, claims, a completion and cancels; per namespace and per queue.
+pub async fn listings_by_status_follow_every_change(store: Arc<dyn Store>) {
+    let batch: Vec<NewTask> = (0..10)
+        .map(|i| new_task(if i % 2 == 0 { "left" } else { "right" }))
+        .collect();
+    store
+        .create_tasks(&ns(), batch, CreateOptions::default(), at(0))
+        .await
+        .expect("create");
+    let claimed = store
+        .claim_tasks(&ns(), &claim("left", "w", 3), at(1))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 3);
+    let done = TaskCommand::Complete {
+        token: token(&claimed[0]),
+        completion: Completion::default(),
+    };
+    store.apply(&ns(), claimed[0].id, done, at(2)).await.expect("complete");
+    let all = store
+        .list_tasks(&ns(), &TaskFilter::default(), None, 100)
+        .await
+        .expect("list")
+        .items;
+    let queued_right = all.iter().find(|t| t.queue == q("right")).expect("a right task");
+    store
+        .apply(&ns(), queued_right.id, TaskCommand::Cancel, at(3))
+        .await
+        .expect("cancel");
+    store
+        .create_tasks(&ns(), vec![new_task("left")], CreateOptions::default(), at(4))
+        .await
+        .expect("create");
+    let truth = store
+        .list_tasks(&ns(), &TaskFilter::default(), None, 100)
+        .await
+        .expect("list")
+        .items;
+    for status in TaskStatus::ALL {
+        for queue in [None, Some(q("left")), Some(q("right"))] {
+            let mut seen = Vec::new();
+            let mut after = None;
+            loop {
+                let filter = TaskFilter {
+                    queue: queue.clone(),
+                    status: Some(status),
+                };
+                let page = store.list_tasks(&ns(), &filter, after, 2).await.expect("list");
+                assert!(page.items.len() <= 2);
+                assert!(page.items.iter().all(|t| t.status == status));
+                seen.extend(page.items.iter().map(|t| t.id));
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+            let expected: Vec<TaskId> = truth
+                .iter()
+                .filter(|t| t.status == status && queue.as_ref().is_none_or(|want| &t.queue == want))
+                .map(|t| t.id)
+                .collect();
+            assert_eq!(seen, expected, "{status:?} in {queue:?}");
+        }
+    }
+    let other = Namespace::parse("elsewhere").expect("valid");
+    let filter = TaskFilter {
+        queue: None,
+        status: Some(TaskStatus::Queued),
+    };
+    let page = store.list_tasks(&other, &filter, None, 100).await.expect("list");
+    assert!(page.items.is_empty(), "another namespace sees none of them");
 }
 
 pub async fn backpressure_refuses_the_whole_batch(store: Arc<dyn Store>) {

@@ -442,6 +442,14 @@ fn kill_mid_write_then_check(durability: &str) {
         );
         assert!(counts.running >= running.len() as u64);
         assert!(counts.queued + counts.running + counts.succeeded >= CREATED as u64);
+        // The queued listing (from ids rebuilt at open) holds exactly the queued tasks.
+        let filter = TaskFilter {
+            queue: Some(q("crash")),
+            status: Some(TaskStatus::Queued),
+        };
+        let listed = store.list_tasks(&ns(), &filter, None, 10_000).await.expect("list");
+        assert_eq!(listed.items.len() as u64, counts.queued);
+        assert!(listed.items.iter().all(|t| t.status == TaskStatus::Queued));
         // A claim after the reopen never hands out a task that was running at the crash.
         let claimed = store
             .claim_tasks(&ns(), &claim("crash", "after", 10_000), at(0))
