@@ -51,6 +51,7 @@ mod error;
 mod messages;
 mod migrations;
 mod readers;
+mod reference;
 mod running;
 mod store;
 mod tasks;
@@ -59,6 +60,7 @@ mod writer;
 use std::fmt;
 use std::str::FromStr;
 
+pub use reference::reference_loop;
 pub use store::SqliteStore;
 pub use writer::CommitStats;
 

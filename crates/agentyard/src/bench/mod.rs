@@ -195,9 +195,11 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         ],
         one => vec![one],
     };
+    let mut machine = Machine::detect();
+    machine.reference_loop_tasks_per_s = Some(reference_loop(if args.smoke { 500 } else { 10_000 }).await?);
     let mut report = Report {
         suite: args.suite.name().to_owned(),
-        machine: Machine::detect(),
+        machine,
         settings,
         results: Vec::new(),
         verdicts: Vec::new(),
@@ -208,10 +210,11 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         (None, StoreKind::Memory) => "a fresh memory store per workload".to_owned(),
     };
     println!(
-        "agentyard bench {} against {store}; {} cores, {} MB{}",
+        "agentyard bench {} against {store}; {} cores, {} MB; reference loop {:.0} tasks/s{}",
         args.suite.name(),
         report.machine.cores,
         report.machine.memory_mb,
+        report.machine.reference_loop_tasks_per_s.unwrap_or_default(),
         if args.smoke { " (smoke run)" } else { "" }
     );
     for suite in suites {
@@ -245,4 +248,15 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         println!("\nwrote {}", path.display());
     }
     Ok(())
+}
+
+/// The bar's reference loop over `n` tasks in a temporary directory (see
+/// `agentyard_store_sqlite::reference_loop`), off the async runtime.
+async fn reference_loop(n: u32) -> anyhow::Result<f64> {
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().context("cannot create a temporary directory for the reference loop")?;
+        agentyard_store_sqlite::reference_loop(dir.path(), n).context("the reference loop failed")
+    })
+    .await
+    .context("the reference loop panicked")?
 }

@@ -17,6 +17,11 @@ pub struct Machine {
     pub memory_mb: u64,
     pub cpu: String,
     pub os: String,
+    /// The bar's reference loop (raw in-process SQLite, one transaction per claim and per
+    /// completion) run just before the suites: how fast this machine was at that moment, so
+    /// figures from different hours can be compared (see BENCHMARKS.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference_loop_tasks_per_s: Option<f64>,
 }
 
 impl Machine {
@@ -55,6 +60,7 @@ impl Machine {
             memory_mb,
             cpu,
             os,
+            reference_loop_tasks_per_s: None,
         }
     }
 }
