@@ -61,10 +61,7 @@ async fn complete_then_claim(store: &dyn Store, agent: &AgentName, held: Option<
         .into_iter()
         .map(|task| {
             let token = task.lease.expect("leased").token;
-            let completion = Completion {
-                result: None,
-                artifacts: Vec::new(),
-            };
+            let completion = Completion::default();
             (task.id, TaskCommand::Complete { token, completion })
         })
         .collect();

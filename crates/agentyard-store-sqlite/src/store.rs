@@ -133,12 +133,7 @@ impl Store for SqliteStore {
         // One writer command, so one transaction, whatever the other callers do: each item
         // checks before it writes, so one refused item leaves the others alone.
         self.writer
-            .run_checked(move |ctx| {
-                Ok(commands
-                    .into_iter()
-                    .map(|(id, command)| apply(ctx, &ns, id, command, now))
-                    .collect())
-            })
+            .run_checked(move |ctx| Ok(apply_each(ctx, &ns, commands, now)))
             .await
     }
 
@@ -153,10 +148,7 @@ impl Store for SqliteStore {
         // One writer command: one transaction for the completions and the claim.
         self.writer
             .run_checked(move |ctx| {
-                let applied = commands
-                    .into_iter()
-                    .map(|(id, command)| apply(ctx, &ns, id, command, now))
-                    .collect();
+                let applied = apply_each(ctx, &ns, commands, now);
                 let claimed = claim_tasks(ctx, &ns, &claim, now)?;
                 Ok((applied, claimed))
             })
@@ -319,6 +311,19 @@ fn apply(
             Err(e)
         }
     }
+}
+
+/// Applies each command on its own (see `Store::apply_many`); the outcomes in order.
+fn apply_each(
+    ctx: &mut WriteCtx<'_>,
+    ns: &Namespace,
+    commands: Vec<(TaskId, TaskCommand)>,
+    now: Timestamp,
+) -> Vec<Result<Task, StoreError>> {
+    commands
+        .into_iter()
+        .map(|(id, command)| apply(ctx, ns, id, command, now))
+        .collect()
 }
 
 fn claim_tasks(ctx: &mut WriteCtx<'_>, ns: &Namespace, claim: &Claim, now: Timestamp) -> Result<Vec<Task>, StoreError> {

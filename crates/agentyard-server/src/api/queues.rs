@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use agentyard_core::agent::AgentStatus;
 use agentyard_core::api::{ClaimRequest, ClaimResponse, QueueList, QueueStats, StatusCounts};
-use agentyard_core::{TaskCommand, TaskId};
 use agentyard_store::Claim;
 use axum::Json;
 use axum::extract::State;
@@ -50,15 +49,10 @@ pub async fn claim(
     JsonBody(mut req): JsonBody<ClaimRequest>,
 ) -> Result<Json<ClaimResponse>, ApiError> {
     let (max, wait_ms, lease_ms) = req.limits(s.config.default_lease_ms)?;
-    let completions = req.take_completions()?;
+    let (ids, commands) = tasks::complete_commands(req.take_completions()?);
     let now = s.clock.now();
     agents::admit(&s, &ns, &req.agent, now)?;
     let capabilities = req.capabilities.unwrap_or_default();
-    let ids: Vec<TaskId> = completions.iter().map(|(id, _, _)| *id).collect();
-    let commands: Vec<(TaskId, TaskCommand)> = completions
-        .into_iter()
-        .map(|(id, token, completion)| (id, TaskCommand::Complete { token, completion }))
-        .collect();
     let asked_to_complete = !commands.is_empty();
     // The claim is the agent's sign of life; a draining agent gets nothing new, but still
     // finishes what it asked to.

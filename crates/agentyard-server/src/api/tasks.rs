@@ -6,7 +6,7 @@ use agentyard_core::api::{
     CompleteRequest, CreateTaskRequest, FailRequest, HeartbeatRequest, ItemProblem, MAX_BATCH, TaskPage,
     UpdateTaskRequest,
 };
-use agentyard_core::{Namespace, QueueName, Task, TaskCommand, TaskId, TaskStatus};
+use agentyard_core::{Completion, LeaseToken, Namespace, QueueName, Task, TaskCommand, TaskId, TaskStatus};
 use agentyard_store::{CreateOptions, StoreError, TaskFilter};
 use axum::Json;
 use axum::extract::{Query, State};
@@ -433,18 +433,23 @@ pub async fn complete_many(
     Ns(ns): Ns,
     JsonBody(req): JsonBody<CompleteManyRequest>,
 ) -> Result<Json<CompleteManyResponse>, ApiError> {
-    let completions = req.into_completions()?;
+    let (ids, commands) = complete_commands(req.into_completions()?);
     let now = s.clock.now();
-    let ids: Vec<TaskId> = completions.iter().map(|(id, _, _)| *id).collect();
-    let commands = completions
-        .into_iter()
-        .map(|(id, token, completion)| (id, TaskCommand::Complete { token, completion }))
-        .collect();
     // One store call: the SQLite store commits the whole batch in one transaction.
     let outcomes = s.store.apply_many(&ns, commands, now).await?;
     let items = complete_outcomes(&s, ids, outcomes);
     let completed = items.iter().filter(|o| o.error.is_none()).count();
     Ok(Json(CompleteManyResponse { items, completed }))
+}
+
+/// The ids of checked completions and their store commands, in request order.
+pub(crate) fn complete_commands(
+    completions: Vec<(TaskId, LeaseToken, Completion)>,
+) -> (Vec<TaskId>, Vec<(TaskId, TaskCommand)>) {
+    completions
+        .into_iter()
+        .map(|(id, token, completion)| (id, (id, TaskCommand::Complete { token, completion })))
+        .unzip()
 }
 
 /// The outcome of each completion of a batch, in order, with the dispatcher told of each task
