@@ -1140,10 +1140,10 @@ pub mod agents {
 
     use agentyard_core::agent::{AgentRegistration, AgentStatus};
     use agentyard_core::message::{NewMessage, Recipient, TopicName};
-    use agentyard_core::{Capability, TaskStatus};
+    use agentyard_core::{Capability, Completion, TaskCommand, TaskStatus};
     use serde_json::json;
 
-    use super::{agent, at, claim_one, create, new_task, ns};
+    use super::{agent, at, claim_one, create, new_task, ns, token};
     use crate::agents::{AgentStore, MessageStore, SendOptions};
     use crate::{Store, StoreError};
 
@@ -1228,6 +1228,49 @@ pub mod agents {
             t.id,
             "its task went to another agent"
         );
+    }
+
+    pub async fn running_counts_follow_claims_completions_and_expiry(s: &AgentTestStore) {
+        let running =
+            |name: &'static str| async move { s.agents.get_agent(&ns(), &agent(name)).await.expect("get").running };
+        for name in ["a", "b"] {
+            s.agents
+                .register_agent(&ns(), &agent(name), reg(&[], 4), at(0))
+                .await
+                .expect("register");
+        }
+        for _ in 0..3 {
+            create(&s.tasks, new_task("work"), at(0)).await;
+        }
+        let first = claim_one(&s.tasks, "work", "a", at(1)).await;
+        let second = claim_one(&s.tasks, "work", "a", at(1)).await;
+        claim_one(&s.tasks, "work", "b", at(1_500)).await;
+        assert_eq!((running("a").await, running("b").await), (2, 1));
+        s.tasks
+            .apply(
+                &ns(),
+                first.id,
+                TaskCommand::Complete {
+                    token: token(&first),
+                    completion: Completion::default(),
+                },
+                at(2),
+            )
+            .await
+            .expect("complete");
+        assert_eq!(running("a").await, 1, "a completion ends the count");
+        let expired = s.tasks.expire_leases(at(1_001), 10).await.expect("expire");
+        assert_eq!(expired.iter().map(|t| t.id).collect::<Vec<_>>(), vec![second.id]);
+        assert_eq!(
+            (running("a").await, running("b").await),
+            (0, 1),
+            "an expired lease ends it"
+        );
+        let again = claim_one(&s.tasks, "work", "b", at(1_002)).await;
+        assert_eq!(again.id, second.id);
+        assert_eq!((running("a").await, running("b").await), (0, 2));
+        let listed = s.agents.list_agents(&ns()).await.expect("list");
+        assert_eq!(listed.iter().map(|a| a.running).collect::<Vec<_>>(), [0, 2]);
     }
 
     pub async fn silent_agents_go_and_lose_their_leases(s: &AgentTestStore) {
@@ -1598,6 +1641,7 @@ macro_rules! agent_conformance_tests {
     ($factory:path) => {
         $crate::agent_conformance_tests!(@cases $factory;
             agents_register_drain_and_delete,
+            running_counts_follow_claims_completions_and_expiry,
             silent_agents_go_and_lose_their_leases,
             inboxes_merge_direct_topic_and_broadcast,
             acks_move_the_cursor_forward_only,

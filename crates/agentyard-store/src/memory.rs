@@ -34,6 +34,8 @@ struct State {
     message_keys: HashMap<(Namespace, String), u64>,
     /// Running tasks per (namespace, concurrency key).
     running_keys: HashMap<(Namespace, String), u64>,
+    /// Running tasks per (namespace, lease holder): an agent's view needs them on every claim.
+    running_by_agent: HashMap<(Namespace, AgentName), BTreeSet<TaskId>>,
 }
 
 impl State {
@@ -48,6 +50,10 @@ impl State {
             TaskStatus::Running => {
                 if let Some(l) = &t.lease {
                     self.leases.insert((l.expires_at, t.id));
+                    self.running_by_agent
+                        .entry((t.namespace.clone(), l.agent.clone()))
+                        .or_default()
+                        .insert(t.id);
                 }
                 if let Some(k) = &t.concurrency_key {
                     *self.running_keys.entry((t.namespace.clone(), k.clone())).or_default() += 1;
@@ -67,6 +73,13 @@ impl State {
         self.scheduled.remove(&(t.run_at, t.id));
         if let Some(l) = &t.lease {
             self.leases.remove(&(l.expires_at, t.id));
+            let key = (t.namespace.clone(), l.agent.clone());
+            if let Some(ids) = self.running_by_agent.get_mut(&key) {
+                ids.remove(&t.id);
+                if ids.is_empty() {
+                    self.running_by_agent.remove(&key);
+                }
+            }
         }
         if let Some(c) = self.counts.get_mut(&(t.namespace.clone(), t.queue.clone())) {
             *c.slot(t.status) -= 1;
@@ -402,12 +415,10 @@ fn agent_not_found(name: &AgentName) -> StoreError {
 
 impl State {
     fn running_of(&self, ns: &Namespace, name: &AgentName) -> Vec<TaskId> {
-        self.tasks
-            .values()
-            .filter(|t| &t.namespace == ns && t.status == TaskStatus::Running)
-            .filter(|t| t.lease.as_ref().is_some_and(|l| &l.agent == name))
-            .map(|t| t.id)
-            .collect()
+        self.running_by_agent
+            .get(&(ns.clone(), name.clone()))
+            .map(|ids| ids.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     fn agent_view(&self, ns: &Namespace, name: &AgentName) -> Result<Agent, StoreError> {
