@@ -161,3 +161,61 @@ fn agents_messages_and_limits_from_the_command_line() {
     assert_eq!(limits[0]["key"], "openai");
     assert_eq!(limits[0]["burst"], 5);
 }
+
+#[test]
+fn bench_only_runs_the_named_workloads() {
+    let server = start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("drain.json");
+    let url = server.url.clone();
+    run(
+        &server,
+        &[
+            "bench",
+            "drain",
+            "--url",
+            &url,
+            "--smoke",
+            "--n",
+            "50",
+            "--only",
+            "complete-in-claim",
+            "--json",
+            out.to_str().expect("utf-8 path"),
+        ],
+    );
+    let report: Value = serde_json::from_slice(&std::fs::read(&out).expect("the JSON report")).expect("JSON");
+    let names: Vec<&str> = report["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["name"].as_str().expect("a name"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "drain claim1 complete-in-claim x10",
+            "drain claim10 complete-in-claim x10"
+        ]
+    );
+    assert_eq!(report["settings"]["only"], "complete-in-claim");
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_agentyard"))
+        .args([
+            "bench",
+            "enqueue",
+            "--url",
+            &url,
+            "--smoke",
+            "--only",
+            "no such workload",
+        ])
+        .output()
+        .expect("run agentyard");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("--only \"no such workload\" matched no workload of the enqueue suite"),
+        "{stderr}"
+    );
+}

@@ -46,6 +46,14 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
         (10, Finish::InNextClaim),
     ];
     for (max, finish) in workloads {
+        let name = match finish {
+            Finish::EachAlone => format!("drain claim{max} x{c}"),
+            Finish::Batch => format!("drain claim{max} complete{max} x{c}"),
+            Finish::InNextClaim => format!("drain claim{max} complete-in-claim x{c}"),
+        };
+        if !bench.wants(&name) {
+            continue;
+        }
         let target = bench.target().await?;
         let queue = fresh_queue("drain")?;
         fill(&target.client, &queue, n).await?;
@@ -71,11 +79,6 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
                 stats.counts.succeeded
             );
         }
-        let name = match finish {
-            Finish::EachAlone => format!("drain claim{max} x{c}"),
-            Finish::Batch => format!("drain claim{max} complete{max} x{c}"),
-            Finish::InNextClaim => format!("drain claim{max} complete-in-claim x{c}"),
-        };
         outcome.rows.push(
             Row::new(name, n)
                 .rate(n, elapsed)

@@ -26,6 +26,9 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
         (format!("enqueue one-by-one x{c}"), c, 1),
         (format!("enqueue batch{BATCH} x1"), 1, BATCH),
     ] {
+        if !bench.wants(&name) {
+            continue;
+        }
         let target = bench.target().await?;
         let queue = fresh_queue("enqueue")?;
         let start = Instant::now();

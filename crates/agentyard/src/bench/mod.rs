@@ -63,6 +63,7 @@ pub struct Bench {
     concurrency: usize,
     rate: u64,
     smoke: bool,
+    only: Option<String>,
     http: reqwest::Client,
 }
 
@@ -120,6 +121,11 @@ impl Bench {
     pub fn rate(&self) -> u64 {
         self.rate
     }
+
+    /// Whether the workload called `name` is to run (`--only`).
+    pub fn wants(&self, name: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| name.contains(only))
+    }
 }
 
 /// A queue name no earlier run used, so runs against one `--url` server do not mix.
@@ -170,6 +176,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         concurrency: args.concurrency,
         rate: args.rate,
         smoke: args.smoke,
+        only: args.only.clone(),
         http,
     };
     let settings = Settings {
@@ -179,6 +186,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         n: args.n,
         concurrency: args.concurrency,
         smoke: args.smoke,
+        only: args.only.clone(),
         build: if cfg!(debug_assertions) { "debug" } else { "release" }.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };
@@ -242,6 +250,14 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         }
         report.results.extend(outcome.rows);
         report.verdicts.extend(outcome.verdicts);
+    }
+    if let Some(only) = &args.only
+        && report.results.is_empty()
+    {
+        bail!(
+            "--only {only:?} matched no workload of the {} suite (see the workload names in BENCHMARKS.md)",
+            args.suite.name()
+        );
     }
     if let Some(path) = &args.json {
         report.write_json(path)?;

@@ -88,6 +88,9 @@ pub struct Settings {
     pub n: Option<u64>,
     pub concurrency: usize,
     pub smoke: bool,
+    /// `--only` when given: the workloads run were those whose name contains it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub only: Option<String>,
     /// `release` or `debug`: a debug build's figures mean little.
     pub build: String,
     pub version: String,
