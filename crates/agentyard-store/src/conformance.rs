@@ -117,6 +117,14 @@ fn token(t: &Task) -> LeaseToken {
     t.lease.as_ref().expect("a claimed task has a lease").token.clone()
 }
 
+/// Completes a claimed task, under its lease, with no result.
+fn complete_cmd(t: &Task) -> TaskCommand {
+    TaskCommand::Complete {
+        token: token(t),
+        completion: Completion::default(),
+    }
+}
+
 fn expect_kind<T: std::fmt::Debug>(r: Result<T, StoreError>, kind: &str) -> StoreError {
     match r {
         Err(e) if e.kind() == kind => e,
@@ -249,15 +257,7 @@ pub async fn claim_is_exclusive_under_concurrency(store: Arc<dyn Store>) {
                 for t in got {
                     assert_eq!(t.status, TaskStatus::Running);
                     let done = store
-                        .apply(
-                            &ns(),
-                            t.id,
-                            TaskCommand::Complete {
-                                token: token(&t),
-                                completion: Completion::default(),
-                            },
-                            at(2),
-                        )
+                        .apply(&ns(), t.id, complete_cmd(&t), at(2))
                         .await
                         .expect("complete");
                     assert_eq!(done.status, TaskStatus::Succeeded);
@@ -309,10 +309,7 @@ pub async fn stale_lease_holder_is_fenced(store: Arc<dyn Store>) {
     store.expire_leases(at(2_000), 100).await.expect("expire");
     let fresh = claim_one(&store, "work", "fast", at(2_001)).await;
     let before = store.get_task(&ns(), fresh.id).await.expect("get");
-    let complete = TaskCommand::Complete {
-        token: token(&stale),
-        completion: Completion::default(),
-    };
+    let complete = complete_cmd(&stale);
     expect_kind(
         store.apply(&ns(), stale.id, complete, at(2_002)).await,
         "lease_conflict",
@@ -330,15 +327,7 @@ pub async fn stale_lease_holder_is_fenced(store: Arc<dyn Store>) {
     let after = store.get_task(&ns(), fresh.id).await.expect("get");
     assert_eq!(before, after, "a fenced holder changes nothing");
     let done = store
-        .apply(
-            &ns(),
-            fresh.id,
-            TaskCommand::Complete {
-                token: token(&fresh),
-                completion: Completion::default(),
-            },
-            at(2_003),
-        )
+        .apply(&ns(), fresh.id, complete_cmd(&fresh), at(2_003))
         .await
         .expect("the current holder completes");
     assert_eq!(done.status, TaskStatus::Succeeded);
@@ -772,10 +761,7 @@ pub async fn apply_then_claim_claims_after_applying(store: Arc<dyn Store>) {
             .is_empty(),
         "the key is at its limit"
     );
-    let done = TaskCommand::Complete {
-        token: token(&first),
-        completion: Completion::default(),
-    };
+    let done = complete_cmd(&first);
     let stranger = (TaskId::generate(), TaskCommand::Cancel);
     let (applied, claimed) = store
         .apply_then_claim(&ns(), vec![(first.id, done), stranger], &claim("git", "w", 10), at(1))
@@ -872,10 +858,7 @@ pub async fn cancel_drops_the_lease(store: Arc<dyn Store>) {
         .expect("cancel");
     assert_eq!(cancelled.status, TaskStatus::Cancelled);
     assert!(cancelled.lease.is_none());
-    let complete = TaskCommand::Complete {
-        token: token(&t),
-        completion: Completion::default(),
-    };
+    let complete = complete_cmd(&t);
     expect_kind(store.apply(&ns(), t.id, complete, at(2)).await, "lease_conflict");
     expect_kind(
         store.apply(&ns(), t.id, TaskCommand::Cancel, at(3)).await,
@@ -954,10 +937,7 @@ pub async fn listings_by_status_follow_every_change(store: Arc<dyn Store>) {
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 3);
-    let done = TaskCommand::Complete {
-        token: token(&claimed[0]),
-        completion: Completion::default(),
-    };
+    let done = complete_cmd(&claimed[0]);
     store.apply(&ns(), claimed[0].id, done, at(2)).await.expect("complete");
     let all = store
         .list_tasks(&ns(), &TaskFilter::default(), None, 100)
@@ -1047,15 +1027,7 @@ pub async fn queue_stats_count_by_status(store: Arc<dyn Store>) {
     create(&store, later, at(5)).await;
     let a = claim_one(&store, "stats", "w", at(6)).await;
     store
-        .apply(
-            &ns(),
-            a.id,
-            TaskCommand::Complete {
-                token: token(&a),
-                completion: Completion::default(),
-            },
-            at(7),
-        )
+        .apply(&ns(), a.id, complete_cmd(&a), at(7))
         .await
         .expect("complete");
     let b = claim_one(&store, "stats", "w", at(8)).await;
@@ -1140,10 +1112,10 @@ pub mod agents {
 
     use agentyard_core::agent::{AgentRegistration, AgentStatus};
     use agentyard_core::message::{NewMessage, Recipient, TopicName};
-    use agentyard_core::{Capability, Completion, TaskCommand, TaskStatus};
+    use agentyard_core::{Capability, TaskStatus};
     use serde_json::json;
 
-    use super::{agent, at, claim_one, create, new_task, ns, token};
+    use super::{agent, at, claim_one, complete_cmd, create, new_task, ns};
     use crate::agents::{AgentStore, MessageStore, SendOptions};
     use crate::{Store, StoreError};
 
@@ -1247,15 +1219,7 @@ pub mod agents {
         claim_one(&s.tasks, "work", "b", at(1_500)).await;
         assert_eq!((running("a").await, running("b").await), (2, 1));
         s.tasks
-            .apply(
-                &ns(),
-                first.id,
-                TaskCommand::Complete {
-                    token: token(&first),
-                    completion: Completion::default(),
-                },
-                at(2),
-            )
+            .apply(&ns(), first.id, complete_cmd(&first), at(2))
             .await
             .expect("complete");
         assert_eq!(running("a").await, 1, "a completion ends the count");
@@ -1705,15 +1669,7 @@ pub async fn concurrency_keys_cap_running_tasks(store: Arc<dyn Store>) {
     );
     let a = &got[0];
     store
-        .apply(
-            &ns(),
-            a.id,
-            TaskCommand::Complete {
-                token: token(a),
-                completion: Completion::default(),
-            },
-            at(3),
-        )
+        .apply(&ns(), a.id, complete_cmd(a), at(3))
         .await
         .expect("complete");
     let next = store.claim_tasks(&ns(), &c, at(4)).await.expect("claim");
