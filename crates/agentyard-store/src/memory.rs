@@ -427,7 +427,10 @@ impl State {
             .get(&(ns.clone(), name.clone()))
             .cloned()
             .ok_or_else(|| agent_not_found(name))?;
-        agent.running = self.running_of(ns, name).len() as u64;
+        agent.running = self
+            .running_by_agent
+            .get(&(ns.clone(), name.clone()))
+            .map_or(0, |ids| ids.len() as u64);
         Ok(agent)
     }
 

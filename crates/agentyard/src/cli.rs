@@ -249,8 +249,9 @@ pub struct BenchArgs {
     /// A seconds-long run with small sizes, to check that every suite works.
     #[arg(long)]
     pub smoke: bool,
-    /// Run only the workloads whose name contains this text (drain and enqueue), e.g.
-    /// `--only "claim1 complete-in-claim"`: to profile one workload.
+    /// With the drain or enqueue suite: run only the workloads whose name contains this text
+    /// (plain text, so "claim1" also matches "claim10"), e.g. `--only "claim1 complete-in-claim"`
+    /// to profile one workload.
     #[arg(long)]
     pub only: Option<String>,
     /// Also write the results as JSON to this file.

@@ -200,22 +200,26 @@ fn bench_only_runs_the_named_workloads() {
     );
     assert_eq!(report["settings"]["only"], "complete-in-claim");
 
-    let refused = Command::new(env!("CARGO_BIN_EXE_agentyard"))
-        .args([
-            "bench",
-            "enqueue",
-            "--url",
-            &url,
-            "--smoke",
-            "--only",
-            "no such workload",
-        ])
-        .output()
-        .expect("run agentyard");
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        stderr.contains("--only \"no such workload\" matched no workload of the enqueue suite"),
-        "{stderr}"
-    );
+    for (args, says) in [
+        (
+            ["bench", "enqueue", "--only", "no such workload"],
+            "--only \"no such workload\" matches no workload of the enqueue suite; its workloads are: \
+             enqueue one-by-one x1, enqueue one-by-one x10, enqueue batch100 x1",
+        ),
+        (
+            ["bench", "latency", "--only", "pick-up"],
+            "--only picks workloads of the drain or enqueue suite; the latency suite runs whole",
+        ),
+    ] {
+        let refused = Command::new(env!("CARGO_BIN_EXE_agentyard"))
+            .args(args)
+            .args(["--url", &url, "--smoke"])
+            .output()
+            .expect("run agentyard");
+        assert!(!refused.status.success());
+        let stdout = String::from_utf8_lossy(&refused.stdout);
+        assert!(stdout.is_empty(), "refused before running anything: {stdout}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(says), "{stderr}");
+    }
 }

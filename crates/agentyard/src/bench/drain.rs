@@ -25,7 +25,7 @@ const FILL_IN_FLIGHT: usize = 4;
 
 /// How a claimer finishes the tasks it claimed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Finish {
+pub enum Finish {
     /// `POST /v1/tasks/{id}/complete` for each.
     EachAlone,
     /// `POST /v1/tasks/complete` for all of one claim.
@@ -38,19 +38,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
     let n = bench.n(50_000, 1_000);
     let c = bench.concurrency();
     let mut outcome = Outcome::default();
-    let workloads = [
-        (1u32, Finish::EachAlone),
-        (10, Finish::EachAlone),
-        (10, Finish::Batch),
-        (1, Finish::InNextClaim),
-        (10, Finish::InNextClaim),
-    ];
-    for (max, finish) in workloads {
-        let name = match finish {
-            Finish::EachAlone => format!("drain claim{max} x{c}"),
-            Finish::Batch => format!("drain claim{max} complete{max} x{c}"),
-            Finish::InNextClaim => format!("drain claim{max} complete-in-claim x{c}"),
-        };
+    for (name, max, finish) in workloads(c) {
         if !bench.wants(&name) {
             continue;
         }
@@ -87,6 +75,27 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
         );
     }
     Ok(outcome)
+}
+
+/// The workloads, by name, with their claim size and how their claimers finish tasks.
+pub fn workloads(c: usize) -> Vec<(String, u32, Finish)> {
+    [
+        (1u32, Finish::EachAlone),
+        (10, Finish::EachAlone),
+        (10, Finish::Batch),
+        (1, Finish::InNextClaim),
+        (10, Finish::InNextClaim),
+    ]
+    .into_iter()
+    .map(|(max, finish)| {
+        let name = match finish {
+            Finish::EachAlone => format!("drain claim{max} x{c}"),
+            Finish::Batch => format!("drain claim{max} complete{max} x{c}"),
+            Finish::InNextClaim => format!("drain claim{max} complete-in-claim x{c}"),
+        };
+        (name, max, finish)
+    })
+    .collect()
 }
 
 /// Puts `n` tasks on the queue through the batch endpoint.

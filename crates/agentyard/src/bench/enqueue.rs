@@ -17,15 +17,20 @@ use crate::bench::{Bench, Outcome, fresh_queue, timed};
 /// Tasks per request of the batch workload.
 const BATCH: usize = 100;
 
+/// The workloads, by name, with their requests in flight and tasks per request.
+pub fn workloads(c: usize) -> Vec<(String, usize, usize)> {
+    vec![
+        ("enqueue one-by-one x1".to_owned(), 1, 1),
+        (format!("enqueue one-by-one x{c}"), c, 1),
+        (format!("enqueue batch{BATCH} x1"), 1, BATCH),
+    ]
+}
+
 pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
     let n = bench.n(20_000, 500);
     let c = bench.concurrency();
     let mut outcome = Outcome::default();
-    for (name, in_flight, batch) in [
-        ("enqueue one-by-one x1".to_owned(), 1, 1),
-        (format!("enqueue one-by-one x{c}"), c, 1),
-        (format!("enqueue batch{BATCH} x1"), 1, BATCH),
-    ] {
+    for (name, in_flight, batch) in workloads(c) {
         if !bench.wants(&name) {
             continue;
         }

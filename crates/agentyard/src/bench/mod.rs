@@ -161,6 +161,9 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     if args.n == Some(0) {
         bail!("--n must be at least 1");
     }
+    if let Some(only) = &args.only {
+        check_only(only, args.suite, args.concurrency)?;
+    }
     let http = reqwest::Client::builder()
         .tcp_nodelay(true)
         .pool_max_idle_per_host(4 * args.concurrency + 128)
@@ -251,17 +254,29 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         report.results.extend(outcome.rows);
         report.verdicts.extend(outcome.verdicts);
     }
-    if let Some(only) = &args.only
-        && report.results.is_empty()
-    {
-        bail!(
-            "--only {only:?} matched no workload of the {} suite (see the workload names in BENCHMARKS.md)",
-            args.suite.name()
-        );
-    }
     if let Some(path) = &args.json {
         report.write_json(path)?;
         println!("\nwrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// `--only` must pick at least one workload of a suite that has several to pick from.
+fn check_only(only: &str, suite: Suite, concurrency: usize) -> anyhow::Result<()> {
+    let names: Vec<String> = match suite {
+        Suite::Drain => drain::workloads(concurrency).into_iter().map(|w| w.0).collect(),
+        Suite::Enqueue => enqueue::workloads(concurrency).into_iter().map(|w| w.0).collect(),
+        other => bail!(
+            "--only picks workloads of the drain or enqueue suite; the {} suite runs whole",
+            other.name()
+        ),
+    };
+    if !names.iter().any(|name| name.contains(only)) {
+        bail!(
+            "--only {only:?} matches no workload of the {} suite; its workloads are: {}",
+            suite.name(),
+            names.join(", ")
+        );
     }
     Ok(())
 }

@@ -88,7 +88,7 @@ pub struct Settings {
     pub n: Option<u64>,
     pub concurrency: usize,
     pub smoke: bool,
-    /// `--only` when given: the workloads run were those whose name contains it.
+    /// `--only` when given (drain or enqueue): the workloads run were those whose name contains it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub only: Option<String>,
     /// `release` or `debug`: a debug build's figures mean little.
