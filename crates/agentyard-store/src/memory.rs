@@ -34,7 +34,8 @@ struct State {
     message_keys: HashMap<(Namespace, String), u64>,
     /// Running tasks per (namespace, concurrency key).
     running_keys: HashMap<(Namespace, String), u64>,
-    /// Running tasks per (namespace, lease holder): an agent's view needs them on every claim.
+    /// Running tasks per (namespace, lease holder): an agent's view counts them, and releasing
+    /// an agent's leases walks them.
     running_by_agent: HashMap<(Namespace, AgentName), BTreeSet<TaskId>>,
 }
 
@@ -414,11 +415,8 @@ fn agent_not_found(name: &AgentName) -> StoreError {
 }
 
 impl State {
-    fn running_of(&self, ns: &Namespace, name: &AgentName) -> Vec<TaskId> {
-        self.running_by_agent
-            .get(&(ns.clone(), name.clone()))
-            .map(|ids| ids.iter().copied().collect())
-            .unwrap_or_default()
+    fn running_of(&self, ns: &Namespace, name: &AgentName) -> Option<&BTreeSet<TaskId>> {
+        self.running_by_agent.get(&(ns.clone(), name.clone()))
     }
 
     fn agent_view(&self, ns: &Namespace, name: &AgentName) -> Result<Agent, StoreError> {
@@ -427,15 +425,12 @@ impl State {
             .get(&(ns.clone(), name.clone()))
             .cloned()
             .ok_or_else(|| agent_not_found(name))?;
-        agent.running = self
-            .running_by_agent
-            .get(&(ns.clone(), name.clone()))
-            .map_or(0, |ids| ids.len() as u64);
+        agent.running = self.running_of(ns, name).map_or(0, |ids| ids.len() as u64);
         Ok(agent)
     }
 
     fn release_all(&mut self, ns: &Namespace, name: &AgentName, now: Timestamp, reason: &str) -> Vec<Task> {
-        let ids = self.running_of(ns, name);
+        let ids: Vec<TaskId> = self.running_of(ns, name).into_iter().flatten().copied().collect();
         ids.into_iter()
             .filter_map(|id| self.modify(id, |t| t.release_lease(now, reason)))
             .filter(|(released, _)| *released)
