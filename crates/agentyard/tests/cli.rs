@@ -199,6 +199,16 @@ fn bench_only_runs_the_named_workloads() {
         ]
     );
     assert_eq!(report["settings"]["only"], "complete-in-claim");
+    for row in report["results"].as_array().expect("results") {
+        // The bench's own CPU is always known; a server it did not start has no CPU or memory
+        // figures, so they are left out.
+        assert!(
+            row["bench_cpu_us_per_task"].as_f64().is_some_and(|us| us >= 0.0),
+            "{row}"
+        );
+        assert!(row.get("server_cpu_us_per_task").is_none(), "{row}");
+        assert!(row.get("server_peak_rss_mb").is_none(), "{row}");
+    }
 
     for (args, says) in [
         (
@@ -222,4 +232,34 @@ fn bench_only_runs_the_named_workloads() {
         let stderr = String::from_utf8_lossy(&refused.stderr);
         assert!(stderr.contains(says), "{stderr}");
     }
+}
+
+/// A server the bench starts itself is measured too: its peak memory and its CPU per task.
+#[test]
+fn bench_reports_the_cost_of_a_self_started_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("drain.json");
+    let ran = Command::new(env!("CARGO_BIN_EXE_agentyard"))
+        .args(["bench", "drain", "--store", "memory", "--smoke", "--n", "200"])
+        .args([
+            "--only",
+            "claim1 complete-in-claim",
+            "--json",
+            out.to_str().expect("utf-8 path"),
+        ])
+        .output()
+        .expect("run agentyard");
+    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    assert!(
+        stdout.contains("CPU µs SERVER") && stdout.contains("CPU µs: CPU time"),
+        "{stdout}"
+    );
+    let report: Value = serde_json::from_slice(&std::fs::read(&out).expect("the JSON report")).expect("JSON");
+    let row = &report["results"][0];
+    assert_eq!(row["name"], "drain claim1 complete-in-claim x10");
+    for field in ["server_cpu_us_per_task", "bench_cpu_us_per_task", "server_peak_rss_mb"] {
+        assert!(row[field].as_f64().is_some_and(|v| v >= 0.0), "{field}: {row}");
+    }
+    assert!(row["server_peak_rss_mb"].as_f64().is_some_and(|mb| mb > 1.0), "{row}");
 }

@@ -46,6 +46,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
         let queue = fresh_queue("drain")?;
         fill(&target.client, &queue, n).await?;
         let done = Arc::new(AtomicU64::new(0));
+        let cpu = target.cpu_mark();
         let start = Instant::now();
         let mut claimers = Vec::with_capacity(c);
         for i in 0..c {
@@ -59,6 +60,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
             samples.extend(cl.await.context("a claimer panicked")??);
         }
         let elapsed = start.elapsed();
+        let cost = cpu.cost(target.cpu_mark(), n);
         let processed = done.load(Ordering::Relaxed);
         let stats = target.client.queue_stats(&queue).await?;
         if processed != n || stats.counts.succeeded != n {
@@ -71,7 +73,8 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
             Row::new(name, n)
                 .rate(n, elapsed)
                 .latency(&samples)
-                .rss(target.peak_rss_mb()),
+                .rss(target.peak_rss_mb())
+                .cpu(cost),
         );
     }
     Ok(outcome)

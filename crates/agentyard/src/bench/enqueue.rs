@@ -36,6 +36,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
         }
         let target = bench.target().await?;
         let queue = fresh_queue("enqueue")?;
+        let cpu = target.cpu_mark();
         let start = Instant::now();
         let mut producers = Vec::with_capacity(in_flight);
         for p in 0..in_flight {
@@ -49,6 +50,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
             samples.extend(p.await.context("a producer panicked")??);
         }
         let elapsed = start.elapsed();
+        let cost = cpu.cost(target.cpu_mark(), n);
         let stats = target.client.queue_stats(&queue).await?;
         if stats.counts.queued != n {
             bail!(
@@ -60,7 +62,8 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
             Row::new(name, n)
                 .rate(n, elapsed)
                 .latency(&samples)
-                .rss(target.peak_rss_mb()),
+                .rss(target.peak_rss_mb())
+                .cpu(cost),
         );
     }
     Ok(outcome)

@@ -40,6 +40,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let period = Duration::from_secs_f64(1.0 / rate as f64);
+    let cpu = target.cpu_mark();
     let start = Instant::now();
     let mut creates = Vec::with_capacity(n as usize);
     for i in 0..n {
@@ -64,6 +65,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
     for cl in claimers {
         pickup.extend(cl.await.context("a claimer panicked")??);
     }
+    let cost = cpu.cost(target.cpu_mark(), n);
     if pickup.len() as u64 != n {
         bail!("{n} tasks were created but {} were picked up", pickup.len());
     }
@@ -73,7 +75,8 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
             Row::new(format!("latency pick-up at {rate}/s x{c}"), n)
                 .rate(n, sent_for)
                 .latency(&pickup)
-                .rss(rss),
+                .rss(rss)
+                .cpu(cost),
             Row::new(format!("latency create at {rate}/s"), n)
                 .latency(&create_samples)
                 .rss(rss),

@@ -56,6 +56,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
         .map(|r| n / c as u64 + u64::from(r < n % c as u64))
         .collect();
     let readers = spawn_readers(&client, &receivers, &per_receiver, epoch);
+    let cpu = target.cpu_mark();
     let start = Instant::now();
     let mut senders = Vec::with_capacity(c);
     for s in 0..c {
@@ -79,6 +80,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
     let sent_for = start.elapsed();
     let delivered = collect(readers, n).await?;
     let delivered_for = start.elapsed();
+    let cost = cpu.cost(target.cpu_mark(), n);
     outcome.rows.push(
         Row::new(format!("messages direct send x{c}"), n)
             .rate(n, sent_for)
@@ -89,7 +91,8 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
         Row::new(format!("messages direct delivery to {c} agents"), n)
             .rate(n, delivered_for)
             .latency(&delivered)
-            .rss(target.peak_rss_mb()),
+            .rss(target.peak_rss_mb())
+            .cpu(cost),
     );
 
     // Broadcasts, on a fresh server.
@@ -99,6 +102,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
     let (client, receivers) = setup(&target.client, c).await?;
     let epoch = Instant::now();
     let readers = spawn_readers(&client, &receivers, &vec![broadcasts; c], epoch);
+    let cpu = target.cpu_mark();
     let start = Instant::now();
     let mut send_samples = Samples::with_capacity(broadcasts as usize);
     for _ in 0..broadcasts {
@@ -110,6 +114,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
     let deliveries = broadcasts * c as u64;
     let delivered = collect(readers, deliveries).await?;
     let delivered_for = start.elapsed();
+    let cost = cpu.cost(target.cpu_mark(), deliveries);
     outcome.rows.push(
         Row::new("messages broadcast send x1", broadcasts)
             .rate(broadcasts, sent_for)
@@ -120,7 +125,8 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
         Row::new(format!("messages broadcast delivery to {c} agents"), deliveries)
             .rate(deliveries, delivered_for)
             .latency(&delivered)
-            .rss(target.peak_rss_mb()),
+            .rss(target.peak_rss_mb())
+            .cpu(cost),
     );
     Ok(outcome)
 }

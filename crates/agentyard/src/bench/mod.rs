@@ -3,6 +3,7 @@
 //! typed client through one shared connection pool, prints a table, and with `--json FILE` writes
 //! the machine, the settings and the results. See BENCHMARKS.md for the figures.
 
+mod cpu;
 mod drain;
 mod enqueue;
 mod latency;
@@ -20,6 +21,7 @@ use agentyard_core::QueueName;
 use anyhow::{Context, bail};
 
 use crate::cli::BenchArgs;
+use cpu::CpuMark;
 use report::{Machine, Report, Row, Settings, Verdict};
 use server::ServerProcess;
 pub use server::StoreKind;
@@ -77,6 +79,15 @@ impl Target {
     /// The self-started server's peak memory so far; `None` against `--url`.
     pub fn peak_rss_mb(&self) -> Option<f64> {
         self.server.as_ref().and_then(ServerProcess::peak_rss_mb)
+    }
+
+    /// CPU times so far, of the self-started server (`None` against `--url`) and of this
+    /// process: take one before a measured stretch and one after, then [`CpuMark::cost`].
+    pub fn cpu_mark(&self) -> CpuMark {
+        CpuMark {
+            server: self.server.as_ref().and_then(|s| cpu::ticks(&s.pid().to_string())),
+            bench: cpu::ticks("self"),
+        }
     }
 }
 
@@ -253,6 +264,12 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         }
         report.results.extend(outcome.rows);
         report.verdicts.extend(outcome.verdicts);
+    }
+    if report.results.iter().any(|r| r.bench_cpu_us_per_task.is_some()) {
+        println!(
+            "\nCPU µs: CPU time (user + system) per task, or per item of N, while the workload was measured; of the \
+             server (one the bench started) and of this bench process, the load generator."
+        );
     }
     if let Some(path) = &args.json {
         report.write_json(path)?;

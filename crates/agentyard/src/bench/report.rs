@@ -8,6 +8,7 @@ use anyhow::Context;
 use comfy_table::{CellAlignment, Table, presets::UTF8_BORDERS_ONLY};
 use serde::Serialize;
 
+use crate::bench::cpu::CpuCost;
 use crate::bench::stats::Samples;
 
 /// The machine the load generator runs on (with a self-started server, the server's too).
@@ -114,6 +115,13 @@ pub struct Row {
     pub max_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_peak_rss_mb: Option<f64>,
+    /// CPU time (user + system) of the self-started server per item of `n` while this was
+    /// measured, in µs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_us_per_task: Option<f64>,
+    /// The same for this bench process, the load generator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bench_cpu_us_per_task: Option<f64>,
 }
 
 impl Row {
@@ -127,6 +135,8 @@ impl Row {
             p99_ms: None,
             max_ms: None,
             server_peak_rss_mb: None,
+            server_cpu_us_per_task: None,
+            bench_cpu_us_per_task: None,
         }
     }
 
@@ -153,6 +163,12 @@ impl Row {
 
     pub fn rss(mut self, mb: Option<f64>) -> Self {
         self.server_peak_rss_mb = mb;
+        self
+    }
+
+    pub fn cpu(mut self, cost: CpuCost) -> Self {
+        self.server_cpu_us_per_task = cost.server_us;
+        self.bench_cpu_us_per_task = cost.bench_us;
         self
     }
 }
@@ -201,6 +217,8 @@ pub fn table(rows: &[Row]) -> Table {
         "P99 MS",
         "MAX MS",
         "SERVER RSS MB",
+        "CPU µs SERVER",
+        "CPU µs BENCH",
     ]);
     for r in rows {
         t.add_row(vec![
@@ -212,9 +230,11 @@ pub fn table(rows: &[Row]) -> Table {
             cell(r.p99_ms, 2),
             cell(r.max_ms, 2),
             cell(r.server_peak_rss_mb, 1),
+            cell(r.server_cpu_us_per_task, 1),
+            cell(r.bench_cpu_us_per_task, 1),
         ]);
     }
-    for i in 1..8 {
+    for i in 1..10 {
         if let Some(c) = t.column_mut(i) {
             c.set_cell_alignment(CellAlignment::Right);
         }

@@ -102,6 +102,10 @@ impl ServerProcess {
         &self.url
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The most memory the server held so far (`VmHWM`), in MiB.
     pub fn peak_rss_mb(&self) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
