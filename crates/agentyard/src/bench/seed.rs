@@ -33,7 +33,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
         // A smoke run keeps the shape (the same agent counts) with a tenth of the operations.
         let ops = if bench.smoke() { ops.div_ceil(10) } else { ops };
         let target = bench.target().await?;
-        let cpu_start = target.cpu_mark();
+        let cpu = target.cpu_mark();
         let start = Instant::now();
         let mut workers = Vec::with_capacity(agents);
         for a in 0..agents {
@@ -48,12 +48,12 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
             }
         }
         let elapsed = start.elapsed();
-        let cpu = target.cpu_mark();
+        let cpu_end = target.cpu_mark();
         let rss = target.peak_rss_mb();
         drop(target);
         let label = format!("seed {agents}x{ops}");
         let total_ops = (agents * ops * KINDS.len()) as u64;
-        let cost = cpu_start.cost(cpu, total_ops);
+        let cost = cpu.cost(cpu_end, total_ops);
         let mut all = Samples::with_capacity(total_ops as usize);
         for (kind, samples) in KINDS.iter().zip(&by_kind) {
             let row = Row::new(format!("{label} {kind}"), samples.len() as u64).latency(samples);
