@@ -93,15 +93,17 @@ impl State {
         }
     }
 
-    /// Runs `f` on a task, keeping the indexes right whether it succeeds or not.
+    /// Runs `f` on a task in place, keeping the indexes right whether it succeeds or not; returns
+    /// its outcome and a copy of the task as stored after it.
     fn modify<R>(&mut self, id: TaskId, f: impl FnOnce(&mut Task) -> R) -> Option<(R, Task)> {
-        let mut task = self.tasks.get(&id)?.clone();
-        let before = task.clone();
+        // Out of the map while it changes, so its old index entries can go without a copy of it.
+        let mut task = self.tasks.remove(&id)?;
+        self.unindex(&task);
         let r = f(&mut task);
-        self.unindex(&before);
         self.index(&task);
-        self.tasks.insert(id, task.clone());
-        Some((r, task))
+        let stored = task.clone();
+        self.tasks.insert(id, task);
+        Some((r, stored))
     }
 
     fn get(&self, ns: &Namespace, id: TaskId) -> Result<&Task, StoreError> {
@@ -250,14 +252,15 @@ impl Store for MemoryStore {
         now: Timestamp,
     ) -> Result<Task, StoreError> {
         let mut st = self.lock();
-        let current = st.get(ns, id)?.clone();
+        let current = st.get(ns, id)?;
+        // Changed on a copy: a refused command leaves the stored task as it was.
         let mut task = current.clone();
         match task.apply(command, now) {
             Ok(_) => st
                 .modify(id, |t| *t = task)
                 .map(|(_, t)| t)
                 .ok_or_else(|| StoreError::task_not_found(id)),
-            Err(e) => Err(StoreError::from_transition(e, &current)),
+            Err(e) => Err(StoreError::from_transition(e, current)),
         }
     }
 
