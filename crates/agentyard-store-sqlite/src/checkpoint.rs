@@ -132,11 +132,14 @@ impl Checkpointer {
         };
         self.last_pages = pages;
         if pages >= WAL_LIMIT_PAGES {
+            let started = std::time::Instant::now();
             match checkpoint(writer, "RESTART") {
                 Ok(done) => tracing::info!(
                     frames = done.log,
                     copied = done.copied,
                     busy = done.busy,
+                    // How long the writer, and every command waiting for it, stood still.
+                    took_ms = started.elapsed().as_millis() as u64,
                     "the write-ahead log passed its limit; the writer checkpointed it"
                 ),
                 Err(e) => tracing::warn!(error = %e, "checkpointing the write-ahead log on the writer failed"),
