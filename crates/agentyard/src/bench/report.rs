@@ -208,7 +208,7 @@ fn cell(v: Option<f64>, decimals: usize) -> String {
 pub fn table(rows: &[Row]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY);
-    t.set_header(vec![
+    let header = [
         "WORKLOAD",
         "N",
         "PER S",
@@ -219,7 +219,9 @@ pub fn table(rows: &[Row]) -> Table {
         "SERVER RSS MB",
         "CPU µs SERVER",
         "CPU µs BENCH",
-    ]);
+    ];
+    let columns = header.len();
+    t.set_header(header);
     for r in rows {
         t.add_row(vec![
             r.name.clone(),
@@ -234,7 +236,8 @@ pub fn table(rows: &[Row]) -> Table {
             cell(r.bench_cpu_us_per_task, 1),
         ]);
     }
-    for i in 1..10 {
+    // Every column but the workload's name holds a number.
+    for i in 1..columns {
         if let Some(c) = t.column_mut(i) {
             c.set_cell_alignment(CellAlignment::Right);
         }
