@@ -16,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let dir = tempfile::tempdir()?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let rate = rt.block_on(async {
+    let (rate, commits, pages) = rt.block_on(async {
         let store = SqliteStore::open(dir.path().join("loop.db"), SqliteOptions::default())?;
         let ns = Namespace::default();
         let queue = QueueName::parse("loop")?;
@@ -51,7 +51,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let pages = (after.wal_pages - before.wal_pages) as f64 / commits.max(1) as f64;
         Ok::<_, Box<dyn std::error::Error>>((rate, commits, pages))
     })?;
-    let (rate, commits, pages) = rate;
     println!(
         "store loop (SQLite store, in process): {n} tasks claimed and completed, {rate:.0} tasks/s \
          ({commits} commits, {pages:.1} log pages of 2 KiB each)"
