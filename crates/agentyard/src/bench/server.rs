@@ -108,7 +108,7 @@ impl ServerProcess {
 
     /// The most memory the server held so far (`VmHWM`), in MiB.
     pub fn peak_rss_mb(&self) -> Option<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
         proc_field_kb(&status, "VmHWM:").map(|kb| kb as f64 / 1024.0)
     }
 }
