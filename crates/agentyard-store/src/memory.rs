@@ -1,22 +1,96 @@
 //! The in-memory backend: everything in one mutex-guarded map with the same indexes a database
-//! would keep. For tests and ephemeral runs (`memory://`); nothing survives a restart.
+//! would keep. For tests and ephemeral runs (`memory://`); nothing survives a restart by itself.
+//!
+//! A [`ChangeSink`] attached with [`MemoryStore::attach`] sees every change, in order, under the
+//! store's lock, and a seal after each call that changed something: that is what the log store
+//! (`agentyard-store-log`) appends to its file. [`MemoryStore::restore`] reads such changes back.
 
+use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use agentyard_core::agent::{Agent, AgentRegistration, AgentStatus, DEFAULT_SLOTS};
 use agentyard_core::api::{QueueStats, StatusCounts};
 use agentyard_core::message::{Message, NewMessage, Recipient, TopicName};
+use agentyard_core::task::TaskMeta;
 use agentyard_core::{
     AgentName, Capability, LeaseToken, Namespace, NewTask, QueueName, Task, TaskCommand, TaskId, TaskStatus, Timestamp,
 };
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use crate::agents::{AgentStore, InboxPage, MessageStore, SendOptions, Sent};
 use crate::{Claim, CreateOptions, Created, Page, Store, StoreError, TaskFilter};
 
 type ReadyKey = (Namespace, QueueName, Reverse<i32>, Timestamp, TaskId);
+
+/// One change of the store's state, as a [`ChangeSink`] sees it: the whole new version of what
+/// changed. Serialized, it reads back as an [`OwnedChange`].
+#[derive(Debug, Serialize)]
+pub enum Change<'a> {
+    /// A task was created or changed; this is all of it (its `meta` is not serialized with the
+    /// task, so it comes beside it).
+    Task {
+        task: &'a Task,
+        meta: &'a TaskMeta,
+    },
+    /// An agent was registered or changed (its `running` count is not part of it).
+    Agent(&'a Agent),
+    AgentRemoved {
+        namespace: &'a Namespace,
+        name: &'a AgentName,
+    },
+    Message(&'a Message),
+    /// The agent gets the topic's messages with sequences above `after`.
+    Subscribed {
+        namespace: &'a Namespace,
+        agent: &'a AgentName,
+        topic: &'a TopicName,
+        after: u64,
+    },
+    Unsubscribed {
+        namespace: &'a Namespace,
+        agent: &'a AgentName,
+        topic: &'a TopicName,
+    },
+}
+
+/// A [`Change`] read back, for [`MemoryStore::restore`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub enum OwnedChange {
+    Task {
+        task: Box<Task>,
+        meta: TaskMeta,
+    },
+    Agent(Agent),
+    AgentRemoved {
+        namespace: Namespace,
+        name: AgentName,
+    },
+    Message(Message),
+    Subscribed {
+        namespace: Namespace,
+        agent: AgentName,
+        topic: TopicName,
+        after: u64,
+    },
+    Unsubscribed {
+        namespace: Namespace,
+        agent: AgentName,
+        topic: TopicName,
+    },
+}
+
+/// Sees every change of a [`MemoryStore`]. Both methods are called with the store's lock held, so
+/// the order of the calls is the order of the changes.
+pub trait ChangeSink: Send + Sync {
+    fn record(&self, change: &Change<'_>);
+    /// Ends a call that recorded something: the changes since the previous seal are one atomic
+    /// unit (a call of the store either happened entirely or not at all).
+    fn seal(&self);
+}
 
 #[derive(Default)]
 struct State {
@@ -37,9 +111,79 @@ struct State {
     /// Running tasks per (namespace, lease holder): an agent's view counts them, and releasing
     /// an agent's leases walks them.
     running_by_agent: HashMap<(Namespace, AgentName), BTreeSet<TaskId>>,
+    sink: Option<Arc<dyn ChangeSink>>,
+    /// Something was recorded since the last seal.
+    unsealed: Cell<bool>,
 }
 
 impl State {
+    fn record(&self, change: Change<'_>) {
+        if let Some(sink) = &self.sink {
+            sink.record(&change);
+            self.unsealed.set(true);
+        }
+    }
+
+    fn record_agent(&self, ns: &Namespace, name: &AgentName) {
+        if self.sink.is_some()
+            && let Some(a) = self.agents.get(&(ns.clone(), name.clone()))
+        {
+            self.record(Change::Agent(a));
+        }
+    }
+
+    /// Puts back one change a sink recorded (see [`MemoryStore::restore`]).
+    fn restore(&mut self, change: OwnedChange) {
+        match change {
+            OwnedChange::Task { task, meta } => {
+                let mut task = *task;
+                task.meta = meta;
+                let id = task.id;
+                if self.tasks.contains_key(&id) {
+                    self.modify(id, |t| *t = task);
+                } else {
+                    if let Some(key) = &task.idempotency_key {
+                        self.idempotency.insert((task.namespace.clone(), key.clone()), id);
+                    }
+                    self.index(&task);
+                    self.tasks.insert(id, task);
+                }
+            }
+            OwnedChange::Agent(agent) => {
+                self.agents.insert((agent.namespace.clone(), agent.name.clone()), agent);
+            }
+            OwnedChange::AgentRemoved { namespace, name } => {
+                self.agents.remove(&(namespace.clone(), name.clone()));
+                self.subscriptions
+                    .retain(|(n, a, _), _| !(n == &namespace && a == &name));
+            }
+            OwnedChange::Message(m) => {
+                let ns = m.namespace.clone();
+                let last = self.last_seq.entry(ns.clone()).or_default();
+                *last = (*last).max(m.seq);
+                if let Some(key) = &m.idempotency_key {
+                    self.message_keys.insert((ns.clone(), key.clone()), m.seq);
+                }
+                self.messages.insert((ns, m.seq), m);
+            }
+            OwnedChange::Subscribed {
+                namespace,
+                agent,
+                topic,
+                after,
+            } => {
+                self.subscriptions.insert((namespace, agent, topic), after);
+            }
+            OwnedChange::Unsubscribed {
+                namespace,
+                agent,
+                topic,
+            } => {
+                self.subscriptions.remove(&(namespace, agent, topic));
+            }
+        }
+    }
+
     fn index(&mut self, t: &Task) {
         match t.status {
             TaskStatus::Queued => {
@@ -101,6 +245,10 @@ impl State {
         self.unindex(&task);
         let r = f(&mut task);
         self.index(&task);
+        self.record(Change::Task {
+            task: &task,
+            meta: &task.meta,
+        });
         let stored = task.clone();
         self.tasks.insert(id, task);
         Some((r, stored))
@@ -135,10 +283,78 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> Locked<'_> {
         // A panic while holding the lock cannot leave the maps half-updated in a way that
         // matters more than losing the process, so recover the guard rather than cascade.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        Locked(self.state.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// From now on every change goes to `sink` too (replacing any sink attached before).
+    pub fn attach(&self, sink: Arc<dyn ChangeSink>) {
+        self.lock().sink = Some(sink);
+    }
+
+    /// Applies changes a sink recorded, in their order, as they were: nothing is checked, and an
+    /// attached sink does not see them again.
+    pub fn restore(&self, changes: impl IntoIterator<Item = OwnedChange>) {
+        let mut st = self.lock();
+        let sink = st.sink.take();
+        for change in changes {
+            st.restore(change);
+        }
+        st.sink = sink;
+    }
+
+    /// Everything the store holds, as changes that [`MemoryStore::restore`] turns back into the
+    /// same state, copied under the lock; `during` runs under the same lock, so nothing changes
+    /// between the copy and what it does (a log cuts its tail there).
+    pub fn export_with<R>(&self, during: impl FnOnce() -> R) -> (Vec<OwnedChange>, R) {
+        let st = self.lock();
+        let mut out = Vec::with_capacity(st.tasks.len() + st.agents.len() + st.messages.len() + st.subscriptions.len());
+        out.extend(st.agents.values().cloned().map(OwnedChange::Agent));
+        out.extend(st.tasks.values().map(|t| OwnedChange::Task {
+            task: Box::new(t.clone()),
+            meta: t.meta.clone(),
+        }));
+        out.extend(st.messages.values().cloned().map(OwnedChange::Message));
+        out.extend(
+            st.subscriptions
+                .iter()
+                .map(|((namespace, agent, topic), after)| OwnedChange::Subscribed {
+                    namespace: namespace.clone(),
+                    agent: agent.clone(),
+                    topic: topic.clone(),
+                    after: *after,
+                }),
+        );
+        let r = during();
+        (out, r)
+    }
+}
+
+/// The store's lock; when it is let go after changes were recorded, the sink gets its seal.
+struct Locked<'a>(MutexGuard<'a, State>);
+
+impl Deref for Locked<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.0
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        if self.0.unsealed.replace(false)
+            && let Some(sink) = &self.0.sink
+        {
+            sink.seal();
+        }
     }
 }
 
@@ -193,6 +409,10 @@ impl Store for MemoryStore {
                         st.idempotency.insert((ns.clone(), key.clone()), task.id);
                     }
                     st.index(&task);
+                    st.record(Change::Task {
+                        task: &task,
+                        meta: &task.meta,
+                    });
                     st.tasks.insert(task.id, task.clone());
                     out.push(Created { task, created: true });
                 }
@@ -497,6 +717,7 @@ impl AgentStore for MemoryStore {
             None => st.new_agent(ns, name, registration, now),
         };
         st.agents.insert(key, agent);
+        st.record_agent(ns, name);
         st.agent_view(ns, name)
     }
 
@@ -527,6 +748,7 @@ impl AgentStore for MemoryStore {
             }
         };
         st.agents.insert(key, agent);
+        st.record_agent(ns, name);
         st.agent_view(ns, name)
     }
 
@@ -540,6 +762,7 @@ impl AgentStore for MemoryStore {
             a.status = AgentStatus::Active;
         }
         a.last_heartbeat = now;
+        st.record_agent(ns, name);
         st.agent_view(ns, name)
     }
 
@@ -566,6 +789,7 @@ impl AgentStore for MemoryStore {
             .ok_or_else(|| agent_not_found(name))?;
         a.status = AgentStatus::Draining;
         a.last_heartbeat = a.last_heartbeat.max(now);
+        st.record_agent(ns, name);
         st.agent_view(ns, name)
     }
 
@@ -575,6 +799,7 @@ impl AgentStore for MemoryStore {
             return Err(agent_not_found(name));
         }
         st.subscriptions.retain(|(n, a, _), _| !(n == ns && a == name));
+        st.record(Change::AgentRemoved { namespace: ns, name });
         Ok(st.release_all(ns, name, now, &format!("agent {name} was removed")))
     }
 
@@ -591,6 +816,7 @@ impl AgentStore for MemoryStore {
             if let Some(a) = st.agents.get_mut(&(ns.clone(), name.clone())) {
                 a.status = AgentStatus::Gone;
             }
+            st.record_agent(&ns, &name);
             let reason = format!("agent {name} stopped heartbeating");
             let released = st.release_all(&ns, &name, now, &reason);
             out.push((st.agent_view(&ns, &name)?, released));
@@ -647,6 +873,7 @@ impl MessageStore for MemoryStore {
         if let Some(key) = &stored.idempotency_key {
             st.message_keys.insert((ns.clone(), key.clone()), seq);
         }
+        st.record(Change::Message(&stored));
         st.messages.insert((ns.clone(), seq), stored.clone());
         Ok(Sent {
             message: stored,
@@ -690,6 +917,7 @@ impl MessageStore for MemoryStore {
             .get_mut(&(ns.clone(), agent.clone()))
             .ok_or_else(|| agent_not_found(agent))?;
         a.inbox_cursor = a.inbox_cursor.max(cursor);
+        st.record_agent(ns, agent);
         st.agent_view(ns, agent)
     }
 
@@ -701,6 +929,12 @@ impl MessageStore for MemoryStore {
         if st.subscriptions.contains_key(&key) {
             return Ok(false);
         }
+        st.record(Change::Subscribed {
+            namespace: ns,
+            agent,
+            topic,
+            after: start,
+        });
         st.subscriptions.insert(key, start);
         Ok(true)
     }
@@ -708,10 +942,18 @@ impl MessageStore for MemoryStore {
     async fn unsubscribe(&self, ns: &Namespace, agent: &AgentName, topic: &TopicName) -> Result<bool, StoreError> {
         let mut st = self.lock();
         st.agent_view(ns, agent)?;
-        Ok(st
+        let removed = st
             .subscriptions
             .remove(&(ns.clone(), agent.clone(), topic.clone()))
-            .is_some())
+            .is_some();
+        if removed {
+            st.record(Change::Unsubscribed {
+                namespace: ns,
+                agent,
+                topic,
+            });
+        }
+        Ok(removed)
     }
 
     async fn subscriptions(&self, ns: &Namespace, agent: &AgentName) -> Result<Vec<TopicName>, StoreError> {

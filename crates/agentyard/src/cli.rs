@@ -45,11 +45,12 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:7070]
     #[arg(long, env = "AGENTYARD_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Where tasks live: sqlite://PATH or memory:// [default: sqlite://agentyard.db]
+    /// Where tasks live: sqlite://PATH, log://PATH (state in memory, every change appended to
+    /// PATH) or memory:// (nothing kept) [default: sqlite://agentyard.db]
     #[arg(long, env = "AGENTYARD_STORE")]
     pub store: Option<String>,
-    /// SQLite durability: normal (survives a process crash) or full (fsync per commit group,
-    /// survives power loss) [default: normal]
+    /// Durability of the sqlite and log stores: normal (survives a process crash) or full (fsync
+    /// per commit group, survives power loss) [default: normal]
     #[arg(long, env = "AGENTYARD_DURABILITY")]
     pub durability: Option<String>,
     /// Most waiting (queued + scheduled) tasks per queue; creates beyond it get 429
@@ -234,7 +235,7 @@ pub struct BenchArgs {
     /// Store of the servers the bench starts itself.
     #[arg(long, value_enum, default_value = "sqlite")]
     pub store: crate::bench::StoreKind,
-    /// SQLite durability of the servers the bench starts itself: normal or full.
+    /// Durability of the servers the bench starts itself (sqlite and log stores): normal or full.
     #[arg(long, default_value = "normal")]
     pub durability: String,
     /// Tasks per workload (each suite has its own default).

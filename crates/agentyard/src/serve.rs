@@ -5,7 +5,8 @@ use std::sync::Arc;
 use agentyard_core::SystemClock;
 use agentyard_server::{AppState, ServerConfig};
 use agentyard_store::{MemoryStore, Yard};
-use agentyard_store_sqlite::{SqliteOptions, SqliteStore};
+use agentyard_store_log::{LogOptions, LogStore};
+use agentyard_store_sqlite::{Durability, SqliteOptions, SqliteStore};
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
@@ -27,6 +28,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             };
             let store = SqliteStore::open(path, options)
                 .with_context(|| format!("cannot open the SQLite store {}", path.display()))?;
+            Arc::new(store)
+        }
+        StoreUrl::Log(path) => {
+            let options = LogOptions {
+                fsync: settings.durability == Durability::Full,
+                ..LogOptions::default()
+            };
+            let store = LogStore::open(path, options)
+                .with_context(|| format!("cannot open the log store {}", path.display()))?;
+            let r = store.replayed();
+            tracing::info!(
+                path = %path.display(),
+                bytes = r.bytes,
+                frames = r.frames,
+                changes = r.changes,
+                cut_bytes = r.cut_bytes,
+                "read the log back"
+            );
             Arc::new(store)
         }
     };

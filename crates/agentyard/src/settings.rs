@@ -19,6 +19,8 @@ use crate::cli::ServeArgs;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreUrl {
     Sqlite(PathBuf),
+    /// The log store: the state in memory, every change appended to this file.
+    Log(PathBuf),
     Memory,
 }
 
@@ -30,15 +32,23 @@ impl StoreUrl {
             }
             return Ok(StoreUrl::Sqlite(PathBuf::from(path)));
         }
+        if let Some(path) = url.strip_prefix("log://") {
+            if path.is_empty() {
+                bail!("--store {url:?} names no file: use log://PATH, e.g. log://agentyard.log");
+            }
+            return Ok(StoreUrl::Log(PathBuf::from(path)));
+        }
         if url == "memory://" || url == "memory" {
             return Ok(StoreUrl::Memory);
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             bail!(
-                "--store {url:?}: the PostgreSQL backend is not part of this build yet; use sqlite://PATH or memory://"
+                "--store {url:?}: the PostgreSQL backend is not part of this build yet; use sqlite://PATH, log://PATH or memory://"
             );
         }
-        bail!("--store {url:?} is not a store URL: use sqlite://PATH (e.g. sqlite://agentyard.db) or memory://")
+        bail!(
+            "--store {url:?} is not a store URL: use sqlite://PATH (e.g. sqlite://agentyard.db), log://PATH (e.g. log://agentyard.log) or memory://"
+        )
     }
 }
 
@@ -247,6 +257,12 @@ mod tests {
             Some(StoreUrl::Sqlite("/var/lib/yard.db".into())),
         );
         check("memory://", Some(StoreUrl::Memory));
+        check("log://yard.log", Some(StoreUrl::Log("yard.log".into())));
+        check(
+            "log:///var/lib/yard.log",
+            Some(StoreUrl::Log("/var/lib/yard.log".into())),
+        );
+        check("log://", None);
         check("sqlite://", None);
         check("postgres://localhost/yard", None);
         check("agentyard.db", None);

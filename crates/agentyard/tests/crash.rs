@@ -1,5 +1,6 @@
 //! Kill the real server with SIGKILL in the middle of a mixed load, start it again on the same
-//! database, and check that nothing acknowledged was lost and nothing was completed twice.
+//! store, and check that nothing acknowledged was lost and nothing was completed twice: once on
+//! the SQLite store, once on the log store.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -16,8 +17,8 @@ const TASKS: usize = 3_000;
 const PRODUCERS: usize = 4;
 const CLAIMERS: usize = 24;
 
-/// Starts `agentyard serve` and returns it with the address it listens on.
-fn start_server(db: &std::path::Path, listen: &str) -> (Child, String) {
+/// Starts `agentyard serve` on `store` (a store URL) and returns it with its address.
+fn start_server(store: &str, listen: &str) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_agentyard"))
         .args([
             "serve",
@@ -28,8 +29,7 @@ fn start_server(db: &std::path::Path, listen: &str) -> (Child, String) {
             "--log-format",
             "json",
         ])
-        .arg("--store")
-        .arg(format!("sqlite://{}", db.display()))
+        .args(["--store", store])
         .env("AGENTYARD_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -58,8 +58,17 @@ struct Ledger {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_under_load_loses_nothing_and_completes_nothing_twice() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("crash.db");
-    let (mut server, addr) = start_server(&db, "127.0.0.1:0");
+    sigkill_under_load(&format!("sqlite://{}", dir.path().join("crash.db").display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_under_load_loses_nothing_on_the_log_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    sigkill_under_load(&format!("log://{}", dir.path().join("crash.log").display())).await;
+}
+
+async fn sigkill_under_load(store: &str) {
+    let (mut server, addr) = start_server(store, "127.0.0.1:0");
     let url = format!("http://{addr}");
     let client = Client::new(url.clone());
     let queue = QueueName::parse("crash").expect("valid");
@@ -140,7 +149,7 @@ async fn sigkill_under_load_loses_nothing_and_completes_nothing_twice() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Same database, same address: the clients carry on by themselves.
-    let (mut server, _) = start_server(&db, &addr);
+    let (mut server, _) = start_server(store, &addr);
 
     for p in producers {
         p.await.expect("producer");

@@ -196,7 +196,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let settings = Settings {
         server: args.url.clone().unwrap_or_else(|| "self-started".to_owned()),
         store: args.url.is_none().then(|| args.store.as_str().to_owned()),
-        durability: (args.url.is_none() && args.store == StoreKind::Sqlite).then(|| durability.to_string()),
+        durability: (args.url.is_none() && args.store != StoreKind::Memory).then(|| durability.to_string()),
         n: args.n,
         concurrency: args.concurrency,
         smoke: args.smoke,
@@ -229,6 +229,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let store = match (&args.url, args.store) {
         (Some(url), _) => url.clone(),
         (None, StoreKind::Sqlite) => format!("a fresh sqlite store per workload, durability {durability}"),
+        (None, StoreKind::Log) => format!("a fresh log store per workload, durability {durability}"),
         (None, StoreKind::Memory) => "a fresh memory store per workload".to_owned(),
     };
     println!(

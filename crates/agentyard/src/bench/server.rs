@@ -18,6 +18,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StoreKind {
     Sqlite,
+    Log,
     Memory,
 }
 
@@ -25,6 +26,7 @@ impl StoreKind {
     pub fn as_str(self) -> &'static str {
         match self {
             StoreKind::Sqlite => "sqlite",
+            StoreKind::Log => "log",
             StoreKind::Memory => "memory",
         }
     }
@@ -48,6 +50,7 @@ impl ServerProcess {
             .context("cannot make a directory for the bench store")?;
         let store_url = match store {
             StoreKind::Sqlite => format!("sqlite://{}", dir.path().join("bench.db").display()),
+            StoreKind::Log => format!("log://{}", dir.path().join("bench.log").display()),
             StoreKind::Memory => "memory://".to_owned(),
         };
         let log_path = dir.path().join("server.log");

@@ -1,0 +1,37 @@
+//! Runs the storage conformance suite against the log store, one fresh log file each.
+
+use std::sync::Arc;
+
+use agentyard_store::conformance::TestStore;
+use agentyard_store::conformance::agents::AgentTestStore;
+use agentyard_store_log::{LogOptions, LogStore};
+
+fn open(dir: &tempfile::TempDir) -> Arc<LogStore> {
+    Arc::new(LogStore::open(dir.path().join("yard.log"), LogOptions::default()).expect("open"))
+}
+
+async fn log_store() -> TestStore {
+    let dir = tempfile::tempdir().expect("temp dir");
+    TestStore {
+        store: open(&dir),
+        _guard: Box::new(dir),
+    }
+}
+
+agentyard_store::conformance_tests!(log_store);
+
+async fn log_agent_store() -> AgentTestStore {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir);
+    AgentTestStore {
+        tasks: store.clone(),
+        agents: store.clone(),
+        messages: store,
+        _guard: Box::new(dir),
+    }
+}
+
+mod agents {
+    use super::log_agent_store;
+    agentyard_store::agent_conformance_tests!(log_agent_store);
+}

@@ -1,0 +1,362 @@
+//! What the log store gives back after it is closed (or its file is cut short) and opened again.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use agentyard_core::agent::AgentRegistration;
+use agentyard_core::message::{NewMessage, Recipient};
+use agentyard_core::task::Completion;
+use agentyard_core::{AgentName, Capability, Namespace, NewTask, QueueName, TaskCommand, TaskStatus, Timestamp};
+use agentyard_store::{AgentStore, Claim, CreateOptions, MessageStore, OwnedChange, SendOptions, Store};
+use agentyard_store_log::{LogOptions, LogStore};
+
+fn at(ms: i64) -> Timestamp {
+    Timestamp::from_millis(1_800_000_000_000 + ms)
+}
+
+fn ns() -> Namespace {
+    Namespace::default_namespace()
+}
+
+fn queue(name: &str) -> QueueName {
+    QueueName::parse(name).expect("valid queue")
+}
+
+fn agent(name: &str) -> AgentName {
+    AgentName::parse(name).expect("valid agent")
+}
+
+fn open(path: &Path) -> LogStore {
+    LogStore::open(path, LogOptions::default()).expect("open the log")
+}
+
+/// Every kind of change the store records: tasks created, claimed, completed, failed back to the
+/// queue, cancelled; agents registered, drained, deleted (releasing a lease); messages direct, to
+/// a topic and broadcast; subscriptions taken and dropped; an inbox acknowledged.
+async fn every_kind_of_change(s: &LogStore) {
+    let q = queue("reopen");
+    let mut keyed = NewTask::on(q.clone(), serde_json::json!({ "n": 0 }));
+    keyed.idempotency_key = Some("the-key".into());
+    let mut news = vec![keyed];
+    news.extend((1..20).map(|n| NewTask::on(q.clone(), serde_json::json!({ "n": n }))));
+    let created = s
+        .create_tasks(&ns(), news, CreateOptions::default(), at(0))
+        .await
+        .expect("create");
+    assert_eq!(created.len(), 20);
+
+    let reg = AgentRegistration {
+        capabilities: vec![Capability::parse("rust").expect("valid")],
+        slots: 4,
+        metadata: serde_json::json!({ "host": "a" }),
+    };
+    for name in ["worker-1", "worker-2", "leaver"] {
+        s.register_agent(&ns(), &agent(name), reg.clone(), at(1))
+            .await
+            .expect("register");
+    }
+    let claimed = s
+        .claim_tasks(&ns(), &Claim::new(q.clone(), agent("worker-1"), 5, 30_000), at(2))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 5);
+    for t in &claimed[..3] {
+        let token = t.lease.as_ref().expect("lease").token.clone();
+        let done = TaskCommand::Complete {
+            token,
+            completion: Completion {
+                result: Some(serde_json::json!({ "ok": t.id.to_string() })),
+                artifacts: Vec::new(),
+            },
+        };
+        s.apply(&ns(), t.id, done, at(3)).await.expect("complete");
+    }
+    // Later than the others (`run_at` orders claims), so no claim took it first.
+    let late = s
+        .create_tasks(
+            &ns(),
+            vec![NewTask::on(q.clone(), serde_json::json!({ "n": 20 }))],
+            CreateOptions::default(),
+            at(1),
+        )
+        .await
+        .expect("create");
+    s.apply(&ns(), late[0].task.id, TaskCommand::Cancel, at(3))
+        .await
+        .expect("cancel");
+    let held = s
+        .claim_tasks(&ns(), &Claim::new(q.clone(), agent("leaver"), 2, 30_000), at(4))
+        .await
+        .expect("claim");
+    assert_eq!(held.len(), 2);
+    s.drain_agent(&ns(), &agent("worker-2"), at(5)).await.expect("drain");
+    let released = s.delete_agent(&ns(), &agent("leaver"), at(6)).await.expect("delete");
+    assert_eq!(released.len(), 2);
+
+    let topic = queue("news");
+    assert!(s.subscribe(&ns(), &agent("worker-1"), &topic).await.expect("subscribe"));
+    assert!(s.subscribe(&ns(), &agent("worker-2"), &topic).await.expect("subscribe"));
+    assert!(
+        s.unsubscribe(&ns(), &agent("worker-2"), &topic)
+            .await
+            .expect("unsubscribe")
+    );
+    let message = |to: Recipient, key: Option<&str>| NewMessage {
+        from: Some(agent("worker-2")),
+        to,
+        body: serde_json::json!({ "hello": "there" }),
+        correlation_id: Some("c-1".into()),
+        reply_to: None,
+        ttl_ms: None,
+        idempotency_key: key.map(str::to_owned),
+    };
+    let direct = Recipient::Agent {
+        agent: agent("worker-1"),
+    };
+    let sent = s
+        .send_message(&ns(), message(direct, Some("m-key")), SendOptions::default(), at(7))
+        .await
+        .expect("send");
+    s.send_message(
+        &ns(),
+        message(Recipient::Topic { topic }, None),
+        SendOptions::default(),
+        at(7),
+    )
+    .await
+    .expect("send to a topic");
+    s.send_message(
+        &ns(),
+        message(Recipient::Broadcast { broadcast: true }, None),
+        SendOptions::default(),
+        at(7),
+    )
+    .await
+    .expect("broadcast");
+    s.ack_inbox(&ns(), &agent("worker-1"), sent.message.seq)
+        .await
+        .expect("ack");
+}
+
+/// Compares two exports entry by entry, so a failure names the first entry that differs.
+fn same(a: &[OwnedChange], b: &[OwnedChange]) {
+    assert_eq!(a.len(), b.len(), "as many entries");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(x == y, "entry {i} differs:\n{x:?}\n{y:?}");
+    }
+}
+
+fn tasks_in(export: &[OwnedChange]) -> usize {
+    export.iter().filter(|c| matches!(c, OwnedChange::Task { .. })).count()
+}
+
+#[tokio::test]
+async fn a_reopened_store_holds_exactly_what_it_held() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("yard.log");
+    let before = {
+        let s = open(&path);
+        every_kind_of_change(&s).await;
+        s.export()
+    };
+    assert_eq!(tasks_in(&before), 21);
+    let s = open(&path);
+    same(&s.export(), &before);
+    assert_eq!(s.replayed().frames, 20, "one frame per call that changed something");
+    assert_eq!(s.replayed().cut_bytes, 0);
+
+    // The indexes came back too, not only the rows: counts, claim order, idempotency, inboxes.
+    let stats = s
+        .queue_stats(&ns(), Some(&queue("reopen")), at(10))
+        .await
+        .expect("stats");
+    let counts = stats[0].counts;
+    assert_eq!((counts.succeeded, counts.running, counts.cancelled), (3, 2, 1));
+    assert_eq!(
+        counts.queued, 15,
+        "the deleted agent's two tasks went back to the queue"
+    );
+    let mut again = NewTask::on(queue("reopen"), serde_json::json!({}));
+    again.idempotency_key = Some("the-key".into());
+    let dup = s
+        .create_tasks(&ns(), vec![again], CreateOptions::default(), at(11))
+        .await
+        .expect("create");
+    assert!(!dup[0].created, "the idempotency key survived the restart");
+    let inbox = s
+        .read_inbox(&ns(), &agent("worker-1"), None, 10, at(12))
+        .await
+        .expect("inbox");
+    assert_eq!(
+        inbox.messages.len(),
+        2,
+        "the topic message and the broadcast, after the acknowledged one"
+    );
+    let next = s
+        .claim_tasks(
+            &ns(),
+            &Claim::new(queue("reopen"), agent("worker-1"), 20, 30_000),
+            at(13),
+        )
+        .await
+        .expect("claim");
+    assert_eq!(next.len(), 15);
+    assert!(next.iter().all(|t| t.status == TaskStatus::Running));
+}
+
+#[tokio::test]
+async fn a_frame_cut_short_is_dropped_and_the_rest_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("yard.log");
+    let before = {
+        let s = open(&path);
+        every_kind_of_change(&s).await;
+        s.export()
+    };
+    let whole = std::fs::metadata(&path).expect("log").len();
+    // A write the crash interrupted: a header announcing 100 bytes, and 10 of them.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
+    f.write_all(&100u32.to_le_bytes()).expect("write");
+    f.write_all(&0u32.to_le_bytes()).expect("write");
+    f.write_all(b"{\"Task\":{\"").expect("write");
+    drop(f);
+
+    let s = open(&path);
+    same(&s.export(), &before);
+    assert_eq!(s.replayed().cut_bytes, 18);
+    assert_eq!(
+        std::fs::metadata(&path).expect("log").len(),
+        whole,
+        "the torn end is cut off"
+    );
+    // And the store goes on appending after the cut.
+    s.create_tasks(
+        &ns(),
+        vec![NewTask::on(queue("reopen"), serde_json::json!({}))],
+        CreateOptions::default(),
+        at(20),
+    )
+    .await
+    .expect("create");
+    drop(s);
+    let s = open(&path);
+    assert_eq!(tasks_in(&s.export()), 22);
+    assert_eq!(s.replayed().cut_bytes, 0);
+}
+
+#[tokio::test]
+async fn a_frame_with_a_wrong_checksum_ends_the_log_there() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("yard.log");
+    {
+        let s = open(&path);
+        every_kind_of_change(&s).await;
+    }
+    // The last frame's last byte changed: as if only part of its pages reached the disk.
+    let mut bytes = std::fs::read(&path).expect("log");
+    let last = bytes.len() - 2;
+    bytes[last] ^= 0x55;
+    std::fs::write(&path, &bytes).expect("write");
+    let s = open(&path);
+    let r = s.replayed();
+    assert!(r.cut_bytes > 0 && r.cut_bytes < 1_000, "{r:?}");
+    let inbox_cursor = s
+        .get_agent(&ns(), &agent("worker-1"))
+        .await
+        .expect("agent")
+        .inbox_cursor;
+    assert_eq!(
+        inbox_cursor, 0,
+        "the acknowledgement was the last frame, and it is gone"
+    );
+}
+
+#[tokio::test]
+async fn compaction_keeps_the_state_and_shrinks_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("yard.log");
+    let options = LogOptions {
+        fsync: true,
+        compact_at_bytes: 16 << 10,
+    };
+    let q = queue("churn");
+    let before = {
+        let s = Arc::new(LogStore::open(&path, options).expect("open"));
+        // The same few tasks change many times: the log grows, the state does not.
+        let created = s
+            .create_tasks(
+                &ns(),
+                (0..10)
+                    .map(|n| NewTask::on(q.clone(), serde_json::json!({ "n": n })))
+                    .collect(),
+                CreateOptions::default(),
+                at(0),
+            )
+            .await
+            .expect("create");
+        let mut workers = Vec::new();
+        for (i, c) in created.into_iter().enumerate() {
+            let s = s.clone();
+            workers.push(tokio::spawn(async move {
+                for round in 0..60u64 {
+                    let patch = agentyard_core::task::TaskPatch {
+                        input: Some(serde_json::json!({ "round": round, "worker": i, "pad": "x".repeat(200) })),
+                        ..Default::default()
+                    };
+                    let cmd = TaskCommand::Update {
+                        patch,
+                        expected_version: c.task.version + round,
+                        merge: false,
+                    };
+                    s.apply(&ns(), c.task.id, cmd, at(1)).await.expect("update");
+                }
+            }));
+        }
+        for w in workers {
+            w.await.expect("worker");
+        }
+        s.export()
+    };
+    let len = std::fs::metadata(&path).expect("log").len();
+    // 600 updates of ~700 bytes each were appended; a compaction leaves a snapshot of the ten
+    // tasks, and the next one comes at twice the threshold at most.
+    assert!(len < 32 << 10, "the log was compacted: {len} bytes");
+    let s = LogStore::open(&path, options).expect("reopen");
+    same(&s.export(), &before);
+    let t = s.list_tasks(&ns(), &Default::default(), None, 100).await.expect("list");
+    assert!(t.items.iter().all(|t| t.version == 61), "every update is there");
+}
+
+#[tokio::test]
+async fn a_second_process_cannot_open_the_same_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("yard.log");
+    let _first = open(&path);
+    let err = LogStore::open(&path, LogOptions::default()).err().expect("refused");
+    assert!(err.to_string().contains("in use"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_is_in_the_file_before_its_caller_is_answered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("yard.log");
+    let s = open(&path);
+    for n in 0..200 {
+        let created = s
+            .create_tasks(
+                &ns(),
+                vec![NewTask::on(queue("acked"), serde_json::json!({ "n": n }))],
+                CreateOptions::default(),
+                at(n),
+            )
+            .await
+            .expect("create");
+        let id = created[0].task.id.to_string();
+        let file = std::fs::read(&path).expect("read the log");
+        assert!(
+            file.windows(id.len()).any(|w| w == id.as_bytes()),
+            "task {id} was acknowledged before it was written"
+        );
+    }
+}
