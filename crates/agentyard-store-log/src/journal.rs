@@ -6,23 +6,15 @@
 //! back to the end of the frame before it (that frame's caller was never answered).
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
-use agentyard_store::{Change, ChangeSink, MemoryStore, OwnedChange, StoreError};
-use tokio::sync::watch;
+use agentyard_store::{Change, ChangeSink, ExportCursor, MemoryStore, OwnedChange, StoreError};
+use tokio::sync::Notify;
 
 const HEADER: usize = 8;
-
-/// Where the log stands: everything up to `durable` (a count of frame bytes since the store was
-/// opened) is written; `failed` once a write failed, after which nothing more is.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Progress {
-    pub durable: u64,
-    pub failed: Option<Arc<str>>,
-}
 
 #[derive(Default)]
 struct Buf {
@@ -31,29 +23,60 @@ struct Buf {
     open: Option<usize>,
     /// Bytes at the front of `bytes` that are whole frames.
     sealed: usize,
-    stop: bool,
-    /// The first error of encoding a change; the writer fails the log with it.
+    /// The first error of encoding a change; the next write fails the log with it.
     broken: Option<String>,
 }
 
-/// The changes of calls not yet written, and where the writing stands.
+/// The file and what writing it needs; only the caller holding `Journal::writing` touches it.
+pub(crate) struct Out {
+    pub path: PathBuf,
+    pub file: File,
+    pub len: u64,
+    pub fsync: bool,
+    pub min_compact: u64,
+    pub compact_at: u64,
+    /// Reused between writes.
+    pub chunk: Vec<u8>,
+}
+
+/// The changes of calls not yet written, the file, and where the writing stands.
+///
+/// There is no writer thread: a caller waiting for its frames to be written takes the turn to
+/// write if nobody has it, and writes every frame sealed by then, its own and the others', in
+/// one `write`; whoever waits meanwhile is woken when it is done and either finds its frames
+/// written or takes the next turn (group commit, the way the SQLite store's writer does it).
 pub(crate) struct Journal {
     buf: Mutex<Buf>,
-    wake: Condvar,
     /// Frame bytes sealed since open: a call waits until `durable` reaches the value it saw.
     sealed_total: AtomicU64,
     durable: AtomicU64,
-    progress: watch::Sender<Progress>,
+    /// Someone is writing (or compacting); the others wait on `written`.
+    writing: AtomicBool,
+    written: Notify,
+    failed: OnceLock<Arc<str>>,
+    out: Mutex<Out>,
+    /// A compaction is running on its thread.
+    compacting: AtomicBool,
+    pub(crate) compactions: AtomicU64,
+    compaction: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Weak: the store holds this journal as its sink.
+    store: Weak<MemoryStore>,
 }
 
 impl Journal {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(out: Out, store: Weak<MemoryStore>) -> Self {
         Self {
             buf: Mutex::new(Buf::default()),
-            wake: Condvar::new(),
             sealed_total: AtomicU64::new(0),
             durable: AtomicU64::new(0),
-            progress: watch::Sender::new(Progress::default()),
+            writing: AtomicBool::new(false),
+            written: Notify::new(),
+            failed: OnceLock::new(),
+            out: Mutex::new(out),
+            compacting: AtomicBool::new(false),
+            compactions: AtomicU64::new(0),
+            compaction: Mutex::new(None),
+            store,
         }
     }
 
@@ -61,83 +84,216 @@ impl Journal {
         self.buf.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn lock_out(&self) -> MutexGuard<'_, Out> {
+        self.out.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The position a caller must see written before it answers: every call sealed so far.
     pub(crate) fn sealed(&self) -> u64 {
         self.sealed_total.load(Ordering::Acquire)
     }
 
-    /// Waits until everything up to `position` is written.
-    pub(crate) async fn settle(&self, position: u64) -> Result<(), StoreError> {
-        if self.durable.load(Ordering::Acquire) >= position {
-            return Ok(());
-        }
-        let mut rx = self.progress.subscribe();
-        let seen = rx
-            .wait_for(|p| p.durable >= position || p.failed.is_some())
-            .await
-            .map_err(|_| StoreError::Unavailable("the log store is closed".into()))?;
-        if seen.durable >= position {
-            return Ok(());
-        }
-        let why = seen.failed.clone().unwrap_or_default();
-        Err(StoreError::Unavailable(format!(
-            "the log could not be written ({why}); nothing since is acknowledged; restart the server to recover from the log"
-        )))
+    fn failure(&self) -> Option<StoreError> {
+        self.failed.get().map(|why| {
+            StoreError::Unavailable(format!(
+                "the log could not be written ({why}); nothing since is acknowledged; restart the server to recover from the log"
+            ))
+        })
     }
 
-    fn advance(&self, durable: u64) {
-        self.durable.store(durable, Ordering::Release);
-        self.progress.send_modify(|p| p.durable = durable);
+    /// Returns once everything up to `position` is written, writing it if nobody else is.
+    pub(crate) async fn settle(self: &Arc<Self>, position: u64) -> Result<(), StoreError> {
+        loop {
+            let done = self.written.notified();
+            tokio::pin!(done);
+            // Registered before looking, so a turn that ends after the look still wakes us.
+            done.as_mut().enable();
+            if self.durable.load(Ordering::Acquire) >= position {
+                return Ok(());
+            }
+            if let Some(e) = self.failure() {
+                return Err(e);
+            }
+            if self
+                .writing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                let grown = self.write_turn();
+                self.end_turn();
+                if grown {
+                    self.start_compaction();
+                }
+                continue;
+            }
+            done.await;
+        }
+    }
+
+    fn end_turn(&self) {
+        self.writing.store(false, Ordering::Release);
+        self.written.notify_waiters();
+    }
+
+    /// Writes every sealed frame; true when the file should now be compacted. The caller holds
+    /// the turn.
+    fn write_turn(&self) -> bool {
+        let mut out = self.lock_out();
+        let (reaches, broken) = {
+            let mut b = self.lock();
+            let sealed = b.sealed;
+            out.chunk.clear();
+            out.chunk.extend_from_slice(&b.bytes[..sealed]);
+            b.bytes.drain(..sealed);
+            if let Some(open) = b.open.as_mut() {
+                *open -= sealed;
+            }
+            b.sealed = 0;
+            (self.sealed(), b.broken.take())
+        };
+        if let Some(e) = broken {
+            self.fail(e);
+            return false;
+        }
+        if out.chunk.is_empty() {
+            return false;
+        }
+        let out = &mut *out;
+        let written = out
+            .file
+            .write_all(&out.chunk)
+            .and_then(|()| if out.fsync { out.file.sync_data() } else { Ok(()) });
+        if let Err(e) = written {
+            self.fail(format!("writing {}: {e}", out.path.display()));
+            return false;
+        }
+        out.len += out.chunk.len() as u64;
+        self.durable.store(reaches, Ordering::Release);
+        out.len >= out.compact_at
+    }
+
+    /// Compacts the file on a thread of its own, unless a compaction is running already.
+    fn start_compaction(self: &Arc<Self>) {
+        if self
+            .compacting
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        let journal = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("agentyard-log-compaction".into())
+            .spawn(move || {
+                journal.compact();
+                journal.compacting.store(false, Ordering::Release);
+            });
+        match spawned {
+            Ok(handle) => {
+                let mut slot = self.compaction.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(previous) = slot.replace(handle) {
+                    let _ = previous.join();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start a thread to compact the log; it grows until the next try");
+                self.compacting.store(false, Ordering::Release);
+            }
+        }
+    }
+
+    /// Replaces the file by a snapshot of the state followed by the frames written while the
+    /// snapshot was taken. Writers go on meanwhile and wait only while that tail is copied and the
+    /// new file is renamed into place.
+    fn compact(&self) {
+        let Some(store) = self.store.upgrade() else { return };
+        let started = std::time::Instant::now();
+        let path = self.lock_out().path.clone();
+        let tmp = compact_path(&path);
+        // Every change at or before `from` is in the state the pages are taken from; every later
+        // one is in a frame after `from`, copied behind the snapshot.
+        let from = self.sealed();
+        let snapshot = write_snapshot(&store, &tmp);
+        drop(store);
+        let (mut file, entries) = match snapshot {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                let mut out = self.lock_out();
+                out.compact_at = out.compact_at.saturating_mul(2);
+                tracing::warn!(
+                    path = %path.display(),
+                    error = %e,
+                    "cannot write a snapshot of the log; it keeps growing and the next try is at twice its size"
+                );
+                return;
+            }
+        };
+        let snapshot_ms = started.elapsed().as_millis() as u64;
+        let switch = std::time::Instant::now();
+        // The turn: no write goes to the old file while its tail is copied.
+        while self
+            .writing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+        self.write_turn();
+        if self.failed.get().is_some() {
+            let _ = std::fs::remove_file(&tmp);
+            self.end_turn();
+            return;
+        }
+        let mut out = self.lock_out();
+        let before = out.len;
+        let result = switch_to(&mut out, &mut file, &tmp, from, self.durable.load(Ordering::Acquire));
+        match result {
+            Ok(()) => {
+                out.compact_at = out.min_compact.max(out.len.saturating_mul(2));
+                self.compactions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(
+                    path = %out.path.display(),
+                    before_bytes = before,
+                    after_bytes = out.len,
+                    entries,
+                    snapshot_ms,
+                    writes_waited_ms = switch.elapsed().as_millis() as u64,
+                    "compacted the log into a snapshot"
+                );
+            }
+            Err(e) => self.fail(format!("compacting {}: {e}", out.path.display())),
+        }
+        drop(out);
+        self.end_turn();
+    }
+
+    /// Waits for a compaction in progress to end (at close).
+    pub(crate) fn finish_compaction(&self) {
+        let handle = self.compaction.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
     }
 
     fn fail(&self, why: String) {
         tracing::error!(error = %why, "the log store cannot write its file: no change is acknowledged from now on");
-        self.progress.send_modify(|p| p.failed = Some(why.into()));
+        let _ = self.failed.set(why.into());
     }
 
-    /// Drops every sealed frame not yet written, returning the position they reach: the caller
-    /// holds the store's lock and has a copy of the state that includes them (a compaction).
-    pub(crate) fn cut(&self) -> u64 {
-        let mut b = self.lock();
-        debug_assert!(b.open.is_none(), "no call is in progress under the store's lock");
-        let sealed = b.sealed;
-        b.bytes.drain(..sealed);
-        b.sealed = 0;
-        self.sealed()
-    }
-
-    /// Asks the writer to write what is sealed and stop.
-    pub(crate) fn stop(&self) {
-        self.lock().stop = true;
-        self.wake.notify_all();
-    }
-
-    /// Waits for sealed frames and takes them, with the position they reach; `None` once stopped
-    /// with nothing left to write.
-    fn take(&self, spare: Vec<u8>) -> Result<Option<(Vec<u8>, u64)>, String> {
-        let mut b = self.lock();
-        loop {
-            if let Some(e) = b.broken.take() {
-                return Err(e);
+    /// Writes what is sealed and not yet written, at close (a caller that stopped waiting, its
+    /// request cancelled, leaves its frames to whoever writes next; at close that is nobody).
+    pub(crate) fn flush_at_close(&self) {
+        if self
+            .writing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            if self.failed.get().is_none() {
+                self.write_turn();
             }
-            if b.sealed > 0 {
-                break;
-            }
-            if b.stop {
-                return Ok(None);
-            }
-            b = self.wake.wait(b).unwrap_or_else(|e| e.into_inner());
+            self.end_turn();
         }
-        let sealed = b.sealed;
-        let mut chunk = spare;
-        chunk.clear();
-        chunk.extend_from_slice(&b.bytes[..sealed]);
-        b.bytes.drain(..sealed);
-        if let Some(open) = b.open.as_mut() {
-            *open -= sealed;
-        }
-        b.sealed = 0;
-        Ok(Some((chunk, self.sealed())))
     }
 }
 
@@ -168,8 +324,6 @@ impl ChangeSink for Journal {
         b.sealed = b.bytes.len();
         // Under the buffer's lock, so the total only grows frame by frame in the buffer's order.
         self.sealed_total.fetch_add(frame, Ordering::AcqRel);
-        drop(b);
-        self.wake.notify_one();
     }
 }
 
@@ -288,77 +442,53 @@ pub(crate) fn replay(path: &Path, file: &mut File, store: &MemoryStore) -> Resul
     })
 }
 
-/// The writer thread: writes what callers sealed, one `write` per group, and compacts the file
-/// into a snapshot of the state when it has grown past `compact_at`.
-pub(crate) struct Writer {
-    pub path: PathBuf,
-    pub file: File,
-    pub len: u64,
-    pub fsync: bool,
-    pub min_compact: u64,
-    pub journal: Arc<Journal>,
-    pub store: Arc<MemoryStore>,
+/// Writes the state, page by page, to `tmp`, synced; returns the file and the entries written.
+fn write_snapshot(store: &MemoryStore, tmp: &Path) -> io::Result<(File, usize)> {
+    let mut file = File::create(tmp)?;
+    let mut cursor = ExportCursor::default();
+    let mut bytes = Vec::new();
+    let mut entries = 0;
+    while !cursor.done() {
+        let page = store.export_page(&mut cursor, 1024);
+        entries += page.len();
+        bytes.clear();
+        encode_snapshot(&page, &mut bytes)?;
+        file.write_all(&bytes)?;
+    }
+    file.sync_data()?;
+    Ok((file, entries))
 }
 
-impl Writer {
-    pub(crate) fn run(mut self) {
-        let mut spare = Vec::new();
-        let mut compact_at = self.min_compact.max(self.len.saturating_mul(2));
-        loop {
-            let (chunk, reaches) = match self.journal.take(spare) {
-                Ok(Some(next)) => next,
-                Ok(None) => return,
-                Err(e) => return self.journal.fail(e),
-            };
-            let written = self
-                .file
-                .write_all(&chunk)
-                .and_then(|()| if self.fsync { self.file.sync_data() } else { Ok(()) });
-            if let Err(e) = written {
-                return self.journal.fail(format!("writing {}: {e}", self.path.display()));
-            }
-            self.len += chunk.len() as u64;
-            self.journal.advance(reaches);
-            spare = chunk;
-            if self.len >= compact_at {
-                match self.compact() {
-                    Ok(()) => compact_at = self.min_compact.max(self.len.saturating_mul(2)),
-                    Err(e) => return self.journal.fail(format!("compacting {}: {e}", self.path.display())),
-                }
-            }
-        }
+/// Copies the frames after position `from` from the log to the snapshot in `tmp`, syncs it,
+/// renames it over the log and makes it the file written from now on. `durable` is the
+/// position the log's end stands for (everything sealed is written: the caller holds the turn).
+fn switch_to(out: &mut Out, snapshot: &mut File, tmp: &Path, from: u64, durable: u64) -> io::Result<()> {
+    let tail_len = durable
+        .checked_sub(from)
+        .ok_or_else(|| io::Error::other("the log is behind the snapshot"))?;
+    let tail_start = out
+        .len
+        .checked_sub(tail_len)
+        .ok_or_else(|| io::Error::other("the log is shorter than what was written since the snapshot began"))?;
+    let mut old = File::open(&out.path)?;
+    old.seek(SeekFrom::Start(tail_start))?;
+    let copied = io::copy(&mut old.take(tail_len), snapshot)?;
+    if copied != tail_len {
+        return Err(io::Error::other(format!(
+            "copied {copied} bytes of the log's tail, expected {tail_len}"
+        )));
     }
-
-    /// Replaces the file by a snapshot of the state: written beside it, synced, renamed over it.
-    fn compact(&mut self) -> io::Result<()> {
-        let started = std::time::Instant::now();
-        let (changes, reaches) = self.store.export_with(|| self.journal.cut());
-        let copied = started.elapsed();
-        let mut out = Vec::new();
-        encode_snapshot(&changes, &mut out)?;
-        let tmp = compact_path(&self.path);
-        {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&out)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &self.path)?;
-        sync_dir(&self.path)?;
-        let before = self.len;
-        self.file = OpenOptions::new().append(true).open(&self.path)?;
-        self.len = out.len() as u64;
-        self.journal.advance(reaches);
-        tracing::info!(
-            path = %self.path.display(),
-            before_bytes = before,
-            after_bytes = self.len,
-            entries = changes.len(),
-            locked_ms = copied.as_millis() as u64,
-            took_ms = started.elapsed().as_millis() as u64,
-            "compacted the log into a snapshot"
-        );
-        Ok(())
-    }
+    snapshot.sync_data()?;
+    let len = snapshot.seek(SeekFrom::End(0))?;
+    std::fs::rename(tmp, &out.path)?;
+    sync_dir(&out.path)?;
+    // The exclusive lock stays on the file we had open until it closes; take it on the new one.
+    let file = OpenOptions::new().append(true).open(&out.path)?;
+    file.try_lock()
+        .map_err(|e| io::Error::other(format!("cannot lock the compacted log: {e}")))?;
+    out.file = file;
+    out.len = len;
+    Ok(())
 }
 
 pub(crate) fn compact_path(path: &Path) -> PathBuf {

@@ -1,9 +1,10 @@
 //! The log store: the yard's whole state in memory (the [`MemoryStore`]), every change appended
 //! to one file, and every caller answered once the frames of its call are written.
 //!
-//! The durable write of a call is an append, shared by everyone waiting: a writer thread takes
-//! all the calls sealed since its last write and writes them with one `write` (and, with
-//! [`LogOptions::fsync`], one `fdatasync`). A read is answered once everything it could have seen
+//! The durable write of a call is an append, shared by everyone waiting: the first caller to
+//! wait takes the turn to write and writes every call sealed by then with one `write` (and, with
+//! [`LogOptions::fsync`], one `fdatasync`); those who waited meanwhile find theirs written or take
+//! the next turn. A read is answered once everything it could have seen
 //! is written, so no answer reflects a change a crash could lose.
 //!
 //! Durability is that of the SQLite store's settings of the same name:
@@ -13,19 +14,19 @@
 //! - with `fsync` (`full`) it survives a power loss too.
 //!
 //! At open the file is read back frame by frame. When it has grown to twice its size after the
-//! last compaction (and at least [`LogOptions::compact_at_bytes`]), the writer replaces it with a
-//! snapshot of the state (written beside it, synced, renamed over it).
+//! last compaction (and at least [`LogOptions::compact_at_bytes`]), a thread writes a snapshot of
+//! the state beside it, page by page while the store goes on, then copies behind it the frames
+//! written meanwhile and renames it over the log; writes wait only for that copy and rename.
 //!
 //! What it costs: every task, agent and message ever stored stays in memory (there is no
 //! retention yet, in this store or the SQLite one), start-up reads the whole file, and a
-//! compaction copies the state under the store's lock.
+//! compaction writes the whole state out again.
 
 mod journal;
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use agentyard_core::agent::{Agent, AgentRegistration};
 use agentyard_core::api::QueueStats;
@@ -38,7 +39,7 @@ use agentyard_store::{
 use async_trait::async_trait;
 
 pub use journal::Replayed;
-use journal::{Journal, Writer, compact_path, replay};
+use journal::{Journal, Out, compact_path, replay};
 
 /// How the log store writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +63,6 @@ impl Default for LogOptions {
 pub struct LogStore {
     mem: Arc<MemoryStore>,
     journal: Arc<Journal>,
-    writer: Option<JoinHandle<()>>,
     path: PathBuf,
     replayed: Replayed,
 }
@@ -92,25 +92,20 @@ impl LogStore {
         }
         let mem = Arc::new(MemoryStore::new());
         let replayed = replay(&path, &mut file, &mem)?;
-        let journal = Arc::new(Journal::new());
-        mem.attach(journal.clone());
-        let writer = Writer {
+        let out = Out {
             path: path.clone(),
             file,
             len: replayed.bytes,
             fsync: options.fsync,
             min_compact: options.compact_at_bytes,
-            journal: journal.clone(),
-            store: mem.clone(),
+            compact_at: options.compact_at_bytes.max(replayed.bytes.saturating_mul(2)),
+            chunk: Vec::new(),
         };
-        let writer = std::thread::Builder::new()
-            .name("agentyard-log".into())
-            .spawn(move || writer.run())
-            .map_err(|e| StoreError::Other(format!("cannot start the log's writer thread: {e}")))?;
+        let journal = Arc::new(Journal::new(out, Arc::downgrade(&mem)));
+        mem.attach(journal.clone());
         Ok(Self {
             mem,
             journal,
-            writer: Some(writer),
             path,
             replayed,
         })
@@ -121,6 +116,11 @@ impl LogStore {
         self.replayed
     }
 
+    /// Compactions since open.
+    pub fn compactions(&self) -> u64 {
+        self.journal.compactions.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -128,7 +128,7 @@ impl LogStore {
     /// Everything the store holds, in the form its snapshots take (tasks, agents, messages and
     /// subscriptions, in a stable order): what a reopened store must give back.
     pub fn export(&self) -> Vec<OwnedChange> {
-        self.mem.export_with(|| ()).0
+        self.mem.export()
     }
 
     /// Answers `r` once everything sealed so far (this call's frames among it) is written.
@@ -140,10 +140,8 @@ impl LogStore {
 
 impl Drop for LogStore {
     fn drop(&mut self) {
-        self.journal.stop();
-        if let Some(w) = self.writer.take() {
-            let _ = w.join();
-        }
+        self.journal.finish_compaction();
+        self.journal.flush_at_close();
     }
 }
 

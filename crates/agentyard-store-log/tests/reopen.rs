@@ -316,12 +316,15 @@ async fn compaction_keeps_the_state_and_shrinks_the_file() {
         for w in workers {
             w.await.expect("worker");
         }
-        s.export()
+        let s = Arc::try_unwrap(s).ok().expect("the only handle");
+        let export = s.export();
+        drop(s); // waits for a compaction in progress
+        export
     };
     let len = std::fs::metadata(&path).expect("log").len();
-    // 600 updates of ~700 bytes each were appended; a compaction leaves a snapshot of the ten
-    // tasks, and the next one comes at twice the threshold at most.
-    assert!(len < 32 << 10, "the log was compacted: {len} bytes");
+    // 600 updates of ~700 bytes each (~420 KB) were appended; each compaction leaves a snapshot
+    // of the ten tasks (~7 KB) and the frames written while it ran.
+    assert!(len < 64 << 10, "the log was compacted: {len} bytes");
     let s = LogStore::open(&path, options).expect("reopen");
     same(&s.export(), &before);
     let t = s.list_tasks(&ns(), &Default::default(), None, 100).await.expect("list");
@@ -359,4 +362,75 @@ async fn a_change_is_in_the_file_before_its_caller_is_answered() {
             "task {id} was acknowledged before it was written"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn compactions_while_the_store_changes_lose_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("yard.log");
+    // Small enough that snapshots are taken again and again while the workers below go on.
+    let options = LogOptions {
+        fsync: false,
+        compact_at_bytes: 8 << 10,
+    };
+    let before = {
+        let s = Arc::new(LogStore::open(&path, options).expect("open"));
+        let mut workers = Vec::new();
+        for w in 0..4 {
+            let s = s.clone();
+            workers.push(tokio::spawn(async move {
+                let q = queue(&format!("churn-{w}"));
+                let me = agent(&format!("worker-{w}"));
+                let reg = AgentRegistration {
+                    capabilities: Vec::new(),
+                    slots: 1,
+                    metadata: serde_json::json!({}),
+                };
+                s.register_agent(&ns(), &me, reg, at(0)).await.expect("register");
+                for i in 0..150 {
+                    let new = NewTask::on(q.clone(), serde_json::json!({ "w": w, "i": i, "pad": "y".repeat(300) }));
+                    s.create_tasks(&ns(), vec![new], CreateOptions::default(), at(i))
+                        .await
+                        .expect("create");
+                    if i % 3 == 0 {
+                        continue; // some stay queued
+                    }
+                    let claimed = s
+                        .claim_tasks(&ns(), &Claim::new(q.clone(), me.clone(), 1, 60_000), at(i))
+                        .await
+                        .expect("claim");
+                    if i % 3 == 1 {
+                        continue; // some stay running
+                    }
+                    for t in claimed {
+                        let token = t.lease.as_ref().expect("lease").token.clone();
+                        let done = TaskCommand::Complete {
+                            token,
+                            completion: Completion {
+                                result: Some(serde_json::json!(i)),
+                                artifacts: Vec::new(),
+                            },
+                        };
+                        s.apply(&ns(), t.id, done, at(i)).await.expect("complete");
+                    }
+                    s.heartbeat_agent(&ns(), &me, at(i)).await.expect("heartbeat");
+                }
+            }));
+        }
+        for w in workers {
+            w.await.expect("worker");
+        }
+        let s = Arc::try_unwrap(s).ok().expect("the only handle");
+        let export = s.export();
+        let compactions = s.compactions();
+        drop(s); // waits for a compaction in progress
+        assert!(
+            compactions >= 3,
+            "snapshots were taken while the workers ran: {compactions}"
+        );
+        export
+    };
+    assert_eq!(tasks_in(&before), 600);
+    let s = LogStore::open(&path, options).expect("reopen");
+    same(&s.export(), &before);
 }

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 
 pub use agents::{AgentStore, InboxPage, MessageStore, SendOptions, Sent};
 pub use error::StoreError;
-pub use memory::{Change, ChangeSink, MemoryStore, OwnedChange};
+pub use memory::{Change, ChangeSink, ExportCursor, MemoryStore, OwnedChange};
 
 /// Options of a create.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

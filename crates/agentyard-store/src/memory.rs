@@ -306,30 +306,89 @@ impl MemoryStore {
     }
 
     /// Everything the store holds, as changes that [`MemoryStore::restore`] turns back into the
-    /// same state, copied under the lock; `during` runs under the same lock, so nothing changes
-    /// between the copy and what it does (a log cuts its tail there).
-    pub fn export_with<R>(&self, during: impl FnOnce() -> R) -> (Vec<OwnedChange>, R) {
-        let st = self.lock();
-        let mut out = Vec::with_capacity(st.tasks.len() + st.agents.len() + st.messages.len() + st.subscriptions.len());
-        out.extend(st.agents.values().cloned().map(OwnedChange::Agent));
-        out.extend(st.tasks.values().map(|t| OwnedChange::Task {
-            task: Box::new(t.clone()),
-            meta: t.meta.clone(),
-        }));
-        out.extend(st.messages.values().cloned().map(OwnedChange::Message));
-        out.extend(
-            st.subscriptions
-                .iter()
-                .map(|((namespace, agent, topic), after)| OwnedChange::Subscribed {
-                    namespace: namespace.clone(),
-                    agent: agent.clone(),
-                    topic: topic.clone(),
-                    after: *after,
-                }),
-        );
-        let r = during();
-        (out, r)
+    /// same state, copied under one hold of the lock.
+    pub fn export(&self) -> Vec<OwnedChange> {
+        let mut cursor = ExportCursor::default();
+        self.export_page(&mut cursor, usize::MAX)
     }
+
+    /// The next `max` entries of the state after `cursor` (agents, then tasks, then messages,
+    /// then subscriptions), copied under one short hold of the lock; the cursor moves past them.
+    /// Pages taken while the store changes are not one consistent copy: each entry is as it was
+    /// when its page was taken. Restored and followed by every change recorded since the first
+    /// page was taken, they give the state back exactly, since each change is a whole new version.
+    pub fn export_page(&self, cursor: &mut ExportCursor, max: usize) -> Vec<OwnedChange> {
+        let st = self.lock();
+        let mut out = Vec::new();
+        while out.len() < max && !cursor.done() {
+            let want = max - out.len();
+            let before = out.len();
+            let last = match cursor.stage {
+                0 => page(&st.agents, &mut cursor.agent, want, &mut out, |_, a| {
+                    OwnedChange::Agent(a.clone())
+                }),
+                1 => page(&st.tasks, &mut cursor.task, want, &mut out, |_, t| OwnedChange::Task {
+                    task: Box::new(t.clone()),
+                    meta: t.meta.clone(),
+                }),
+                2 => page(&st.messages, &mut cursor.message, want, &mut out, |_, m| {
+                    OwnedChange::Message(m.clone())
+                }),
+                _ => page(
+                    &st.subscriptions,
+                    &mut cursor.subscription,
+                    want,
+                    &mut out,
+                    |(namespace, agent, topic), after| OwnedChange::Subscribed {
+                        namespace: namespace.clone(),
+                        agent: agent.clone(),
+                        topic: topic.clone(),
+                        after: *after,
+                    },
+                ),
+            };
+            if last || out.len() - before < want {
+                cursor.stage += 1;
+            }
+        }
+        out
+    }
+}
+
+/// Where [`MemoryStore::export_page`] goes on from.
+#[derive(Debug, Clone, Default)]
+pub struct ExportCursor {
+    stage: u8,
+    agent: Option<(Namespace, AgentName)>,
+    task: Option<TaskId>,
+    message: Option<(Namespace, u64)>,
+    subscription: Option<(Namespace, AgentName, TopicName)>,
+}
+
+impl ExportCursor {
+    /// Every entry was exported.
+    pub fn done(&self) -> bool {
+        self.stage > 3
+    }
+}
+
+/// Up to `want` entries of `map` after `after`, converted into `out`; `after` moves to the last
+/// one. True when the map has nothing after them.
+fn page<K: Ord + Clone, V>(
+    map: &BTreeMap<K, V>,
+    after: &mut Option<K>,
+    want: usize,
+    out: &mut Vec<OwnedChange>,
+    convert: impl Fn(&K, &V) -> OwnedChange,
+) -> bool {
+    use std::ops::Bound::{Excluded, Unbounded};
+    let start = after.clone().map_or(Unbounded, Excluded);
+    let mut entries = map.range((start, Unbounded));
+    for (k, v) in entries.by_ref().take(want) {
+        out.push(convert(k, v));
+        *after = Some(k.clone());
+    }
+    entries.next().is_none()
 }
 
 /// The store's lock; when it is let go after changes were recorded, the sink gets its seal.
