@@ -57,6 +57,8 @@ pub(crate) struct Journal {
     out: Mutex<Out>,
     /// A compaction is running on its thread.
     compacting: AtomicBool,
+    /// The compaction waits for the turn: nobody else takes it meanwhile.
+    switching: AtomicBool,
     pub(crate) compactions: AtomicU64,
     compaction: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Weak: the store holds this journal as its sink.
@@ -74,6 +76,7 @@ impl Journal {
             failed: OnceLock::new(),
             out: Mutex::new(out),
             compacting: AtomicBool::new(false),
+            switching: AtomicBool::new(false),
             compactions: AtomicU64::new(0),
             compaction: Mutex::new(None),
             store,
@@ -114,10 +117,11 @@ impl Journal {
             if let Some(e) = self.failure() {
                 return Err(e);
             }
-            if self
-                .writing
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
+            if !self.switching.load(Ordering::Acquire)
+                && self
+                    .writing
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
             {
                 let grown = self.write_turn();
                 self.end_turn();
@@ -217,28 +221,41 @@ impl Journal {
         drop(store);
         let (mut file, entries) = match snapshot {
             Ok(done) => done,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                let mut out = self.lock_out();
-                out.compact_at = out.compact_at.saturating_mul(2);
-                tracing::warn!(
-                    path = %path.display(),
-                    error = %e,
-                    "cannot write a snapshot of the log; it keeps growing and the next try is at twice its size"
-                );
-                return;
-            }
+            Err(e) => return self.give_up(&tmp, &e),
         };
         let snapshot_ms = started.elapsed().as_millis() as u64;
+        // Catch up with what was written meanwhile without stopping the writers, so that what is
+        // left to copy while they wait is small.
+        let mut from = from;
+        for _ in 0..4 {
+            let (len, durable) = {
+                let out = self.lock_out();
+                (out.len, self.durable.load(Ordering::Acquire))
+            };
+            if durable.saturating_sub(from) < 1 << 20 {
+                break;
+            }
+            if let Err(e) = copy_tail(&path, len, durable, from, &mut file) {
+                return self.give_up(&tmp, &e);
+            }
+            from = durable;
+        }
+        // Synced now, so the sync while the writers wait covers only the last bit of the tail.
+        if let Err(e) = file.sync_data() {
+            return self.give_up(&tmp, &e);
+        }
         let switch = std::time::Instant::now();
-        // The turn: no write goes to the old file while its tail is copied.
+        // The turn: no write goes to the old file while its tail is copied. Once the current
+        // turn ends nobody else takes one, so this waits for one write at most.
+        self.switching.store(true, Ordering::Release);
         while self
             .writing
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
-            std::thread::sleep(std::time::Duration::from_micros(50));
+            std::thread::sleep(std::time::Duration::from_micros(20));
         }
+        self.switching.store(false, Ordering::Release);
         self.write_turn();
         if self.failed.get().is_some() {
             let _ = std::fs::remove_file(&tmp);
@@ -248,8 +265,10 @@ impl Journal {
         let mut out = self.lock_out();
         let before = out.len;
         let result = switch_to(&mut out, &mut file, &tmp, from, self.durable.load(Ordering::Acquire));
+        let mut replaced = None;
         match result {
-            Ok(()) => {
+            Ok(old) => {
+                replaced = Some(old);
                 out.compact_at = out.min_compact.max(out.len.saturating_mul(2));
                 self.compactions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::info!(
@@ -264,8 +283,27 @@ impl Journal {
             }
             Err(e) => self.fail(format!("compacting {}: {e}", out.path.display())),
         }
+        let fsync = out.fsync;
         drop(out);
         self.end_turn();
+        drop(replaced);
+        if !fsync && let Err(e) = sync_dir(&path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot sync the log's directory after compacting it");
+        }
+    }
+
+    /// A compaction that failed before touching the log: the log stays as it was and grows on;
+    /// the next try is at twice the size.
+    fn give_up(&self, tmp: &Path, e: &io::Error) {
+        let _ = std::fs::remove_file(tmp);
+        let mut out = self.lock_out();
+        out.compact_at = out.compact_at.saturating_mul(2);
+        tracing::warn!(
+            path = %out.path.display(),
+            error = %e,
+            next_at_bytes = out.compact_at,
+            "cannot compact the log; it keeps growing, and the next try is at twice the size"
+        );
     }
 
     /// Waits for a compaction in progress to end (at close).
@@ -459,18 +497,16 @@ fn write_snapshot(store: &MemoryStore, tmp: &Path) -> io::Result<(File, usize)> 
     Ok((file, entries))
 }
 
-/// Copies the frames after position `from` from the log to the snapshot in `tmp`, syncs it,
-/// renames it over the log and makes it the file written from now on. `durable` is the
-/// position the log's end stands for (everything sealed is written: the caller holds the turn).
-fn switch_to(out: &mut Out, snapshot: &mut File, tmp: &Path, from: u64, durable: u64) -> io::Result<()> {
+/// Copies the frames between position `from` and `durable` from the log (whose end, `len`,
+/// stands for `durable`) to the end of the snapshot.
+fn copy_tail(path: &Path, len: u64, durable: u64, from: u64, snapshot: &mut File) -> io::Result<()> {
     let tail_len = durable
         .checked_sub(from)
         .ok_or_else(|| io::Error::other("the log is behind the snapshot"))?;
-    let tail_start = out
-        .len
+    let tail_start = len
         .checked_sub(tail_len)
         .ok_or_else(|| io::Error::other("the log is shorter than what was written since the snapshot began"))?;
-    let mut old = File::open(&out.path)?;
+    let mut old = File::open(path)?;
     old.seek(SeekFrom::Start(tail_start))?;
     let copied = io::copy(&mut old.take(tail_len), snapshot)?;
     if copied != tail_len {
@@ -478,17 +514,34 @@ fn switch_to(out: &mut Out, snapshot: &mut File, tmp: &Path, from: u64, durable:
             "copied {copied} bytes of the log's tail, expected {tail_len}"
         )));
     }
-    snapshot.sync_data()?;
+    Ok(())
+}
+
+/// Copies the frames after position `from` from the log to the snapshot in `tmp`, renames it over
+/// the log (synced first with durability `full`) and makes it the file written from now on;
+/// returns the old one. `durable` is the
+/// position the log's end stands for (everything sealed is written: the caller holds the turn).
+fn switch_to(out: &mut Out, snapshot: &mut File, tmp: &Path, from: u64, durable: u64) -> io::Result<File> {
+    copy_tail(&out.path, out.len, durable, from, snapshot)?;
+    // The snapshot and most of the tail were synced before the writers stopped. With durability
+    // `normal` the last bit is not: a power loss may cost the last writes, never the snapshot
+    // (the tail's frames carry checksums, and the file is read up to the first torn one).
+    if out.fsync {
+        snapshot.sync_data()?;
+    }
     let len = snapshot.seek(SeekFrom::End(0))?;
     std::fs::rename(tmp, &out.path)?;
-    sync_dir(&out.path)?;
+    if out.fsync {
+        sync_dir(&out.path)?;
+    }
     // The exclusive lock stays on the file we had open until it closes; take it on the new one.
     let file = OpenOptions::new().append(true).open(&out.path)?;
     file.try_lock()
         .map_err(|e| io::Error::other(format!("cannot lock the compacted log: {e}")))?;
-    out.file = file;
     out.len = len;
-    Ok(())
+    // The old file's last handle: closing it frees its blocks and pages, tens of milliseconds
+    // for a large log, so the caller does it once the writers go on.
+    Ok(std::mem::replace(&mut out.file, file))
 }
 
 pub(crate) fn compact_path(path: &Path) -> PathBuf {

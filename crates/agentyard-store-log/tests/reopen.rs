@@ -434,3 +434,20 @@ async fn compactions_while_the_store_changes_lose_nothing() {
     let s = LogStore::open(&path, options).expect("reopen");
     same(&s.export(), &before);
 }
+
+#[tokio::test]
+async fn a_snapshot_left_half_written_by_a_crash_is_ignored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("yard.log");
+    let before = {
+        let s = open(&path);
+        every_kind_of_change(&s).await;
+        s.export()
+    };
+    // A compaction killed before its rename leaves its snapshot beside the log.
+    let leftover = dir.path().join("yard.log.compacting");
+    std::fs::write(&leftover, b"half a snapshot").expect("write");
+    let s = open(&path);
+    same(&s.export(), &before);
+    assert!(!leftover.exists(), "the leftover is removed");
+}
