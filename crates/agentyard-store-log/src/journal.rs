@@ -1,4 +1,5 @@
-//! The file: frames of changes, appended by one writer thread, read back at open.
+//! The file: frames of changes, appended by the callers in turn, read back at open, compacted by
+//! a thread of its own.
 //!
 //! A frame is one call of the store that changed something: `[length: u32 LE][crc32: u32 LE]`
 //! and then `length` bytes, one JSON [`Change`] per line. A frame is whole or it is not there:
@@ -111,11 +112,13 @@ impl Journal {
             tokio::pin!(done);
             // Registered before looking, so a turn that ends after the look still wakes us.
             done.as_mut().enable();
-            if self.durable.load(Ordering::Acquire) >= position {
-                return Ok(());
-            }
+            // Failure first: a call whose frame could not even be sealed has a position that may
+            // be written already.
             if let Some(e) = self.failure() {
                 return Err(e);
+            }
+            if self.durable.load(Ordering::Acquire) >= position {
+                return Ok(());
             }
             if !self.switching.load(Ordering::Acquire)
                 && self
@@ -354,7 +357,13 @@ impl ChangeSink for Journal {
         let mut b = self.lock();
         let Some(start) = b.open.take() else { return };
         let body = &b.bytes[start + HEADER..];
-        let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+        let Ok(len) = u32::try_from(body.len()) else {
+            // Not written, and nothing answered from now on: the caller sees the failure too.
+            b.bytes.truncate(start);
+            drop(b);
+            self.fail("one call changed more than 4 GiB of data".to_owned());
+            return;
+        };
         let crc = crc32fast::hash(body);
         b.bytes[start..start + 4].copy_from_slice(&len.to_le_bytes());
         b.bytes[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());

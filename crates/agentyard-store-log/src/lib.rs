@@ -116,7 +116,12 @@ impl LogStore {
         self.replayed
     }
 
-    /// Compactions since open.
+    /// Waits until a compaction in progress (if any) has ended. Closing the store does this too.
+    pub fn finish_compaction(&self) {
+        self.journal.finish_compaction();
+    }
+
+    /// Compactions finished since open.
     pub fn compactions(&self) -> u64 {
         self.journal.compactions.load(std::sync::atomic::Ordering::Relaxed)
     }
