@@ -147,6 +147,18 @@ fn same(a: &[OwnedChange], b: &[OwnedChange]) {
     }
 }
 
+/// Waits for the workers, then for the compaction in progress; checks that at least one
+/// compaction ran, and closes the store. Returns what it held.
+async fn close_after(workers: Vec<tokio::task::JoinHandle<()>>, s: Arc<LogStore>) -> Vec<OwnedChange> {
+    for w in workers {
+        w.await.expect("worker");
+    }
+    let s = Arc::try_unwrap(s).ok().expect("the only handle");
+    s.finish_compaction();
+    assert!(s.compactions() >= 1, "the log was compacted while the workers ran");
+    s.export()
+}
+
 fn tasks_in(export: &[OwnedChange]) -> usize {
     export.iter().filter(|c| matches!(c, OwnedChange::Task { .. })).count()
 }
@@ -313,18 +325,9 @@ async fn compaction_keeps_every_change() {
                 }
             }));
         }
-        for w in workers {
-            w.await.expect("worker");
-        }
-        let s = Arc::try_unwrap(s).ok().expect("the only handle");
-        s.finish_compaction();
-        let export = s.export();
-        let compactions = s.compactions();
-        drop(s); // waits for a compaction in progress
         // The first starts at 16 KB of the ~420 KB appended. How small the file ends depends on
         // how the compaction thread was scheduled against the writers, so that is not asserted.
-        assert!(compactions >= 1, "the log was compacted");
-        export
+        close_after(workers, s).await
     };
     let s = LogStore::open(&path, options).expect("reopen");
     same(&s.export(), &before);
@@ -418,18 +421,9 @@ async fn compactions_while_the_store_changes_lose_nothing() {
                 }
             }));
         }
-        for w in workers {
-            w.await.expect("worker");
-        }
-        let s = Arc::try_unwrap(s).ok().expect("the only handle");
-        s.finish_compaction();
-        let export = s.export();
-        let compactions = s.compactions();
-        drop(s); // waits for a compaction in progress
         // The first one starts at 8 KB, while the workers are far from done; how many follow
         // depends on how the threads are scheduled, so only one is certain.
-        assert!(compactions >= 1, "a snapshot was taken while the workers ran");
-        export
+        close_after(workers, s).await
     };
     assert_eq!(tasks_in(&before), 600);
     let s = LogStore::open(&path, options).expect("reopen");
