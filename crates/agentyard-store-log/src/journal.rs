@@ -356,17 +356,13 @@ impl ChangeSink for Journal {
     fn seal(&self) {
         let mut b = self.lock();
         let Some(start) = b.open.take() else { return };
-        let body = &b.bytes[start + HEADER..];
-        let Ok(len) = u32::try_from(body.len()) else {
+        if let Err(e) = close_frame(&mut b.bytes[start..]) {
             // Not written, and nothing answered from now on: the caller sees the failure too.
             b.bytes.truncate(start);
             drop(b);
-            self.fail("one call changed more than 4 GiB of data".to_owned());
+            self.fail(e.to_string());
             return;
-        };
-        let crc = crc32fast::hash(body);
-        b.bytes[start..start + 4].copy_from_slice(&len.to_le_bytes());
-        b.bytes[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
+        }
         let frame = (b.bytes.len() - start) as u64;
         b.sealed = b.bytes.len();
         // Under the buffer's lock, so the total only grows frame by frame in the buffer's order.
@@ -383,12 +379,18 @@ fn encode_snapshot(changes: &[OwnedChange], out: &mut Vec<u8>) -> io::Result<()>
         out.extend_from_slice(&[0; HEADER]);
         serde_json::to_writer(&mut *out, &borrowed(change)).map_err(io::Error::other)?;
         out.push(b'\n');
-        let body = &out[start + HEADER..];
-        let len = u32::try_from(body.len()).map_err(|_| io::Error::other("a change is larger than 4 GiB"))?;
-        let crc = crc32fast::hash(body);
-        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-        out[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
+        close_frame(&mut out[start..])?;
     }
+    Ok(())
+}
+
+/// Fills in the header of a frame (`frame` is the header's space, then the body): the body's
+/// length and checksum.
+fn close_frame(frame: &mut [u8]) -> io::Result<()> {
+    let (header, body) = frame.split_at_mut(HEADER);
+    let len = u32::try_from(body.len()).map_err(|_| io::Error::other("one call changed more than 4 GiB of data"))?;
+    header[..4].copy_from_slice(&len.to_le_bytes());
+    header[4..].copy_from_slice(&crc32fast::hash(body).to_le_bytes());
     Ok(())
 }
 
@@ -528,8 +530,8 @@ fn copy_tail(path: &Path, len: u64, durable: u64, from: u64, snapshot: &mut File
 
 /// Copies the frames after position `from` from the log to the snapshot in `tmp`, renames it over
 /// the log (synced first with durability `full`) and makes it the file written from now on;
-/// returns the old one. `durable` is the
-/// position the log's end stands for (everything sealed is written: the caller holds the turn).
+/// returns the old one. `durable` is the position the log's end stands for (everything sealed is
+/// written: the caller holds the turn).
 fn switch_to(out: &mut Out, snapshot: &mut File, tmp: &Path, from: u64, durable: u64) -> io::Result<File> {
     copy_tail(&out.path, out.len, durable, from, snapshot)?;
     // The snapshot and most of the tail were synced before the writers stopped. With durability

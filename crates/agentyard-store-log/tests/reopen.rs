@@ -31,9 +31,10 @@ fn open(path: &Path) -> LogStore {
     LogStore::open(path, LogOptions::default()).expect("open the log")
 }
 
-/// Every kind of change the store records: tasks created, claimed, completed, failed back to the
-/// queue, cancelled; agents registered, drained, deleted (releasing a lease); messages direct, to
-/// a topic and broadcast; subscriptions taken and dropped; an inbox acknowledged.
+/// Every kind of change the store records: tasks created, claimed, completed, cancelled, and
+/// released back to the queue; agents registered, drained, deleted (releasing their leases);
+/// messages direct, to a topic and broadcast; subscriptions taken and dropped; an inbox
+/// acknowledged.
 async fn every_kind_of_change(s: &LogStore) {
     let q = queue("reopen");
     let mut keyed = NewTask::on(q.clone(), serde_json::json!({ "n": 0 }));

@@ -138,16 +138,16 @@ impl State {
             OwnedChange::Task { task, meta } => {
                 let mut task = *task;
                 task.meta = meta;
-                let id = task.id;
-                if self.tasks.contains_key(&id) {
-                    self.modify(id, |t| *t = task);
-                } else {
-                    if let Some(key) = &task.idempotency_key {
-                        self.idempotency.insert((task.namespace.clone(), key.clone()), id);
+                match self.tasks.remove(&task.id) {
+                    Some(old) => self.unindex(&old),
+                    None => {
+                        if let Some(key) = &task.idempotency_key {
+                            self.idempotency.insert((task.namespace.clone(), key.clone()), task.id);
+                        }
                     }
-                    self.index(&task);
-                    self.tasks.insert(id, task);
                 }
+                self.index(&task);
+                self.tasks.insert(task.id, task);
             }
             OwnedChange::Agent(agent) => {
                 self.agents.insert((agent.namespace.clone(), agent.name.clone()), agent);
@@ -322,7 +322,6 @@ impl MemoryStore {
         let mut out = Vec::new();
         while out.len() < max && !cursor.done() {
             let want = max - out.len();
-            let before = out.len();
             let last = match cursor.stage {
                 0 => page(&st.agents, &mut cursor.agent, want, &mut out, |_, a| {
                     OwnedChange::Agent(a.clone())
@@ -347,7 +346,7 @@ impl MemoryStore {
                     },
                 ),
             };
-            if last || out.len() - before < want {
+            if last {
                 cursor.stage += 1;
             }
         }
