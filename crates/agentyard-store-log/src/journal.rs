@@ -4,7 +4,8 @@
 //! A frame is one call of the store that changed something: `[length: u32 LE][crc32: u32 LE]`
 //! and then `length` bytes, one JSON [`Change`] per line. A frame is whole or it is not there:
 //! reading stops at the first frame that is cut short or fails its checksum, and the file is cut
-//! back to the end of the frame before it (that frame's caller was never answered).
+//! back to the end of the frame before it (usually that frame's callers were never answered); the
+//! bytes cut off are kept in a file beside the log, so nothing is thrown away unseen.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -424,32 +425,41 @@ fn borrowed(c: &OwnedChange) -> Change<'_> {
 }
 
 /// What reading the file at open found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replayed {
     pub frames: u64,
     pub changes: u64,
-    /// Bytes after the last whole frame, cut off (a write the crash interrupted).
+    /// Bytes after the last whole frame, cut off (usually a write the last stop interrupted).
     pub cut_bytes: u64,
+    /// Where the cut bytes were kept, when there were any.
+    pub cut_kept_in: Option<PathBuf>,
     /// Size of the file after the cut.
     pub bytes: u64,
 }
 
-/// Reads every whole frame of `file` into `store` and cuts off a torn tail.
+/// Reads every whole frame of `file` into `store`, frame by frame, and cuts off what follows the
+/// last one, keeping a copy of it beside the log.
 pub(crate) fn replay(path: &Path, file: &mut File, store: &MemoryStore) -> Result<Replayed, StoreError> {
-    let mut data = Vec::new();
-    file.read_to_end(&mut data)
-        .map_err(|e| StoreError::Other(format!("cannot read the log {}: {e}", path.display())))?;
-    let mut at = 0usize;
+    let unreadable = |e: io::Error| StoreError::Other(format!("cannot read the log {}: {e}", path.display()));
+    let len = file.metadata().map_err(unreadable)?.len();
+    file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
+    let mut reader = io::BufReader::with_capacity(1 << 20, &mut *file);
+    let mut at = 0u64;
     let mut frames = 0u64;
+    let mut header = [0u8; HEADER];
+    let mut body = Vec::new();
     let mut changes = Vec::new();
     let mut total = 0u64;
-    while data.len() - at >= HEADER {
-        let len = u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(data[at + 4..at + HEADER].try_into().expect("4 bytes"));
-        let Some(body) = data.get(at + HEADER..at + HEADER + len) else {
+    while len - at >= HEADER as u64 {
+        reader.read_exact(&mut header).map_err(unreadable)?;
+        let size = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
+        let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+        if size == 0 || u64::from(size) > len - at - HEADER as u64 {
             break;
-        };
-        if len == 0 || crc32fast::hash(body) != crc {
+        }
+        body.resize(size as usize, 0);
+        reader.read_exact(&mut body).map_err(unreadable)?;
+        if crc32fast::hash(&body) != crc {
             break;
         }
         for (i, line) in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).enumerate() {
@@ -463,32 +473,58 @@ pub(crate) fn replay(path: &Path, file: &mut File, store: &MemoryStore) -> Resul
             changes.push(change);
         }
         frames += 1;
-        at += HEADER + len;
+        at += (HEADER + body.len()) as u64;
         // Apply in slices so a long log does not hold every change in memory at once.
         if changes.len() >= 4096 {
             total += changes.len() as u64;
             store.restore(changes.drain(..));
         }
     }
+    drop(reader);
     total += changes.len() as u64;
     store.restore(changes);
-    let cut = (data.len() - at) as u64;
+    let cut = len - at;
+    let mut cut_kept_in = None;
     if cut > 0 {
+        let kept = keep_cut(path, file, at)
+            .map_err(|e| StoreError::Other(format!("cannot keep the torn end of the log {}: {e}", path.display())))?;
         tracing::warn!(
             path = %path.display(),
+            at,
             bytes = cut,
-            "the log ends in a frame cut short (a write the last stop interrupted; its caller was never answered): cutting it off"
+            kept_in = %kept.display(),
+            "the log does not end in a whole frame: usually a write the last stop interrupted, whose callers were \
+             never answered; those bytes are cut off the log and kept in the file named here"
         );
-        file.set_len(at as u64)
+        file.set_len(at)
             .and_then(|()| file.sync_all())
             .map_err(|e| StoreError::Other(format!("cannot cut the torn end of the log {}: {e}", path.display())))?;
+        cut_kept_in = Some(kept);
     }
     Ok(Replayed {
         frames,
         changes: total,
         cut_bytes: cut,
-        bytes: at as u64,
+        cut_kept_in,
+        bytes: at,
     })
+}
+
+/// Copies the bytes of `file` from `at` to its end into a new file beside `path`
+/// (`PATH.cut-MILLIS`, synced) and returns its path.
+fn keep_cut(path: &Path, file: &mut File, at: u64) -> io::Result<PathBuf> {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".cut-{millis}"));
+    let kept = PathBuf::from(name);
+    let mut out = OpenOptions::new().write(true).create_new(true).open(&kept)?;
+    file.seek(SeekFrom::Start(at))?;
+    io::copy(file, &mut out)?;
+    out.sync_all()?;
+    sync_dir(&kept)?;
+    Ok(kept)
 }
 
 /// Writes the state, page by page, to `tmp`, synced; returns the file and the entries written.

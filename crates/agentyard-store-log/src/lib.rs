@@ -10,7 +10,8 @@
 //! Durability is that of the SQLite store's settings of the same name:
 //! - without `fsync` (`normal`) an acknowledged change survives the process dying (`kill -9`, a
 //!   panic, an OOM kill): it is in the operating system's hands. A power loss may lose the last
-//!   writes; the file is never left unreadable by it (a torn last frame is cut off at open).
+//!   writes; the file is never left unreadable by it (a torn last frame is cut off at open, and
+//!   kept in a file beside the log).
 //! - with `fsync` (`full`) it survives a power loss too.
 //!
 //! At open the file is read back frame by frame. When it has grown to twice its size after the
@@ -112,8 +113,8 @@ impl LogStore {
     }
 
     /// What was read back at open.
-    pub fn replayed(&self) -> Replayed {
-        self.replayed
+    pub fn replayed(&self) -> &Replayed {
+        &self.replayed
     }
 
     /// Waits until a compaction in progress (if any) has ended. Closing the store does this too.

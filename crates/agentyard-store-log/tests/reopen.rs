@@ -243,6 +243,12 @@ async fn a_frame_cut_short_is_dropped_and_the_rest_kept() {
         whole,
         "the torn end is cut off"
     );
+    let kept = s.replayed().cut_kept_in.clone().expect("the cut bytes are kept");
+    assert_eq!(kept.parent(), path.parent(), "beside the log");
+    let mut torn = 100u32.to_le_bytes().to_vec();
+    torn.extend_from_slice(&0u32.to_le_bytes());
+    torn.extend_from_slice(b"{\"Task\":{\"");
+    assert_eq!(std::fs::read(&kept).expect("kept"), torn, "exactly the bytes cut off");
     // And the store goes on appending after the cut.
     s.create_tasks(
         &ns(),
@@ -256,6 +262,7 @@ async fn a_frame_cut_short_is_dropped_and_the_rest_kept() {
     let s = open(&path);
     assert_eq!(tasks_in(&s.export()), 22);
     assert_eq!(s.replayed().cut_bytes, 0);
+    assert_eq!(s.replayed().cut_kept_in, None);
 }
 
 #[tokio::test]
@@ -274,6 +281,12 @@ async fn a_frame_with_a_wrong_checksum_ends_the_log_there() {
     let s = open(&path);
     let r = s.replayed();
     assert!(r.cut_bytes > 0 && r.cut_bytes < 1_000, "{r:?}");
+    let kept = std::fs::read(r.cut_kept_in.as_ref().expect("the cut bytes are kept")).expect("kept");
+    assert_eq!(
+        kept,
+        bytes[bytes.len() - r.cut_bytes as usize..],
+        "the damaged frame is kept as it was"
+    );
     let inbox_cursor = s
         .get_agent(&ns(), &agent("worker-1"))
         .await
@@ -283,6 +296,32 @@ async fn a_frame_with_a_wrong_checksum_ends_the_log_there() {
         inbox_cursor, 0,
         "the acknowledgement was the last frame, and it is gone"
     );
+}
+
+/// Damage with whole frames after it (a bad sector, a stray write) still ends the replay there:
+/// nothing after it can be trusted to follow from what came before. What is cut off is kept
+/// whole beside the log, for whoever looks into it.
+#[tokio::test]
+async fn damage_in_the_middle_is_cut_off_and_kept_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("yard.log");
+    {
+        let s = open(&path);
+        every_kind_of_change(&s).await;
+    }
+    let mut bytes = std::fs::read(&path).expect("log");
+    let first = 8 + u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
+    // A byte inside the second frame's body.
+    bytes[first + 10] ^= 0x55;
+    std::fs::write(&path, &bytes).expect("write");
+    let s = open(&path);
+    let r = s.replayed().clone();
+    assert_eq!(r.frames, 1, "only the frame before the damage is read");
+    assert_eq!(r.bytes, first as u64);
+    assert_eq!(r.cut_bytes, (bytes.len() - first) as u64);
+    assert_eq!(std::fs::metadata(&path).expect("log").len(), first as u64);
+    let kept = std::fs::read(r.cut_kept_in.as_ref().expect("kept")).expect("kept");
+    assert_eq!(kept, bytes[first..], "every byte after the damage, as it was");
 }
 
 #[tokio::test]

@@ -44,6 +44,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 frames = r.frames,
                 changes = r.changes,
                 cut_bytes = r.cut_bytes,
+                cut_kept_in = r.cut_kept_in.as_ref().map(|p| p.display().to_string()),
                 "read the log back"
             );
             Arc::new(store)
@@ -65,7 +66,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, store = ?settings.store, durability = ?settings.durability, "agentyard is listening");
+    tracing::info!(%addr, store = %settings.store, durability = settings.durability.as_str(), "agentyard is listening");
     // Scripts and tests read this line to learn the address (useful with port 0).
     println!("listening on http://{addr}");
     let state = AppState::new(store, Arc::new(SystemClock), config);

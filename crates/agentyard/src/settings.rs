@@ -52,6 +52,17 @@ impl StoreUrl {
     }
 }
 
+/// As a user writes it: `sqlite://PATH`, `log://PATH` or `memory://`.
+impl std::fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            StoreUrl::Log(path) => write!(f, "log://{}", path.display()),
+            StoreUrl::Memory => f.write_str("memory://"),
+        }
+    }
+}
+
 /// Everything `serve` needs, resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -266,6 +277,13 @@ mod tests {
         check("sqlite://", None);
         check("postgres://localhost/yard", None);
         check("agentyard.db", None);
+    }
+
+    #[test]
+    fn store_urls_print_as_written() {
+        for url in ["sqlite://agentyard.db", "log:///var/lib/yard.log", "memory://"] {
+            assert_eq!(StoreUrl::parse(url).expect(url).to_string(), url);
+        }
     }
 
     fn args() -> ServeArgs {
