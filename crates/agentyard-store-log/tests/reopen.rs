@@ -265,20 +265,29 @@ async fn a_frame_cut_short_is_dropped_and_the_rest_kept() {
     assert_eq!(s.replayed().cut_kept_in, None);
 }
 
+/// A log at `path` holding every kind of change, then damaged by `damage` (which gets the file's
+/// bytes), reopened: the store, and the damaged bytes.
+async fn reopen_damaged(path: &Path, damage: impl FnOnce(&mut Vec<u8>)) -> (LogStore, Vec<u8>) {
+    {
+        let s = open(path);
+        every_kind_of_change(&s).await;
+    }
+    let mut bytes = std::fs::read(path).expect("log");
+    damage(&mut bytes);
+    std::fs::write(path, &bytes).expect("write");
+    (open(path), bytes)
+}
+
 #[tokio::test]
 async fn a_frame_with_a_wrong_checksum_ends_the_log_there() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("yard.log");
-    {
-        let s = open(&path);
-        every_kind_of_change(&s).await;
-    }
     // The last frame's last byte changed: as if only part of its pages reached the disk.
-    let mut bytes = std::fs::read(&path).expect("log");
-    let last = bytes.len() - 2;
-    bytes[last] ^= 0x55;
-    std::fs::write(&path, &bytes).expect("write");
-    let s = open(&path);
+    let (s, bytes) = reopen_damaged(&path, |bytes| {
+        let last = bytes.len() - 2;
+        bytes[last] ^= 0x55;
+    })
+    .await;
     let r = s.replayed();
     assert!(r.cut_bytes > 0 && r.cut_bytes < 1_000, "{r:?}");
     let kept = std::fs::read(r.cut_kept_in.as_ref().expect("the cut bytes are kept")).expect("kept");
@@ -305,16 +314,13 @@ async fn a_frame_with_a_wrong_checksum_ends_the_log_there() {
 async fn damage_in_the_middle_is_cut_off_and_kept_whole() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("yard.log");
-    {
-        let s = open(&path);
-        every_kind_of_change(&s).await;
-    }
-    let mut bytes = std::fs::read(&path).expect("log");
-    let first = 8 + u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
-    // A byte inside the second frame's body.
-    bytes[first + 10] ^= 0x55;
-    std::fs::write(&path, &bytes).expect("write");
-    let s = open(&path);
+    let mut first = 0;
+    let (s, bytes) = reopen_damaged(&path, |bytes| {
+        first = 8 + u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
+        // A byte inside the second frame's body.
+        bytes[first + 10] ^= 0x55;
+    })
+    .await;
     let r = s.replayed().clone();
     assert_eq!(r.frames, 1, "only the frame before the damage is read");
     assert_eq!(r.bytes, first as u64);
