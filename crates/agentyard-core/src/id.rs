@@ -2,17 +2,23 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// A task id: a ULID, so ids sort by creation time (the list cursor relies on it).
+/// A task id: a ULID, so ids sort by creation time (the list cursor relies on it). Ids made by
+/// one process only ever grow, also within one millisecond: claims take tasks of the same
+/// priority and time oldest first by id, so that is the order they were created in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, utoipa::ToSchema)]
 #[schema(value_type = String, example = "01JDQ7Y3S3M2W0XK8V1N6T4B5C")]
 pub struct TaskId(ulid::Ulid);
 
 impl TaskId {
     pub fn generate() -> Self {
-        Self(ulid::Ulid::new())
+        static IDS: Mutex<ulid::Generator> = Mutex::new(ulid::Generator::new());
+        let mut ids = IDS.lock().unwrap_or_else(|e| e.into_inner());
+        // Overflow needs 2^80 ids in one millisecond.
+        Self(ids.generate().unwrap_or_else(|_| ulid::Ulid::new()))
     }
 
     /// Builds an id at a given time (tests and the memory backend's ordering checks).
@@ -74,5 +80,16 @@ impl LeaseToken {
 impl fmt::Display for LeaseToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_only_grow_within_a_millisecond_too() {
+        let ids: Vec<TaskId> = (0..10_000).map(|_| TaskId::generate()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids out of creation order");
     }
 }

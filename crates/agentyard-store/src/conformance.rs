@@ -31,6 +31,7 @@ macro_rules! conformance_tests {
             create_and_get_round_trip,
             create_rejects_unknown_ids_and_namespaces,
             claim_order_is_priority_then_run_at_then_fifo,
+            tasks_created_at_one_instant_are_claimed_in_creation_order,
             claim_respects_capabilities,
             claim_is_exclusive_under_concurrency,
             lease_expiry_redelivers_and_counts_the_attempt,
@@ -213,6 +214,36 @@ pub async fn claim_order_is_priority_then_run_at_then_fifo(store: Arc<dyn Store>
         .await
         .expect("claim");
     assert!(none.is_empty(), "nothing left to claim");
+}
+
+/// Many creates within one millisecond (one by one, then one batch) all have the same time:
+/// their claim order is the order they were created in.
+pub async fn tasks_created_at_one_instant_are_claimed_in_creation_order(store: Arc<dyn Store>) {
+    let mut expected = Vec::new();
+    for i in 0..100 {
+        let mut t = new_task("fifo");
+        t.title = Some(format!("one-{i}"));
+        create(&store, t, at(0)).await;
+        expected.push(format!("one-{i}"));
+    }
+    let batch: Vec<NewTask> = (0..100)
+        .map(|i| {
+            let mut t = new_task("fifo");
+            t.title = Some(format!("batch-{i}"));
+            expected.push(format!("batch-{i}"));
+            t
+        })
+        .collect();
+    store
+        .create_tasks(&ns(), batch, CreateOptions::default(), at(0))
+        .await
+        .expect("create batch");
+    let mut order = Vec::new();
+    for _ in 0..expected.len() {
+        let t = claim_one(&store, "fifo", "w", at(1)).await;
+        order.push(t.title.unwrap_or_default());
+    }
+    assert_eq!(order, expected);
 }
 
 pub async fn claim_respects_capabilities(store: Arc<dyn Store>) {
