@@ -4,12 +4,12 @@
 use agentyard_core::agent::{Agent, AgentStatus};
 use agentyard_core::api::{AgentList, RegisterAgentRequest, RemovedAgent};
 use agentyard_core::{AgentName, Capability, Namespace, Timestamp};
-use axum::Json;
 use axum::extract::{Query, State};
 use serde::Deserialize;
 
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{AgentParam, JsonBody, Ns};
+use crate::api::json::Json;
 use crate::state::AppState;
 
 /// Takes a token of the agent's API rate bucket (429 when it has none).

@@ -8,10 +8,10 @@ use agentyard_core::api::{Health, HealthReason};
 use agentyard_core::flow::{DepthLevel, depth_level};
 use agentyard_core::{Namespace, Timestamp};
 use agentyard_store::StoreError;
-use axum::Json;
 use axum::extract::State;
 
 use crate::api::error::{ApiError, Problem};
+use crate::api::json::Json;
 use crate::state::AppState;
 
 /// How long a verdict of `/health` is reused: probes may come often, and the inbox check reads

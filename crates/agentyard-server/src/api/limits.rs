@@ -3,12 +3,12 @@
 //! this server. They start from the configuration; changes made here last until a restart.
 
 use agentyard_core::api::{Limit, LimitList, LimitRequest};
-use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::JsonBody;
+use crate::api::json::Json;
 use crate::config::LimitConfig;
 use crate::state::AppState;
 

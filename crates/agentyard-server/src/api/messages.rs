@@ -13,7 +13,6 @@ use agentyard_core::api::{
 use agentyard_core::message::{Message, Recipient, TopicName};
 use agentyard_core::{AgentName, Namespace, Timestamp};
 use agentyard_store::{SendOptions, StoreError};
-use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -26,6 +25,7 @@ use tokio::time::Instant;
 use crate::api::agents::{admit, seen};
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{AgentParam, JsonBody, Ns, parse_agent};
+use crate::api::json::Json;
 use crate::dispatch::inboxes::Listener;
 use crate::metrics::Counters;
 use crate::state::{AppState, ParkedAgent};

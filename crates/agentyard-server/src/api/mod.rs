@@ -5,6 +5,7 @@ pub mod agents;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod json;
 pub mod limits;
 pub mod messages;
 pub mod openapi;

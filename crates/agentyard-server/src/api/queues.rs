@@ -5,12 +5,12 @@ use std::time::Duration;
 use agentyard_core::agent::AgentStatus;
 use agentyard_core::api::{ClaimRequest, ClaimResponse, QueueList, QueueStats, StatusCounts};
 use agentyard_store::Claim;
-use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{JsonBody, Ns, QueueParam};
+use crate::api::json::Json;
 use crate::api::{agents, tasks};
 use crate::dispatch::ClaimHooks;
 use crate::state::AppState;

@@ -8,7 +8,6 @@ use agentyard_core::api::{
 };
 use agentyard_core::{Completion, LeaseToken, Namespace, QueueName, Task, TaskCommand, TaskId, TaskStatus};
 use agentyard_store::{CreateOptions, StoreError, TaskFilter};
-use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +15,7 @@ use serde::Deserialize;
 
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{IfMatch, JsonBody, Ns, TaskIdParam, etag};
+use crate::api::json::Json;
 use crate::state::AppState;
 
 /// Page size of a list without `limit`.
