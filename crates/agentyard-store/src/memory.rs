@@ -94,7 +94,10 @@ pub trait ChangeSink: Send + Sync {
 
 #[derive(Default)]
 struct State {
-    tasks: BTreeMap<TaskId, Task>,
+    /// Boxed: a `Task` is ~800 bytes, and a B-tree node holds eleven values inline, moving them
+    /// on every split and leaving its empty slots allocated (ids arrive in order, so nodes stay
+    /// about half full).
+    tasks: BTreeMap<TaskId, Box<Task>>,
     idempotency: HashMap<(Namespace, String), TaskId>,
     ready: BTreeSet<ReadyKey>,
     scheduled: BTreeSet<(Timestamp, TaskId)>,
@@ -135,8 +138,7 @@ impl State {
     /// Puts back one change a sink recorded (see [`MemoryStore::restore`]).
     fn restore(&mut self, change: OwnedChange) {
         match change {
-            OwnedChange::Task { task, meta } => {
-                let mut task = *task;
+            OwnedChange::Task { mut task, meta } => {
                 task.meta = meta;
                 match self.tasks.remove(&task.id) {
                     Some(old) => self.unindex(&old),
@@ -249,7 +251,7 @@ impl State {
             task: &task,
             meta: &task.meta,
         });
-        let stored = task.clone();
+        let stored = Task::clone(&task);
         self.tasks.insert(id, task);
         Some((r, stored))
     }
@@ -257,6 +259,7 @@ impl State {
     fn get(&self, ns: &Namespace, id: TaskId) -> Result<&Task, StoreError> {
         self.tasks
             .get(&id)
+            .map(|t| &**t)
             .filter(|t| &t.namespace == ns)
             .ok_or_else(|| StoreError::task_not_found(id))
     }
@@ -327,7 +330,7 @@ impl MemoryStore {
                     OwnedChange::Agent(a.clone())
                 }),
                 1 => page(&st.tasks, &mut cursor.task, want, &mut out, |_, t| OwnedChange::Task {
-                    task: Box::new(t.clone()),
+                    task: t.clone(),
                     meta: t.meta.clone(),
                 }),
                 2 => page(&st.messages, &mut cursor.message, want, &mut out, |_, m| {
@@ -471,14 +474,14 @@ impl Store for MemoryStore {
                         task: &task,
                         meta: &task.meta,
                     });
-                    st.tasks.insert(task.id, task.clone());
+                    st.tasks.insert(task.id, Box::new(task.clone()));
                     out.push(Created { task, created: true });
                 }
                 Err(id) => {
                     let task = st
                         .tasks
                         .get(&id)
-                        .cloned()
+                        .map(|t| Task::clone(t))
                         .ok_or_else(|| StoreError::task_not_found(id))?;
                     out.push(Created { task, created: false });
                 }
@@ -506,7 +509,7 @@ impl Store for MemoryStore {
             None => st.tasks.range(..),
         };
         let mut items: Vec<Task> = range
-            .map(|(_, t)| t)
+            .map(|(_, t)| &**t)
             .filter(|t| &t.namespace == ns)
             .filter(|t| filter.queue.as_ref().is_none_or(|q| &t.queue == q))
             .filter(|t| filter.status.is_none_or(|s| t.status == s))
