@@ -150,9 +150,12 @@ impl Journal {
         let (reaches, broken) = {
             let mut b = self.lock();
             let sealed = b.sealed;
+            // The buffers change places (no copy of the sealed frames); a frame still open goes
+            // back into the buffer.
             out.chunk.clear();
-            out.chunk.extend_from_slice(&b.bytes[..sealed]);
-            b.bytes.drain(..sealed);
+            std::mem::swap(&mut out.chunk, &mut b.bytes);
+            b.bytes.extend_from_slice(&out.chunk[sealed..]);
+            out.chunk.truncate(sealed);
             if let Some(open) = b.open.as_mut() {
                 *open -= sealed;
             }
@@ -274,7 +277,7 @@ impl Journal {
             Ok(old) => {
                 replaced = Some(old);
                 out.compact_at = out.min_compact.max(out.len.saturating_mul(2));
-                self.compactions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.compactions.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
                     path = %out.path.display(),
                     before_bytes = before,
@@ -516,9 +519,7 @@ fn keep_cut(path: &Path, file: &mut File, at: u64) -> io::Result<PathBuf> {
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    let mut name = path.as_os_str().to_owned();
-    name.push(format!(".cut-{millis}"));
-    let kept = PathBuf::from(name);
+    let kept = beside(path, &format!(".cut-{millis}"));
     let mut out = OpenOptions::new().write(true).create_new(true).open(&kept)?;
     file.seek(SeekFrom::Start(at))?;
     io::copy(file, &mut out)?;
@@ -592,8 +593,13 @@ fn switch_to(out: &mut Out, snapshot: &mut File, tmp: &Path, from: u64, durable:
 }
 
 pub(crate) fn compact_path(path: &Path) -> PathBuf {
+    beside(path, ".compacting")
+}
+
+/// `path` with `suffix` added to its file name.
+fn beside(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push(".compacting");
+    name.push(suffix);
     path.with_file_name(name)
 }
 

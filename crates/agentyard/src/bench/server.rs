@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use tempfile::TempDir;
 
 use crate::bench::report::proc_field_kb;
+use crate::settings::StoreUrl;
 
 /// How long a child server may take to say where it listens.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -49,10 +50,11 @@ impl ServerProcess {
             .tempdir()
             .context("cannot make a directory for the bench store")?;
         let store_url = match store {
-            StoreKind::Sqlite => format!("sqlite://{}", dir.path().join("bench.db").display()),
-            StoreKind::Log => format!("log://{}", dir.path().join("bench.log").display()),
-            StoreKind::Memory => "memory://".to_owned(),
-        };
+            StoreKind::Sqlite => StoreUrl::Sqlite(dir.path().join("bench.db")),
+            StoreKind::Log => StoreUrl::Log(dir.path().join("bench.log")),
+            StoreKind::Memory => StoreUrl::Memory,
+        }
+        .to_string();
         let log_path = dir.path().join("server.log");
         let log = std::fs::File::create(&log_path).context("cannot create the server log")?;
         let mut child = Command::new(&exe)
