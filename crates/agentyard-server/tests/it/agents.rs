@@ -11,15 +11,14 @@ use agentyard_server::ServerConfig;
 use agentyard_server::dispatch::AgentExpiry;
 use serde_json::json;
 
-use crate::{TestApp, agent, problem, q, register};
+use crate::{Backend, TestApp, agent, problem, q, register};
 
 fn cap(s: &str) -> Capability {
     Capability::parse(s).unwrap()
 }
 
-#[tokio::test]
-async fn register_list_drain_and_remove() {
-    let app = TestApp::spawn().await;
+async fn register_list_drain_and_remove(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let req = RegisterAgentRequest {
         capabilities: Some(vec![cap("rust"), cap("gpu")]),
         slots: Some(4),
@@ -87,9 +86,8 @@ async fn register_list_drain_and_remove() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn unknown_agents_and_bad_names_are_refused() {
-    let app = TestApp::spawn().await;
+async fn unknown_agents_and_bad_names_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let e = app.client.heartbeat_agent(&agent("nobody")).await.unwrap_err();
     assert!(e.is_not_found(), "{e}");
     assert!(
@@ -124,14 +122,13 @@ fn manual() -> ManualClock {
     ManualClock::new(Timestamp::from_millis(1_800_000_000_000))
 }
 
-#[tokio::test]
-async fn an_agent_that_stops_heartbeating_is_gone_and_its_task_goes_to_another() {
+async fn an_agent_that_stops_heartbeating_is_gone_and_its_task_goes_to_another(backend: Backend) {
     let clock = manual();
     let config = ServerConfig {
         agent_timeout_ms: 30_000,
         ..ServerConfig::default()
     };
-    let app = TestApp::spawn_with_clock(config, Arc::new(clock.clone())).await;
+    let app = TestApp::spawn_with_clock(backend, config, Arc::new(clock.clone())).await;
     let task = app.create("jobs", json!({"n": 1})).await;
     // A lease far longer than the agent timeout: only the agent's silence can free the task.
     let mut claim = ClaimRequest::new(agent("silent"));
@@ -180,10 +177,9 @@ async fn an_agent_that_stops_heartbeating_is_gone_and_its_task_goes_to_another()
     app.stop().await;
 }
 
-#[tokio::test]
-async fn an_agent_waiting_in_a_long_poll_is_alive() {
+async fn an_agent_waiting_in_a_long_poll_is_alive(backend: Backend) {
     let clock = manual();
-    let app = TestApp::spawn_with_clock(ServerConfig::default(), Arc::new(clock.clone())).await;
+    let app = TestApp::spawn_with_clock(backend, ServerConfig::default(), Arc::new(clock.clone())).await;
     let client = app.client.clone();
     let waiting = tokio::spawn(async move {
         let mut req = ClaimRequest::new(agent("patient"));
@@ -211,9 +207,8 @@ async fn an_agent_waiting_in_a_long_poll_is_alive() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn an_agent_drained_while_it_waits_gets_nothing_and_another_gets_the_task() {
-    let app = TestApp::spawn().await;
+async fn an_agent_drained_while_it_waits_gets_nothing_and_another_gets_the_task(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let long_poll = |name: &'static str| {
         let client = app.client.clone();
         tokio::spawn(async move {
@@ -250,3 +245,11 @@ async fn an_agent_drained_while_it_waits_gets_nothing_and_another_gets_the_task(
     assert!(left.tasks.is_empty());
     app.stop().await;
 }
+
+backend_tests!(
+    register_list_drain_and_remove,
+    unknown_agents_and_bad_names_are_refused,
+    an_agent_that_stops_heartbeating_is_gone_and_its_task_goes_to_another,
+    an_agent_waiting_in_a_long_poll_is_alive,
+    an_agent_drained_while_it_waits_gets_nothing_and_another_gets_the_task,
+);

@@ -6,14 +6,16 @@ use agentyard_server::ServerConfig;
 use agentyard_server::metrics::BACKPRESSURE_EVENTS_TOTAL;
 use serde_json::json;
 
-use crate::{TestApp, agent, problem, redact, register};
+use crate::{Backend, TestApp, agent, problem, redact, register};
 
-#[tokio::test]
-async fn a_full_inbox_refuses_direct_messages() {
-    let app = TestApp::spawn_with(ServerConfig {
-        max_inbox_depth: Some(3),
-        ..ServerConfig::default()
-    })
+async fn a_full_inbox_refuses_direct_messages(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        ServerConfig {
+            max_inbox_depth: Some(3),
+            ..ServerConfig::default()
+        },
+    )
     .await;
     register(&app, "busy").await;
     for i in 0..3 {
@@ -50,13 +52,15 @@ async fn a_full_inbox_refuses_direct_messages() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn health_is_degraded_at_eighty_percent_of_a_limit() {
-    let app = TestApp::spawn_with(ServerConfig {
-        max_inbox_depth: Some(10),
-        max_queue_depth: Some(10),
-        ..ServerConfig::default()
-    })
+async fn health_is_degraded_at_eighty_percent_of_a_limit(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        ServerConfig {
+            max_inbox_depth: Some(10),
+            max_queue_depth: Some(10),
+            ..ServerConfig::default()
+        },
+    )
     .await;
     register(&app, "slow").await;
     for i in 0..7 {
@@ -95,3 +99,8 @@ async fn health_is_degraded_at_eighty_percent_of_a_limit() {
     assert_eq!(app.client.ready().await.unwrap().status, "ready");
     app.stop().await;
 }
+
+backend_tests!(
+    a_full_inbox_refuses_direct_messages,
+    health_is_degraded_at_eighty_percent_of_a_limit,
+);

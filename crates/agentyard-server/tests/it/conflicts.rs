@@ -5,7 +5,7 @@ use agentyard_core::{LeaseToken, TaskStatus};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use crate::{TestApp, problem, redact};
+use crate::{Backend, TestApp, problem, redact};
 
 fn context(v: Value) -> Option<Map<String, Value>> {
     match v {
@@ -21,9 +21,8 @@ fn titled(title: &str) -> UpdateTaskRequest {
     }
 }
 
-#[tokio::test]
-async fn a_stale_version_gets_409_with_both_versions_and_the_current_task() {
-    let app = TestApp::spawn().await;
+async fn a_stale_version_gets_409_with_both_versions_and_the_current_task(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let c = &app.client;
     let task = app.create("docs", json!({"doc": 1})).await;
     let v2 = c.update_task(task.id, 1, &titled("first"), false).await.unwrap();
@@ -52,9 +51,8 @@ async fn a_stale_version_gets_409_with_both_versions_and_the_current_task() {
     insta::assert_json_snapshot!("version_conflict_over_http", redact(body));
 }
 
-#[tokio::test]
-async fn if_match_guards_updates_and_a_mismatch_is_412() {
-    let app = TestApp::spawn().await;
+async fn if_match_guards_updates_and_a_mismatch_is_412(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let task = app.create("docs", json!(1)).await;
     let path = app.url(&format!("/v1/tasks/{}", task.id));
     let patch = |etag: &str, body: &'static str| {
@@ -96,9 +94,8 @@ async fn if_match_guards_updates_and_a_mismatch_is_412() {
     assert_eq!(body["type"], "/problems/precondition-required");
 }
 
-#[tokio::test]
-async fn merge_combines_disjoint_context_keys_and_refuses_the_same_key() {
-    let app = TestApp::spawn().await;
+async fn merge_combines_disjoint_context_keys_and_refuses_the_same_key(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let c = &app.client;
     let task = app.create("plans", json!(null)).await;
     let set = |v: Value| UpdateTaskRequest {
@@ -141,9 +138,8 @@ async fn merge_combines_disjoint_context_keys_and_refuses_the_same_key() {
     assert_eq!(cancelled.status, TaskStatus::Cancelled);
 }
 
-#[tokio::test]
-async fn a_wrong_lease_token_gets_409_and_changes_nothing() {
-    let app = TestApp::spawn().await;
+async fn a_wrong_lease_token_gets_409_and_changes_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let c = &app.client;
     let task = app.create("work", json!(1)).await;
     let claimed = app.claim_one("work", "w").await.unwrap();
@@ -178,3 +174,10 @@ async fn a_wrong_lease_token_gets_409_and_changes_nothing() {
     assert_eq!(c.get_task(task.id).await.unwrap(), before);
     assert_eq!(claimed.version, before.version);
 }
+
+backend_tests!(
+    a_stale_version_gets_409_with_both_versions_and_the_current_task,
+    if_match_guards_updates_and_a_mismatch_is_412,
+    merge_combines_disjoint_context_keys_and_refuses_the_same_key,
+    a_wrong_lease_token_gets_409_and_changes_nothing,
+);

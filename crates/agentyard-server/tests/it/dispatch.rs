@@ -8,10 +8,10 @@ use agentyard_core::api::{ClaimRequest, CompleteRequest, CreateTaskRequest};
 use agentyard_core::{AgentName, ManualClock, Namespace, NewTask, TaskStatus, Timestamp};
 use agentyard_server::dispatch::{Tick, Timers};
 use agentyard_server::{AppState, ServerConfig};
-use agentyard_store::{Claim, CreateOptions, MemoryStore, Store};
+use agentyard_store::{Claim, CreateOptions};
 use serde_json::json;
 
-use crate::{TestApp, agent, q};
+use crate::{Backend, TestApp, agent, q};
 
 async fn until_parked(app: &TestApp, n: usize) {
     for _ in 0..5_000 {
@@ -23,9 +23,8 @@ async fn until_parked(app: &TestApp, n: usize) {
     panic!("{n} claimers never parked");
 }
 
-#[tokio::test]
-async fn a_long_poll_is_woken_by_a_create() {
-    let app = TestApp::spawn().await;
+async fn a_long_poll_is_woken_by_a_create(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let client = app.client.clone();
     let claimer = tokio::spawn(async move {
         let mut req = ClaimRequest::new(agent("patient"));
@@ -45,9 +44,8 @@ async fn a_long_poll_is_woken_by_a_create() {
     assert_eq!(res.tasks[0].status, TaskStatus::Running);
 }
 
-#[tokio::test]
-async fn a_long_poll_gets_a_delayed_task_when_it_comes_due() {
-    let app = TestApp::spawn().await;
+async fn a_long_poll_gets_a_delayed_task_when_it_comes_due(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let mut req = CreateTaskRequest::new(q("delayed"), json!(1));
     req.delay_ms = Some(300);
     let task = app.client.create_task(&req).await.unwrap();
@@ -62,9 +60,8 @@ async fn a_long_poll_gets_a_delayed_task_when_it_comes_due() {
     assert_eq!(res.tasks[0].id, task.id);
 }
 
-#[tokio::test]
-async fn a_long_poll_with_nothing_to_claim_answers_empty() {
-    let app = TestApp::spawn().await;
+async fn a_long_poll_with_nothing_to_claim_answers_empty(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let mut claim = ClaimRequest::new(agent("w"));
     claim.wait_ms = Some(50);
     let res = app.client.claim(&q("empty"), &claim).await.unwrap();
@@ -72,9 +69,8 @@ async fn a_long_poll_with_nothing_to_claim_answers_empty() {
     assert_eq!(app.state.dispatch.waiters.parked(), 0);
 }
 
-#[tokio::test]
-async fn shutdown_releases_parked_claimers() {
-    let app = TestApp::spawn().await;
+async fn shutdown_releases_parked_claimers(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let client = app.client.clone();
     let claimer = tokio::spawn(async move {
         let mut req = ClaimRequest::new(agent("w"));
@@ -89,9 +85,8 @@ async fn shutdown_releases_parked_claimers() {
     assert!(res.tasks.is_empty());
 }
 
-#[tokio::test]
-async fn fifty_claimers_over_http_take_each_of_300_tasks_exactly_once() {
-    let app = TestApp::spawn().await;
+async fn fifty_claimers_over_http_take_each_of_300_tasks_exactly_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let reqs: Vec<_> = (0..300).map(|i| CreateTaskRequest::new(q("race"), json!(i))).collect();
     let created = app.client.create_tasks(&reqs).await.unwrap();
     assert_eq!(created.created, 300);
@@ -135,10 +130,9 @@ async fn fifty_claimers_over_http_take_each_of_300_tasks_exactly_once() {
     assert_eq!((stats.counts.succeeded, stats.counts.running, stats.depth), (300, 0, 0));
 }
 
-#[tokio::test]
-async fn tick_promotes_due_tasks_and_expires_leases_on_the_injected_clock() {
+async fn tick_promotes_due_tasks_and_expires_leases_on_the_injected_clock(backend: Backend) {
     let clock = ManualClock::new(Timestamp::from_millis(1_800_000_000_000));
-    let store = Arc::new(MemoryStore::new());
+    let store = backend.store.clone();
     let state = AppState::new(store.clone(), Arc::new(clock.clone()), ServerConfig::default());
     let timers = Timers::new(state.clone());
     let ns = Namespace::default();
@@ -183,3 +177,12 @@ async fn tick_promotes_due_tasks_and_expires_leases_on_the_injected_clock() {
     let task = store.get_task(&ns, claimed[0].id).await.unwrap();
     assert_eq!((task.status, task.attempt), (TaskStatus::Queued, 1));
 }
+
+backend_tests!(
+    a_long_poll_is_woken_by_a_create,
+    a_long_poll_gets_a_delayed_task_when_it_comes_due,
+    a_long_poll_with_nothing_to_claim_answers_empty,
+    shutdown_releases_parked_claimers,
+    fifty_claimers_over_http_take_each_of_300_tasks_exactly_once,
+    tick_promotes_due_tasks_and_expires_leases_on_the_injected_clock,
+);

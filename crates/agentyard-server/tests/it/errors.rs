@@ -6,19 +6,17 @@ use agentyard_server::ServerConfig;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::{TestApp, q, redact};
+use crate::{Backend, TestApp, q, redact};
 
-#[tokio::test]
-async fn malformed_json_is_400() {
-    let app = TestApp::spawn().await;
+async fn malformed_json_is_400(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let (status, body) = app.send_raw(Method::POST, "/v1/tasks", r#"{"queue": "q", "#).await;
     assert_eq!(status, 400);
     insta::assert_json_snapshot!("malformed_json", body);
 }
 
-#[tokio::test]
-async fn a_wrong_type_is_422_naming_the_field() {
-    let app = TestApp::spawn().await;
+async fn a_wrong_type_is_422_naming_the_field(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let (status, body) = app
         .send_raw(Method::POST, "/v1/tasks", r#"{"queue": "q", "priority": "high"}"#)
         .await;
@@ -32,9 +30,8 @@ async fn a_wrong_type_is_422_naming_the_field() {
     assert_eq!((status, body["field"].as_str()), (422, Some("queue")));
 }
 
-#[tokio::test]
-async fn a_negative_delay_is_422() {
-    let app = TestApp::spawn().await;
+async fn a_negative_delay_is_422(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let (status, body) = app
         .send_raw(Method::POST, "/v1/tasks", r#"{"queue": "q", "delay_ms": -5}"#)
         .await;
@@ -50,9 +47,8 @@ async fn a_negative_delay_is_422() {
     assert_eq!((status, body["field"].as_str()), (422, Some("delay_ms")));
 }
 
-#[tokio::test]
-async fn an_invalid_queue_name_in_the_path_is_422() {
-    let app = TestApp::spawn().await;
+async fn an_invalid_queue_name_in_the_path_is_422(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let (status, body) = app
         .send_raw(Method::POST, "/v1/queues/Bad%20Name/claim", r#"{"agent": "w"}"#)
         .await;
@@ -62,9 +58,8 @@ async fn an_invalid_queue_name_in_the_path_is_422() {
     assert_eq!(r.status(), 422);
 }
 
-#[tokio::test]
-async fn task_ids_in_the_path_are_checked() {
-    let app = TestApp::spawn().await;
+async fn task_ids_in_the_path_are_checked(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let r = app.http.get(app.url("/v1/tasks/not-an-id")).send().await.unwrap();
     assert_eq!(r.status(), 422);
     let body: Value = r.json().await.unwrap();
@@ -76,9 +71,8 @@ async fn task_ids_in_the_path_are_checked() {
     assert_eq!(body, json!(format!("no task {missing}")));
 }
 
-#[tokio::test]
-async fn a_body_over_the_limit_is_413() {
-    let app = TestApp::spawn().await;
+async fn a_body_over_the_limit_is_413(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let big = format!(r#"{{"queue": "q", "input": "{}"}}"#, "x".repeat(1024 * 1024 + 1));
     let r = app
         .http
@@ -105,13 +99,12 @@ async fn a_body_over_the_limit_is_413() {
     assert_eq!(r.status(), 201);
 }
 
-#[tokio::test]
-async fn a_full_queue_answers_429_with_retry_after() {
+async fn a_full_queue_answers_429_with_retry_after(backend: Backend) {
     let config = ServerConfig {
         max_queue_depth: Some(3),
         ..ServerConfig::default()
     };
-    let app = TestApp::spawn_with(config).await;
+    let app = TestApp::spawn_with(backend, config).await;
     for i in 0..3 {
         app.create("small", json!(i)).await;
     }
@@ -141,9 +134,8 @@ async fn a_full_queue_answers_429_with_retry_after() {
     app.create("small", json!(5)).await;
 }
 
-#[tokio::test]
-async fn a_body_that_is_not_json_is_415() {
-    let app = TestApp::spawn().await;
+async fn a_body_that_is_not_json_is_415(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let r = app
         .http
         .post(app.url("/v1/tasks"))
@@ -157,9 +149,8 @@ async fn a_body_that_is_not_json_is_415() {
     assert_eq!(body["type"], "/problems/unsupported-media-type");
 }
 
-#[tokio::test]
-async fn namespaces_come_from_the_header_and_isolate_tasks() {
-    let app = TestApp::spawn().await;
+async fn namespaces_come_from_the_header_and_isolate_tasks(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let team = app.client.clone().with_namespace(Namespace::parse("team-a").unwrap());
     let task = team
         .create_task(&CreateTaskRequest::new(q("jobs"), json!(1)))
@@ -182,9 +173,8 @@ async fn namespaces_come_from_the_header_and_isolate_tasks() {
     insta::assert_json_snapshot!("invalid_namespace", body);
 }
 
-#[tokio::test]
-async fn unknown_routes_and_methods_are_problems_too() {
-    let app = TestApp::spawn().await;
+async fn unknown_routes_and_methods_are_problems_too(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let r = app.http.get(app.url("/v2/nothing")).send().await.unwrap();
     assert_eq!(r.status(), 404);
     let body: Value = r.json().await.unwrap();
@@ -195,9 +185,8 @@ async fn unknown_routes_and_methods_are_problems_too() {
     assert_eq!(body["type"], "/problems/method-not-allowed");
 }
 
-#[tokio::test]
-async fn bad_claims_and_transitions_name_what_is_wrong() {
-    let app = TestApp::spawn().await;
+async fn bad_claims_and_transitions_name_what_is_wrong(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let (status, body) = app
         .send_raw(Method::POST, "/v1/queues/q/claim", r#"{"agent": "w", "max": 0}"#)
         .await;
@@ -215,3 +204,17 @@ async fn bad_claims_and_transitions_name_what_is_wrong() {
     assert_eq!(status, 422);
     insta::assert_json_snapshot!("status_by_update", redact(body));
 }
+
+backend_tests!(
+    malformed_json_is_400,
+    a_wrong_type_is_422_naming_the_field,
+    a_negative_delay_is_422,
+    an_invalid_queue_name_in_the_path_is_422,
+    task_ids_in_the_path_are_checked,
+    a_body_over_the_limit_is_413,
+    a_full_queue_answers_429_with_retry_after,
+    a_body_that_is_not_json_is_415,
+    namespaces_come_from_the_header_and_isolate_tasks,
+    unknown_routes_and_methods_are_problems_too,
+    bad_claims_and_transitions_name_what_is_wrong,
+);

@@ -11,7 +11,7 @@ use agentyard_core::message::TopicName;
 use agentyard_core::{AgentName, Namespace};
 use serde_json::json;
 
-use crate::{TestApp, agent};
+use crate::{Backend, TestApp, agent};
 
 const AGENTS: usize = 200;
 const TOPICS: usize = 8;
@@ -37,9 +37,8 @@ fn topics_of(i: usize) -> BTreeSet<usize> {
 /// A message's identity in the test: (kind, sender, n).
 type Key = (String, usize, usize);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hundred_agents_each_receive_exactly_their_messages_in_order_once() {
-    let app = TestApp::spawn().await;
+async fn two_hundred_agents_each_receive_exactly_their_messages_in_order_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let client = app.client.clone();
 
     // Register and subscribe, all agents at once.
@@ -167,3 +166,8 @@ async fn two_hundred_agents_each_receive_exactly_their_messages_in_order_once() 
     );
     app.stop().await;
 }
+
+backend_tests!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    two_hundred_agents_each_receive_exactly_their_messages_in_order_once,
+);

@@ -10,11 +10,10 @@ use agentyard_core::{NewArtifact, Progress, TaskStatus};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::{TestApp, agent, problem, q};
+use crate::{Backend, TestApp, agent, problem, q};
 
-#[tokio::test]
-async fn a_task_goes_from_create_to_complete() {
-    let app = TestApp::spawn().await;
+async fn a_task_goes_from_create_to_complete(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let c = &app.client;
     let created = app.create("emails", json!({"to": "a@b.c"})).await;
     assert_eq!(created.status, TaskStatus::Queued);
@@ -103,9 +102,8 @@ async fn a_task_goes_from_create_to_complete() {
     assert_eq!((unknown.depth, unknown.counts.succeeded), (0, 0));
 }
 
-#[tokio::test]
-async fn create_answers_201_with_location_then_200_for_a_seen_idempotency_key() {
-    let app = TestApp::spawn().await;
+async fn create_answers_201_with_location_then_200_for_a_seen_idempotency_key(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let body = r#"{"queue": "emails", "input": {"n": 1}, "idempotency_key": "order-42"}"#;
     let first = app
         .http
@@ -132,9 +130,8 @@ async fn create_answers_201_with_location_then_200_for_a_seen_idempotency_key() 
     assert_eq!(app.client.queue_stats(&q("emails")).await.unwrap().counts.queued, 1);
 }
 
-#[tokio::test]
-async fn a_batch_is_created_whole_or_not_at_all() {
-    let app = TestApp::spawn().await;
+async fn a_batch_is_created_whole_or_not_at_all(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let bad = r#"{"tasks": [{"queue": "a"}, {"queue": "a"}, {"queue": "a", "max_attempts": 0}]}"#;
     let (status, body) = app.send_raw(Method::POST, "/v1/tasks/batch", bad).await;
     assert_eq!(status, 422);
@@ -188,9 +185,8 @@ fn failure(token: agentyard_core::LeaseToken, retryable: bool) -> FailRequest {
     }
 }
 
-#[tokio::test]
-async fn failures_retry_with_backoff_then_dead_letter_and_redrive() {
-    let app = TestApp::spawn().await;
+async fn failures_retry_with_backoff_then_dead_letter_and_redrive(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let c = &app.client;
     let task = c.create_task(&quick_retries("flaky", 3)).await.unwrap();
     let mut claim = ClaimRequest::new(agent("w"));
@@ -230,9 +226,8 @@ async fn failures_retry_with_backoff_then_dead_letter_and_redrive() {
     assert_eq!(problem(&e).task_status, Some(TaskStatus::Running));
 }
 
-#[tokio::test]
-async fn a_queue_redrives_its_dead_letters_in_bulk() {
-    let app = TestApp::spawn().await;
+async fn a_queue_redrives_its_dead_letters_in_bulk(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let c = &app.client;
     let reqs: Vec<_> = (0..3).map(|_| quick_retries("bulk", 1)).collect();
     c.create_tasks(&reqs).await.unwrap();
@@ -249,9 +244,8 @@ async fn a_queue_redrives_its_dead_letters_in_bulk() {
     assert_eq!(c.redrive_queue(&q("bulk")).await.unwrap(), 0);
 }
 
-#[tokio::test]
-async fn an_expired_lease_makes_the_task_claimable_again() {
-    let app = TestApp::spawn().await;
+async fn an_expired_lease_makes_the_task_claimable_again(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let c = &app.client;
     let task = app.create("slow", json!(null)).await;
     let mut first = ClaimRequest::new(agent("sleepy"));
@@ -288,9 +282,8 @@ async fn an_expired_lease_makes_the_task_claimable_again() {
     assert_eq!(c.get_task(task.id).await.unwrap().status, TaskStatus::Running);
 }
 
-#[tokio::test]
-async fn cancel_stops_a_task_and_cannot_be_repeated() {
-    let app = TestApp::spawn().await;
+async fn cancel_stops_a_task_and_cannot_be_repeated(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let task = app.create("c", json!(1)).await;
     let cancelled = app.client.cancel(task.id).await.unwrap();
     assert_eq!(cancelled.status, TaskStatus::Cancelled);
@@ -299,13 +292,12 @@ async fn cancel_stops_a_task_and_cannot_be_repeated() {
     assert_eq!(problem(&e).kind, "/problems/invalid-transition");
 }
 
-#[tokio::test]
-async fn many_tasks_complete_in_one_request_each_on_its_own() {
+async fn many_tasks_complete_in_one_request_each_on_its_own(backend: Backend) {
     use agentyard_client::kinds;
     use agentyard_core::LeaseToken;
     use agentyard_core::api::CompleteItem;
 
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn(backend).await;
     let c = &app.client;
     for i in 0..3 {
         app.create("batch-done", json!({ "i": i })).await;
@@ -355,13 +347,12 @@ async fn many_tasks_complete_in_one_request_each_on_its_own() {
 
 /// A worker's "done, next" in one request: the claim finishes the listed tasks first (each on
 /// its own, outcomes in request order), then claims; a wrong token refuses only its item.
-#[tokio::test]
-async fn a_claim_can_finish_the_previous_tasks_first() {
+async fn a_claim_can_finish_the_previous_tasks_first(backend: Backend) {
     use agentyard_client::kinds;
     use agentyard_core::LeaseToken;
     use agentyard_core::api::CompleteItem;
 
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn(backend).await;
     let c = &app.client;
     // The first and the last task share a concurrency key (one running at a time by default):
     // the last can only be claimed once the first is finished, so getting it proves the order.
@@ -436,11 +427,10 @@ async fn a_claim_can_finish_the_previous_tasks_first() {
 }
 
 /// A draining agent gets no new task, but the tasks it finishes inside its claim are finished.
-#[tokio::test]
-async fn a_draining_agent_still_finishes_inside_its_claim() {
+async fn a_draining_agent_still_finishes_inside_its_claim(backend: Backend) {
     use agentyard_core::api::CompleteItem;
 
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn(backend).await;
     let c = &app.client;
     app.create("wind-down", json!({ "i": 1 })).await;
     app.create("wind-down", json!({ "i": 2 })).await;
@@ -461,11 +451,10 @@ async fn a_draining_agent_still_finishes_inside_its_claim() {
 
 /// `complete` with a long-poll: the completions are applied once, at the start, and the wait
 /// then ends with a task created meanwhile.
-#[tokio::test]
-async fn a_long_poll_claim_finishes_first_then_waits() {
+async fn a_long_poll_claim_finishes_first_then_waits(backend: Backend) {
     use agentyard_core::api::CompleteItem;
 
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn(backend).await;
     let c = app.client.clone();
     app.create("poll-done", json!({ "i": 0 })).await;
     let held = app.claim_one("poll-done", "worker-1").await.expect("a task");
@@ -499,3 +488,17 @@ async fn a_long_poll_claim_finishes_first_then_waits() {
         "applied once"
     );
 }
+
+backend_tests!(
+    a_task_goes_from_create_to_complete,
+    create_answers_201_with_location_then_200_for_a_seen_idempotency_key,
+    a_batch_is_created_whole_or_not_at_all,
+    failures_retry_with_backoff_then_dead_letter_and_redrive,
+    a_queue_redrives_its_dead_letters_in_bulk,
+    an_expired_lease_makes_the_task_claimable_again,
+    cancel_stops_a_task_and_cannot_be_repeated,
+    many_tasks_complete_in_one_request_each_on_its_own,
+    a_claim_can_finish_the_previous_tasks_first,
+    a_draining_agent_still_finishes_inside_its_claim,
+    a_long_poll_claim_finishes_first_then_waits,
+);

@@ -15,7 +15,7 @@ use agentyard_server::config::LimitConfig;
 use agentyard_server::metrics::{DISPATCH_RATE_LIMITED_TOTAL, RATE_LIMIT_HITS_TOTAL};
 use serde_json::json;
 
-use crate::{TestApp, agent, problem, q, redact, register};
+use crate::{Backend, TestApp, agent, problem, q, redact, register};
 
 async fn create_keyed(app: &TestApp, queue: &str, n: usize, rate_key: Option<&str>, concurrency_key: Option<&str>) {
     let reqs: Vec<CreateTaskRequest> = (0..n)
@@ -29,8 +29,7 @@ async fn create_keyed(app: &TestApp, queue: &str, n: usize, rate_key: Option<&st
     app.client.create_tasks(&reqs).await.unwrap();
 }
 
-#[tokio::test]
-async fn a_keyed_rate_limit_holds_a_fleet_of_twenty_to_its_rate() {
+async fn a_keyed_rate_limit_holds_a_fleet_of_twenty_to_its_rate(backend: Backend) {
     let mut config = ServerConfig::default();
     let rate = RateLimit {
         rate_per_minute: 120,
@@ -44,7 +43,7 @@ async fn a_keyed_rate_limit_holds_a_fleet_of_twenty_to_its_rate() {
             max_concurrent: Some(1_000),
         },
     );
-    let app = TestApp::spawn_with(config).await;
+    let app = TestApp::spawn_with(backend, config).await;
     create_keyed(&app, "llm", 200, Some("openai"), Some("openai")).await;
     let claimed = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -91,9 +90,8 @@ async fn a_keyed_rate_limit_holds_a_fleet_of_twenty_to_its_rate() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_concurrency_key_never_exceeds_its_limit() {
-    let app = TestApp::spawn().await;
+async fn a_concurrency_key_never_exceeds_its_limit(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let limit = app
         .client
         .set_limit(
@@ -153,9 +151,8 @@ async fn a_concurrency_key_never_exceeds_its_limit() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn an_unconfigured_concurrency_key_runs_one_at_a_time() {
-    let app = TestApp::spawn().await;
+async fn an_unconfigured_concurrency_key_runs_one_at_a_time(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     create_keyed(&app, "serial", 3, None, Some("db-migration")).await;
     let mut req = ClaimRequest::new(agent("a"));
     req.max = Some(10);
@@ -186,9 +183,8 @@ async fn an_unconfigured_concurrency_key_runs_one_at_a_time() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn limits_are_checked() {
-    let app = TestApp::spawn().await;
+async fn limits_are_checked(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let (status, body) = app.send_raw(reqwest::Method::PUT, "/v1/limits/openai", "{}").await;
     assert_eq!((status, body["field"].as_str()), (422, Some("body")));
     let (status, body) = app
@@ -214,15 +210,17 @@ async fn limits_are_checked() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn an_agent_flooding_the_api_is_slowed_and_others_are_not() {
-    let app = TestApp::spawn_with(ServerConfig {
-        agent_rate: Some(RateLimit {
-            rate_per_minute: 60,
-            burst: 5,
-        }),
-        ..ServerConfig::default()
-    })
+async fn an_agent_flooding_the_api_is_slowed_and_others_are_not(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        ServerConfig {
+            agent_rate: Some(RateLimit {
+                rate_per_minute: 60,
+                burst: 5,
+            }),
+            ..ServerConfig::default()
+        },
+    )
     .await;
     register(&app, "flood").await;
     register(&app, "calm").await;
@@ -268,3 +266,11 @@ async fn an_agent_flooding_the_api_is_slowed_and_others_are_not() {
     insta::assert_json_snapshot!("agent_rate_limited", redact(body));
     app.stop().await;
 }
+
+backend_tests!(
+    a_keyed_rate_limit_holds_a_fleet_of_twenty_to_its_rate,
+    a_concurrency_key_never_exceeds_its_limit,
+    an_unconfigured_concurrency_key_runs_one_at_a_time,
+    limits_are_checked,
+    an_agent_flooding_the_api_is_slowed_and_others_are_not,
+);

@@ -1,5 +1,31 @@
-//! Integration tests: the real server on 127.0.0.1:0 with a fresh memory store, driven through
-//! the typed client (and raw HTTP where the client would not send the bad request).
+//! Integration tests: the real server on 127.0.0.1:0 with a fresh store, driven through the
+//! typed client (and raw HTTP where the client would not send the bad request).
+//!
+//! Every case runs on every backend, each test on a fresh store: a case is an
+//! `async fn case(backend: Backend)` that starts its server with `TestApp::spawn(backend)` (or
+//! `spawn_with`, `spawn_with_clock`), and `backend_tests!(case, …)` in its file expands it into
+//! `case::memory`, `case::sqlite` and `case::log` (see `backends.rs`).
+//!
+//! A fourth backend (the slot for `postgres`) takes two steps in `backends.rs`:
+//! 1. a store function beside `sqlite_store`, answering `None` when the backend cannot run here:
+//!    ```ignore
+//!    pub async fn postgres_store() -> Option<Backend> {
+//!        let Ok(url) = std::env::var("AGENTYARD_TEST_POSTGRES_URL") else {
+//!            println!("skipping: AGENTYARD_TEST_POSTGRES_URL unset");
+//!            return None;
+//!        };
+//!        let (store, schema) = /* a fresh schema on `url` */;
+//!        Some(Backend { name: "postgres", store: Arc::new(store), guard: Box::new(schema) })
+//!    }
+//!    ```
+//! 2. one line in `backend_tests!`'s `@case` arm (it is there, commented out):
+//!    `backend_tests!(@backend [$test] $case postgres crate::backends::postgres_store);`
+//!
+//! plus the dev-dependency in this crate's Cargo.toml. Every case then also runs as
+//! `case::postgres`.
+
+#[macro_use]
+mod backends;
 
 mod agents;
 mod backpressure;
@@ -20,10 +46,11 @@ use agentyard_client::{Client, ClientError};
 use agentyard_core::api::{ClaimRequest, CreateTaskRequest};
 use agentyard_core::{AgentName, Clock, QueueName, SystemClock, Task};
 use agentyard_server::{AppState, ServerConfig, startup};
-use agentyard_store::MemoryStore;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+pub use crate::backends::Backend;
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -33,22 +60,25 @@ pub struct TestApp {
     pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
+    /// The backend's temp dir (or the like), last to go.
+    _guard: Box<dyn std::any::Any + Send>,
 }
 
 impl TestApp {
-    pub async fn spawn() -> Self {
-        Self::spawn_with(ServerConfig::default()).await
+    /// The server on `backend`'s fresh store.
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, ServerConfig::default()).await
     }
 
-    pub async fn spawn_with(config: ServerConfig) -> Self {
-        Self::spawn_with_clock(config, Arc::new(SystemClock)).await
+    pub async fn spawn_with(backend: Backend, config: ServerConfig) -> Self {
+        Self::spawn_with_clock(backend, config, Arc::new(SystemClock)).await
     }
 
     /// A server whose time is `clock` (a `ManualClock` makes heartbeats and TTLs deterministic).
-    pub async fn spawn_with_clock(config: ServerConfig, clock: Arc<dyn Clock>) -> Self {
+    pub async fn spawn_with_clock(backend: Backend, config: ServerConfig, clock: Arc<dyn Clock>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
-        let state = AppState::new(Arc::new(MemoryStore::new()), clock, config);
+        let state = AppState::new(backend.store, clock, config);
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(startup::run(listener, state.clone(), async move {
             let _ = rx.await;
@@ -60,6 +90,7 @@ impl TestApp {
             state,
             shutdown: Some(tx),
             server: Some(server),
+            _guard: backend.guard,
         }
     }
 
@@ -200,11 +231,12 @@ where
     panic!("{what}: not within {secs} s");
 }
 
-#[tokio::test]
-async fn health_answers_ok() {
-    let app = TestApp::spawn().await;
+async fn health_answers_ok(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     assert_eq!(app.client.health().await.unwrap().status, "ok");
     assert_eq!(app.client.live().await.unwrap().status, "ok");
     assert_eq!(app.client.ready().await.unwrap().status, "ready");
     app.stop().await;
 }
+
+backend_tests!(health_answers_ok);

@@ -11,7 +11,7 @@ use agentyard_server::ServerConfig;
 use agentyard_server::metrics::{BROADCAST_FANOUT_TOTAL, MESSAGES_SENT_TOTAL};
 use serde_json::{Value, json};
 
-use crate::{TestApp, agent, redact, register};
+use crate::{Backend, TestApp, agent, redact, register};
 
 fn topic(s: &str) -> TopicName {
     TopicName::parse(s).unwrap()
@@ -21,9 +21,8 @@ fn bodies(messages: &[Message]) -> Vec<Value> {
     messages.iter().map(|m| m.body.clone()).collect()
 }
 
-#[tokio::test]
-async fn direct_topic_and_broadcast_share_one_inbox_order() {
-    let app = TestApp::spawn().await;
+async fn direct_topic_and_broadcast_share_one_inbox_order(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     for name in ["ann", "bob", "cat"] {
         register(&app, name).await;
     }
@@ -117,9 +116,8 @@ async fn direct_topic_and_broadcast_share_one_inbox_order() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_long_poll_is_woken_by_a_send() {
-    let app = TestApp::spawn().await;
+async fn a_long_poll_is_woken_by_a_send(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     register(&app, "reader").await;
     register(&app, "other").await;
     let client = app.client.clone();
@@ -162,9 +160,8 @@ async fn a_long_poll_is_woken_by_a_send() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn the_stream_delivers_in_order_and_resumes_after_the_last_event_id() {
-    let app = TestApp::spawn().await;
+async fn the_stream_delivers_in_order_and_resumes_after_the_last_event_id(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     register(&app, "tail").await;
     let mut stream = app.client.inbox_stream(&agent("tail"), None).await.unwrap();
     for i in 1..=3 {
@@ -227,12 +224,14 @@ async fn the_stream_delivers_in_order_and_resumes_after_the_last_event_id() {
     assert!(fresh.next().await.unwrap_or(None).is_none(), "the stream ended");
 }
 
-#[tokio::test]
-async fn a_stream_sends_keep_alive_comments() {
-    let app = TestApp::spawn_with(ServerConfig {
-        sse_keep_alive: Duration::from_millis(50),
-        ..ServerConfig::default()
-    })
+async fn a_stream_sends_keep_alive_comments(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        ServerConfig {
+            sse_keep_alive: Duration::from_millis(50),
+            ..ServerConfig::default()
+        },
+    )
     .await;
     register(&app, "idle").await;
     let mut r = app
@@ -270,10 +269,9 @@ async fn a_stream_sends_keep_alive_comments() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn an_expired_message_is_never_delivered() {
+async fn an_expired_message_is_never_delivered(backend: Backend) {
     let clock = ManualClock::new(Timestamp::from_millis(1_800_000_000_000));
-    let app = TestApp::spawn_with_clock(ServerConfig::default(), Arc::new(clock.clone())).await;
+    let app = TestApp::spawn_with_clock(backend, ServerConfig::default(), Arc::new(clock.clone())).await;
     register(&app, "late").await;
     let mut short = SendMessageRequest::to_agent(agent("late"), json!("short-lived"));
     short.ttl_ms = Some(1_000);
@@ -305,9 +303,8 @@ async fn an_expired_message_is_never_delivered() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn the_same_idempotency_key_delivers_once() {
-    let app = TestApp::spawn().await;
+async fn the_same_idempotency_key_delivers_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     register(&app, "once").await;
     let mut req = SendMessageRequest::to_agent(agent("once"), json!("pay invoice 7"));
     req.idempotency_key = Some("invoice-7".into());
@@ -321,9 +318,8 @@ async fn the_same_idempotency_key_delivers_once() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_broadcast_to_a_thousand_agents_is_one_stored_message() {
-    let app = TestApp::spawn().await;
+async fn a_broadcast_to_a_thousand_agents_is_one_stored_message(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let ns = Namespace::default();
     // Straight into the store: a thousand registrations over HTTP would only make this slower.
     for i in 0..1_000 {
@@ -367,9 +363,8 @@ async fn a_broadcast_to_a_thousand_agents_is_one_stored_message() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn bad_sends_name_the_field() {
-    let app = TestApp::spawn().await;
+async fn bad_sends_name_the_field(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let (status, body) = app
         .send_raw(
             reqwest::Method::POST,
@@ -410,3 +405,14 @@ async fn bad_sends_name_the_field() {
     assert_eq!((status, body["field"].as_str()), (422, Some("topic")));
     app.stop().await;
 }
+
+backend_tests!(
+    direct_topic_and_broadcast_share_one_inbox_order,
+    a_long_poll_is_woken_by_a_send,
+    the_stream_delivers_in_order_and_resumes_after_the_last_event_id,
+    a_stream_sends_keep_alive_comments,
+    an_expired_message_is_never_delivered,
+    the_same_idempotency_key_delivers_once,
+    a_broadcast_to_a_thousand_agents_is_one_stored_message,
+    bad_sends_name_the_field,
+);

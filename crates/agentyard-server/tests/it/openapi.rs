@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::TestApp;
+use crate::{Backend, TestApp};
 
 /// Every route of the API. Adding a route means adding it here, to the router (through
 /// `api::routes`) and so to the document; this test fails when any of the three disagree.
@@ -43,9 +43,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/tasks/{id}/redrive"),
 ];
 
-#[tokio::test]
-async fn the_document_lists_every_route_and_the_router_serves_every_documented_one() {
-    let app = TestApp::spawn().await;
+async fn the_document_lists_every_route_and_the_router_serves_every_documented_one(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let doc: Value = app
         .http
         .get(app.url("/openapi.json"))
@@ -108,3 +107,5 @@ async fn the_document_lists_every_route_and_the_router_serves_every_documented_o
         );
     }
 }
+
+backend_tests!(the_document_lists_every_route_and_the_router_serves_every_documented_one,);

@@ -6,11 +6,10 @@ use agentyard_core::TaskStatus;
 use agentyard_core::api::CreateTaskRequest;
 use serde_json::{Value, json};
 
-use crate::{TestApp, q};
+use crate::{Backend, TestApp, q};
 
-#[tokio::test]
-async fn pages_walk_every_task_exactly_once_in_creation_order() {
-    let app = TestApp::spawn().await;
+async fn pages_walk_every_task_exactly_once_in_creation_order(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let c = &app.client;
     let mut created = Vec::new();
     for chunk in 0..5 {
@@ -64,9 +63,8 @@ async fn pages_walk_every_task_exactly_once_in_creation_order() {
     assert!(default_page.next_cursor.is_some());
 }
 
-#[tokio::test]
-async fn bad_list_parameters_are_422_naming_the_parameter() {
-    let app = TestApp::spawn().await;
+async fn bad_list_parameters_are_422_naming_the_parameter(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     for (query, field) in [
         ("status=bogus", "status"),
         ("queue=Not%20Valid", "queue"),
@@ -86,3 +84,8 @@ async fn bad_list_parameters_are_422_naming_the_parameter() {
         assert_eq!(body["field"], field, "{query}");
     }
 }
+
+backend_tests!(
+    pages_walk_every_task_exactly_once_in_creation_order,
+    bad_list_parameters_are_422_naming_the_parameter,
+);
