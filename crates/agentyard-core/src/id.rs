@@ -26,6 +26,16 @@ impl TaskId {
         Self(ulid::Ulid::from_parts(ms, random))
     }
 
+    /// The id as a 128-bit number; numbers sort as the ids do (a store may keep ids this way).
+    pub fn to_u128(self) -> u128 {
+        self.0.0
+    }
+
+    /// The id of a number made by [`TaskId::to_u128`].
+    pub fn from_u128(n: u128) -> Self {
+        Self(ulid::Ulid(n))
+    }
+
     pub fn parse(s: &str) -> Result<Self, IdError> {
         ulid::Ulid::from_str(s)
             .map(Self)

@@ -27,7 +27,14 @@ pub struct TestStore {
 #[macro_export]
 macro_rules! conformance_tests {
     ($factory:path) => {
-        $crate::conformance_tests!(@cases $factory;
+        $crate::conformance_tests!(@each cases $factory);
+    };
+    // `$factory` returns an `Option` of the store: `None` skips the case (a service not configured).
+    (optional $factory:path) => {
+        $crate::conformance_tests!(@each optional $factory);
+    };
+    (@each $mode:ident $factory:path) => {
+        $crate::conformance_tests!(@$mode $factory;
             create_and_get_round_trip,
             create_rejects_unknown_ids_and_namespaces,
             claim_order_is_priority_then_run_at_then_fifo,
@@ -65,6 +72,15 @@ macro_rules! conformance_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
                 let test_store = $factory().await;
+                $crate::conformance::$case(test_store.store.clone()).await;
+            }
+        )*
+    };
+    (@optional $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let Some(test_store) = $factory().await else { return };
                 $crate::conformance::$case(test_store.store.clone()).await;
             }
         )*
@@ -1634,7 +1650,14 @@ pub mod agents {
 #[macro_export]
 macro_rules! agent_conformance_tests {
     ($factory:path) => {
-        $crate::agent_conformance_tests!(@cases $factory;
+        $crate::agent_conformance_tests!(@each cases $factory);
+    };
+    // `$factory` returns an `Option` of the store: `None` skips the case (a service not configured).
+    (optional $factory:path) => {
+        $crate::agent_conformance_tests!(@each optional $factory);
+    };
+    (@each $mode:ident $factory:path) => {
+        $crate::agent_conformance_tests!(@$mode $factory;
             agents_register_drain_and_delete,
             running_counts_follow_claims_completions_and_expiry,
             silent_agents_go_and_lose_their_leases,
@@ -1650,6 +1673,15 @@ macro_rules! agent_conformance_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
                 let test_store = $factory().await;
+                $crate::conformance::agents::$case(&test_store).await;
+            }
+        )*
+    };
+    (@optional $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let Some(test_store) = $factory().await else { return };
                 $crate::conformance::agents::$case(&test_store).await;
             }
         )*

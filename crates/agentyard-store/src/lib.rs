@@ -116,6 +116,26 @@ pub trait DispatchGate: Send + Sync {
     fn take_rate_token(&self, key: &str, now: Timestamp) -> bool;
 }
 
+/// A change made through another node, that claimers and inbox readers parked on this node may
+/// be waiting for. Only stores shared by several nodes (PostgreSQL) report these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteChange {
+    /// Tasks of the queue became ready, or one that held a concurrency key finished.
+    TasksReady { namespace: Namespace, queue: QueueName },
+    /// A message went to an agent, a topic or everyone (`Recipient`).
+    MessageSent {
+        namespace: Namespace,
+        to: agentyard_core::message::Recipient,
+    },
+    /// Dispatch limits changed.
+    LimitsChanged,
+    /// Changes may have been missed (the store lost and regained its feed): wake every waiter.
+    Resync,
+}
+
+/// Where a store reports [`RemoteChange`]s.
+pub type RemoteSink = Arc<dyn Fn(RemoteChange) + Send + Sync>;
+
 /// Which tasks to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskFilter {
@@ -221,6 +241,13 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
         now: Timestamp,
     ) -> Result<Vec<Task>, StoreError>;
+
+    /// Asks the store to report changes made through other nodes to `sink`. Returns false for a
+    /// store only this process uses (the default), which has nothing to report.
+    fn watch_remote(&self, sink: RemoteSink) -> bool {
+        let _ = sink;
+        false
+    }
 
     /// Counts per status and the oldest ready task of each queue of the namespace (or of one).
     async fn queue_stats(

@@ -1,0 +1,202 @@
+//! The schema, as an ordered list of embedded migrations, applied at start under an advisory
+//! lock so nodes starting at the same moment take turns; the version lives in `schema_version`.
+//!
+//! Step `i` (0-based) brings the schema from version `i` to `i + 1`. Steps are only ever appended:
+//! a released step is never edited, because databases in the field already ran it.
+
+use agentyard_store::StoreError;
+use tokio_postgres::Client;
+
+use crate::error::pg_error;
+
+/// Every schema step, oldest first. Times are milliseconds since the Unix epoch in `bigint`s
+/// (what `Timestamp` is); task ids are their 16 bytes, big-endian, so they sort as ULIDs do.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: tasks, per-queue counts, agents, messages, limits.
+    //
+    // A task is a row of columns, not a document: a claim or a completion rewrites the row, but
+    // large values it does not change (`input`, `context`) stay where PostgreSQL put them
+    // (TOAST) instead of being sent and written again. Status moves are never HOT updates
+    // (`status` is indexed), so the table keeps room on its pages (fillfactor) and is vacuumed
+    // early. Every hot query walks a partial index: the ready index holds only queued tasks,
+    // however many finished ones pile up.
+    //
+    // `queue_counts` holds per-queue counts by status as deltas in up to 64 shards per queue (a
+    // transaction adds to the shard of its connection), so counting costs no scan and writers on
+    // different connections never wait for one another's counter row.
+    r"
+    CREATE TABLE tasks (
+        namespace             text    NOT NULL,
+        id                    bytea   NOT NULL,
+        queue                 text    NOT NULL,
+        kind                  text,
+        title                 text,
+        input                 jsonb   NOT NULL,
+        status                text    NOT NULL,
+        priority              integer NOT NULL,
+        required_capabilities text[]  NOT NULL,
+        attempt               integer NOT NULL,
+        max_attempts          integer NOT NULL,
+        backoff               jsonb   NOT NULL,
+        run_at                bigint  NOT NULL,
+        timeout_ms            bigint,
+        lease_agent           text,
+        lease_token           text,
+        lease_expires_at      bigint,
+        lease_acquired_at     bigint,
+        idempotency_key       text,
+        concurrency_key       text,
+        rate_limit_key        text,
+        correlation_id        text,
+        artifacts             jsonb   NOT NULL,
+        context               jsonb   NOT NULL,
+        progress              jsonb,
+        result                jsonb,
+        error                 jsonb,
+        version               bigint  NOT NULL,
+        created_at            bigint  NOT NULL,
+        updated_at            bigint  NOT NULL,
+        finished_at           bigint,
+        context_versions      jsonb   NOT NULL,
+        finished_by           text,
+        PRIMARY KEY (namespace, id)
+    ) WITH (fillfactor = 85, autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02);
+
+    CREATE INDEX tasks_ready ON tasks (namespace, queue, priority DESC, run_at, id) WHERE status = 'queued';
+    CREATE INDEX tasks_scheduled ON tasks (run_at, id) WHERE status = 'scheduled';
+    CREATE INDEX tasks_leases ON tasks (lease_expires_at, id) WHERE status = 'running';
+    CREATE UNIQUE INDEX tasks_idempotency ON tasks (namespace, idempotency_key) WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX tasks_by_queue ON tasks (namespace, queue, id);
+    CREATE INDEX tasks_by_status ON tasks (namespace, status, id) WHERE status <> 'running';
+    CREATE INDEX tasks_running_by_agent ON tasks (namespace, lease_agent, id) WHERE status = 'running';
+    CREATE INDEX tasks_running_by_key ON tasks (namespace, concurrency_key)
+        WHERE status = 'running' AND concurrency_key IS NOT NULL;
+
+    CREATE TABLE queue_counts (
+        namespace text    NOT NULL,
+        queue     text    NOT NULL,
+        shard     integer NOT NULL,
+        scheduled bigint  NOT NULL,
+        queued    bigint  NOT NULL,
+        running   bigint  NOT NULL,
+        succeeded bigint  NOT NULL,
+        failed    bigint  NOT NULL,
+        cancelled bigint  NOT NULL,
+        PRIMARY KEY (namespace, queue, shard)
+    ) WITH (fillfactor = 50);
+
+    CREATE TABLE agents (
+        namespace      text    NOT NULL,
+        name           text    NOT NULL,
+        status         text    NOT NULL,
+        capabilities   text[]  NOT NULL,
+        slots          integer NOT NULL,
+        metadata       jsonb   NOT NULL,
+        last_heartbeat bigint  NOT NULL,
+        registered_at  bigint  NOT NULL,
+        inbox_start    bigint  NOT NULL,
+        inbox_cursor   bigint  NOT NULL,
+        PRIMARY KEY (namespace, name)
+    ) WITH (fillfactor = 70);
+    CREATE INDEX agents_silent ON agents (last_heartbeat) WHERE status <> 'gone';
+
+    -- A message is one row whoever reads it; `to_name` is the agent or the topic, '' for a
+    -- broadcast (so every source of an inbox is an equality lookup in `messages_inbox`).
+    CREATE TABLE messages (
+        namespace       text   NOT NULL,
+        seq             bigint NOT NULL,
+        id              text   NOT NULL,
+        kind            text   NOT NULL CHECK (kind IN ('agent', 'topic', 'broadcast')),
+        to_name         text   NOT NULL,
+        from_agent      text,
+        body            jsonb  NOT NULL,
+        correlation_id  text,
+        reply_to        text,
+        expires_at      bigint,
+        idempotency_key text,
+        created_at      bigint NOT NULL,
+        PRIMARY KEY (namespace, seq)
+    );
+    CREATE INDEX messages_inbox ON messages (namespace, kind, to_name, seq) INCLUDE (expires_at);
+    CREATE UNIQUE INDEX messages_idempotency ON messages (namespace, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+
+    CREATE TABLE subscriptions (
+        namespace text   NOT NULL,
+        agent     text   NOT NULL,
+        topic     text   NOT NULL,
+        start_seq bigint NOT NULL,
+        PRIMARY KEY (namespace, agent, topic)
+    );
+
+    -- The last message sequence handed out in each namespace. A send holds its row until it
+    -- commits, so sequences commit in order and a reader's cursor never skips a late commit.
+    CREATE TABLE message_seq (
+        namespace text   NOT NULL PRIMARY KEY,
+        last      bigint NOT NULL
+    );
+    ",
+];
+
+/// Key of the advisory lock that serializes migrations of one schema across nodes.
+const MIGRATION_LOCK: &str = "SELECT pg_advisory_lock(hashtextextended('agentyard migrations ' || $1, 0))";
+const MIGRATION_UNLOCK: &str = "SELECT pg_advisory_unlock(hashtextextended('agentyard migrations ' || $1, 0))";
+
+/// Brings the schema up to date, one transaction per step, under a session advisory lock so
+/// concurrent starts take turns (the lock goes with the session if this process dies). Refuses a
+/// schema newer than this build knows.
+pub(crate) async fn migrate(client: &mut Client, schema: &str) -> Result<u32, StoreError> {
+    client.query_one(MIGRATION_LOCK, &[&schema]).await.map_err(pg_error)?;
+    let result = migrate_locked(client, schema).await;
+    // Unlocking fails only with the session, which releases the lock anyway.
+    let _ = client.query_one(MIGRATION_UNLOCK, &[&schema]).await;
+    result
+}
+
+async fn migrate_locked(client: &mut Client, schema: &str) -> Result<u32, StoreError> {
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema}; \
+             CREATE TABLE IF NOT EXISTS {schema}.schema_version ( \
+                 singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton), \
+                 version   integer NOT NULL)"
+        ))
+        .await
+        .map_err(pg_error)?;
+    let row = client
+        .query_opt(&format!("SELECT version FROM {schema}.schema_version"), &[])
+        .await
+        .map_err(pg_error)?;
+    let current = row.map_or(0, |r| r.get::<_, i32>(0));
+    let known = i32::try_from(MIGRATIONS.len()).unwrap_or(i32::MAX);
+    if current > known {
+        return Err(StoreError::Other(format!(
+            "the PostgreSQL schema {schema} is at version {current} but this build knows only up to {known}; \
+             it was written by a newer agentyard: run that version, or point this one at another schema (?schema=NAME)"
+        )));
+    }
+    for (index, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(current).unwrap_or(0))
+    {
+        let version = i32::try_from(index + 1).unwrap_or(i32::MAX);
+        let tx = client.transaction().await.map_err(pg_error)?;
+        tx.batch_execute(&format!("SET LOCAL search_path = {schema}"))
+            .await
+            .map_err(pg_error)?;
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| StoreError::Other(format!("schema migration {version} failed: {e}")))?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES ($1) \
+             ON CONFLICT (singleton) DO UPDATE SET version = excluded.version",
+            &[&version],
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)?;
+        tracing::info!(schema, version, "applied PostgreSQL schema migration");
+    }
+    Ok(u32::try_from(known).unwrap_or(0))
+}

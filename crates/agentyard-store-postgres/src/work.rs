@@ -1,0 +1,158 @@
+//! One write transaction and what it owes the database before it commits: the per-queue count
+//! deltas of the tasks it moved, and the notifications other nodes wait for. Both are written
+//! once, at the end, in the same transaction, so a change, its counts and its wake-ups commit
+//! together or not at all.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use agentyard_core::{Namespace, QueueName, Task, TaskStatus};
+use agentyard_store::StoreError;
+use deadpool_postgres::Transaction;
+
+use crate::error::pg_error;
+use crate::notify::Notice;
+
+/// An error inside a transaction: the driver's (kept whole, so deadlocks can be retried) or the
+/// store's own (a refused command).
+#[derive(Debug)]
+pub(crate) enum TxError {
+    Pg(tokio_postgres::Error),
+    Store(StoreError),
+}
+
+impl From<tokio_postgres::Error> for TxError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        TxError::Pg(e)
+    }
+}
+
+impl From<StoreError> for TxError {
+    fn from(e: StoreError) -> Self {
+        TxError::Store(e)
+    }
+}
+
+impl TxError {
+    pub(crate) fn into_store(self) -> StoreError {
+        match self {
+            TxError::Pg(e) => pg_error(e),
+            TxError::Store(e) => e,
+        }
+    }
+}
+
+pub(crate) type TxResult<T> = Result<T, TxError>;
+
+/// Index of a status in a counts row.
+fn slot(s: TaskStatus) -> usize {
+    match s {
+        TaskStatus::Scheduled => 0,
+        TaskStatus::Queued => 1,
+        TaskStatus::Running => 2,
+        TaskStatus::Succeeded => 3,
+        TaskStatus::Failed => 4,
+        TaskStatus::Cancelled => 5,
+    }
+}
+
+/// A write transaction with its pending counts and notifications.
+pub(crate) struct Work<'a> {
+    pub tx: Transaction<'a>,
+    deltas: BTreeMap<(String, String), [i64; 6]>,
+    notices: BTreeSet<Notice>,
+}
+
+impl<'a> Work<'a> {
+    pub(crate) fn new(tx: Transaction<'a>) -> Self {
+        Self {
+            tx,
+            deltas: BTreeMap::new(),
+            notices: BTreeSet::new(),
+        }
+    }
+
+    fn delta(&mut self, ns: &Namespace, queue: &QueueName) -> &mut [i64; 6] {
+        self.deltas
+            .entry((ns.as_str().to_owned(), queue.as_str().to_owned()))
+            .or_default()
+    }
+
+    /// A task was inserted.
+    pub(crate) fn created(&mut self, task: &Task) {
+        self.delta(&task.namespace, &task.queue)[slot(task.status)] += 1;
+        self.changed(task);
+    }
+
+    /// A task moved from `before` to its status now (the same status is fine: nothing counts).
+    pub(crate) fn moved(&mut self, before: TaskStatus, task: &Task) {
+        if before != task.status {
+            let d = self.delta(&task.namespace, &task.queue);
+            d[slot(before)] -= 1;
+            d[slot(task.status)] += 1;
+        }
+        self.changed(task);
+    }
+
+    /// Notes what other nodes must hear of a changed task: a ready task wakes claimers of its
+    /// queue; a finished task holding a concurrency key frees a slot for them.
+    fn changed(&mut self, task: &Task) {
+        let frees_slot =
+            task.concurrency_key.is_some() && !matches!(task.status, TaskStatus::Running | TaskStatus::Queued);
+        if task.status == TaskStatus::Queued || frees_slot {
+            self.notices.insert(Notice::TasksReady {
+                namespace: task.namespace.as_str().to_owned(),
+                queue: task.queue.as_str().to_owned(),
+            });
+        }
+    }
+
+    /// Something else other nodes must hear of, once this transaction commits.
+    pub(crate) fn notify(&mut self, notice: Notice) {
+        self.notices.insert(notice);
+    }
+
+    /// Writes the counts and queues the notifications, in this transaction.
+    pub(crate) async fn settle(&mut self, channel: &str, node: &str) -> TxResult<()> {
+        let deltas = std::mem::take(&mut self.deltas);
+        let deltas: Vec<_> = deltas.into_iter().filter(|(_, d)| d.iter().any(|n| *n != 0)).collect();
+        if !deltas.is_empty() {
+            let (mut ns, mut queue) = (Vec::new(), Vec::new());
+            let mut cols: [Vec<i64>; 6] = Default::default();
+            // Sorted by (namespace, queue) by the map: every transaction locks counter rows in
+            // the same order, so two on one shard wait, never deadlock.
+            for ((n, q), d) in deltas {
+                ns.push(n);
+                queue.push(q);
+                for (col, v) in cols.iter_mut().zip(d) {
+                    col.push(v);
+                }
+            }
+            let stmt = self.tx.prepare_cached(ADD_COUNTS).await?;
+            self.tx
+                .execute(
+                    &stmt,
+                    &[&ns, &queue, &cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5]],
+                )
+                .await?;
+        }
+        let notices = std::mem::take(&mut self.notices);
+        if !notices.is_empty() {
+            let payloads: Vec<String> = notices.iter().map(|n| n.encode(node)).collect();
+            let stmt = self.tx.prepare_cached(NOTIFY).await?;
+            self.tx.execute(&stmt, &[&channel, &payloads]).await?;
+        }
+        Ok(())
+    }
+}
+
+const ADD_COUNTS: &str = "INSERT INTO queue_counts AS c \
+     (namespace, queue, shard, scheduled, queued, running, succeeded, failed, cancelled) \
+     SELECT d.namespace, d.queue, pg_backend_pid() % 64, d.s, d.q, d.r, d.ok, d.f, d.c \
+     FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::int8[], $8::int8[]) \
+          AS d(namespace, queue, s, q, r, ok, f, c) \
+     ON CONFLICT (namespace, queue, shard) DO UPDATE SET \
+       scheduled = c.scheduled + excluded.scheduled, queued = c.queued + excluded.queued, \
+       running = c.running + excluded.running, succeeded = c.succeeded + excluded.succeeded, \
+       failed = c.failed + excluded.failed, cancelled = c.cancelled + excluded.cancelled";
+
+const NOTIFY: &str = "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p";

@@ -1,0 +1,41 @@
+//! Runs the storage conformance suite against the PostgreSQL backend, one fresh schema each, on
+//! the database named by `AGENTYARD_TEST_POSTGRES_URL` (skipped when unset).
+
+use std::sync::Arc;
+
+use agentyard_store::conformance::TestStore;
+use agentyard_store::conformance::agents::AgentTestStore;
+use agentyard_store_postgres::testing::TestSchema;
+use agentyard_store_postgres::{PgOptions, PgStore};
+
+async fn open(test: &str) -> Option<(Arc<PgStore>, TestSchema)> {
+    let schema = TestSchema::create(test).await?;
+    let options = PgOptions::parse(&schema.url).expect("test URL");
+    let store = PgStore::connect(options).await.expect("connect to the test database");
+    Some((Arc::new(store), schema))
+}
+
+async fn pg_store() -> Option<TestStore> {
+    let (store, schema) = open("conformance").await?;
+    Some(TestStore {
+        store,
+        _guard: Box::new(schema),
+    })
+}
+
+agentyard_store::conformance_tests!(optional pg_store);
+
+async fn pg_agent_store() -> Option<AgentTestStore> {
+    let (store, schema) = open("agent conformance").await?;
+    Some(AgentTestStore {
+        tasks: store.clone(),
+        agents: store.clone(),
+        messages: store,
+        _guard: Box::new(schema),
+    })
+}
+
+mod agents {
+    use super::pg_agent_store;
+    agentyard_store::agent_conformance_tests!(optional pg_agent_store);
+}
