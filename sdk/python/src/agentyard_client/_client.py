@@ -1,0 +1,1221 @@
+"""The synchronous :class:`Client` and the asynchronous :class:`AsyncClient`.
+
+Both run the same :mod:`._calls` descriptions of every operation; only the transport differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from types import TracebackType
+from typing import (
+    Any,
+    AsyncIterator,
+    Iterator,
+    Mapping,
+    Optional,
+    Sequence,
+    TypeVar,
+    Union,
+)
+
+import httpx
+
+from . import _calls as calls
+from ._calls import Call, SseDecoder, TaskOptions, message_of
+from ._models import (
+    JSON,
+    Agent,
+    AgentStatus,
+    BatchCreated,
+    ClaimResult,
+    CompleteManyResult,
+    Completion,
+    Created,
+    Health,
+    InboxPage,
+    Limit,
+    Message,
+    NewArtifact,
+    NewTask,
+    Progress,
+    QueueStats,
+    RemovedAgent,
+    Subscriptions,
+    Task,
+    TaskPage,
+    TaskStatus,
+)
+from .errors import TransportError
+
+if sys.version_info >= (3, 11):
+    from typing import Self, Unpack
+else:  # pragma: no cover - 3.10
+    from typing_extensions import Self, Unpack
+
+__all__ = ["AsyncClient", "AsyncInboxStream", "Client", "InboxStream", "DEFAULT_URL"]
+
+T = TypeVar("T")
+
+#: Where the clients connect when given no URL and ``AGENTYARD_URL`` is not set.
+DEFAULT_URL = "http://127.0.0.1:7070"
+_VERSION = "0.1.0"
+TaskRef = Union[Task, str]
+
+
+def _base_url(base_url: Optional[str]) -> str:
+    return (base_url or os.environ.get("AGENTYARD_URL") or DEFAULT_URL).rstrip("/")
+
+
+def _namespace(namespace: Optional[str]) -> Optional[str]:
+    return namespace if namespace is not None else os.environ.get("AGENTYARD_NAMESPACE") or None
+
+
+def _lease(task: TaskRef, lease_token: Optional[str]) -> tuple[str, str]:
+    """The id and lease token of a task given as a claimed ``Task`` or as an id and a token."""
+    if isinstance(task, Task):
+        return task.id, lease_token if lease_token is not None else task.lease_token
+    if lease_token is None:
+        raise ValueError("pass the lease token, or the claimed Task itself")
+    return task, lease_token
+
+
+def _id(task: TaskRef) -> str:
+    return task.id if isinstance(task, Task) else task
+
+
+def _unreachable(base_url: str, exc: Exception) -> TransportError:
+    if isinstance(exc, httpx.TimeoutException):
+        what = f"the agentyard server at {base_url} did not answer in time ({type(exc).__name__})"
+    elif isinstance(exc, httpx.ConnectError):
+        what = (
+            f"cannot reach the agentyard server at {base_url} ({exc}); is it running? "
+            "Start one with `agentyard serve`"
+        )
+    else:
+        what = f"the connection to the agentyard server at {base_url} failed: {exc!r}"
+    return TransportError(what, url=base_url)
+
+
+def _as_transport(base_url: str, exc: Exception) -> TransportError:
+    return exc if isinstance(exc, TransportError) else _unreachable(base_url, exc)
+
+
+class _Base:
+    """What both clients share: the URL, the namespace, headers and timeouts."""
+
+    def __init__(
+        self, base_url: Optional[str], namespace: Optional[str], timeout: float
+    ) -> None:
+        self._base = _base_url(base_url)
+        self._namespace = _namespace(namespace)
+        self._timeout = timeout
+
+    @property
+    def base_url(self) -> str:
+        return self._base
+
+    @property
+    def namespace(self) -> str:
+        """The namespace requests go to (``default`` unless one was given)."""
+        return self._namespace or "default"
+
+    def _headers(self, call: Call[Any]) -> dict[str, str]:
+        headers = dict(call.headers)
+        if call.json is not calls.NO_BODY:
+            headers["Content-Type"] = "application/json"
+        if self._namespace is not None:
+            headers[calls.NAMESPACE_HEADER] = self._namespace
+        return headers
+
+    def _timeout_for(self, call: Call[Any]) -> httpx.Timeout:
+        return httpx.Timeout(self._timeout, read=self._timeout + call.wait_s)
+
+    def _default_headers(self, extra: Optional[Mapping[str, str]]) -> dict[str, str]:
+        headers = {"User-Agent": f"agentyard-client-python/{_VERSION}", "Accept": "application/json"}
+        headers.update(extra or {})
+        return headers
+
+
+class Client(_Base):
+    """A synchronous client of the agentyard HTTP API.
+
+    ::
+
+        from agentyard_client import Client
+
+        with Client("http://127.0.0.1:7070") as yard:
+            task = yard.create_task("emails", {"to": "ops@example.com"})
+            claimed = yard.claim("emails", agent="mailer-1", wait_ms=5000).tasks
+            for t in claimed:
+                yard.complete_task(t, result={"sent": 1})
+
+    ``base_url`` defaults to ``$AGENTYARD_URL`` or ``http://127.0.0.1:7070``; ``namespace`` to
+    ``$AGENTYARD_NAMESPACE`` or the server's ``default``. ``timeout`` (seconds) bounds each
+    request; long polls get their wait on top. Errors raise :mod:`agentyard_client.errors`.
+    The client is safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        base_url: Optional[str] = None,
+        *,
+        namespace: Optional[str] = None,
+        timeout: float = 10.0,
+        headers: Optional[Mapping[str, str]] = None,
+        http_client: Optional[httpx.Client] = None,
+        transport: Optional[httpx.BaseTransport] = None,
+    ) -> None:
+        super().__init__(base_url, namespace, timeout)
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.Client(
+            base_url=self._base,
+            headers=self._default_headers(headers),
+            transport=transport,
+            timeout=timeout,
+        )
+
+    def with_namespace(self, namespace: str) -> Client:
+        """A client for another namespace sharing this one's connections (close this one)."""
+        other = Client(
+            self._base, namespace=namespace, timeout=self._timeout, http_client=self._http
+        )
+        return other
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def run(self, call: Call[T]) -> T:
+        """Sends one call and returns its parsed answer (raises on an error answer)."""
+        try:
+            r = self._http.request(
+                call.method,
+                self._base + call.path,
+                params=call.params,
+                content=call.body_bytes(),
+                headers=self._headers(call),
+                timeout=self._timeout_for(call),
+            )
+        except httpx.TransportError as e:
+            raise _unreachable(self._base, e) from e
+        return calls.finish(call, r.status_code, r.headers, r.content, r.reason_phrase)
+
+    # -- health ---------------------------------------------------------------------------
+
+    def health(self) -> Health:
+        """``GET /health``: ``ok``, or ``degraded`` with the reasons."""
+        return self.run(calls.health())
+
+    def live(self) -> Health:
+        """``GET /health/live``: the process answers."""
+        return self.run(calls.live())
+
+    def ready(self) -> Health:
+        """``GET /health/ready``: raises :class:`ServerUnavailable` when not ready."""
+        return self.run(calls.ready())
+
+    def openapi(self) -> dict[str, Any]:
+        """The server's OpenAPI document."""
+        return self.run(calls.openapi())
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def create_task(self, queue: str, input: JSON = None, **options: Unpack[TaskOptions]) -> Task:
+        """Creates a task (or returns the original one when its ``idempotency_key`` was seen).
+        ``options`` are the optional fields of :class:`NewTask`."""
+        return self.run(calls.create_task(NewTask(queue, input, **options))).value
+
+    def create_task_outcome(
+        self, queue: str, input: JSON = None, **options: Unpack[TaskOptions]
+    ) -> Created[Task]:
+        """Like :meth:`create_task`, saying whether the task is new (``created``)."""
+        return self.run(calls.create_task(NewTask(queue, input, **options)))
+
+    def create_tasks(self, tasks: Sequence[Union[NewTask, Mapping[str, Any]]]) -> BatchCreated:
+        """Creates many tasks at once: all of them, or none (422 names the bad item)."""
+        return self.run(calls.create_tasks(tasks))
+
+    def get_task(self, task: TaskRef) -> Task:
+        return self.run(calls.get_task(_id(task)))
+
+    def list_tasks(
+        self,
+        *,
+        queue: Optional[str] = None,
+        status: Optional[Union[TaskStatus, str]] = None,
+        limit: Optional[int] = None,
+        cursor: Optional[str] = None,
+    ) -> TaskPage:
+        """One page of tasks in creation order; see :meth:`iter_tasks` for all of them."""
+        return self.run(calls.list_tasks(queue, status, limit, cursor))
+
+    def iter_tasks(
+        self,
+        *,
+        queue: Optional[str] = None,
+        status: Optional[Union[TaskStatus, str]] = None,
+        page_size: Optional[int] = None,
+    ) -> Iterator[Task]:
+        """Every task matching the filters, fetching pages as the iteration goes."""
+        cursor: Optional[str] = None
+        while True:
+            page = self.run(calls.list_tasks(queue, status, page_size, cursor))
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def update_task(
+        self,
+        task: TaskRef,
+        *,
+        expected_version: Optional[int] = None,
+        if_match: Optional[int] = None,
+        merge: bool = False,
+        title: Optional[str] = None,
+        priority: Optional[int] = None,
+        input: JSON = None,
+        context: Optional[Mapping[str, Any]] = None,
+        artifacts: Optional[Sequence[NewArtifact]] = None,
+        progress: Optional[Progress] = None,
+        status: Optional[Union[TaskStatus, str]] = None,
+    ) -> Task:
+        """``PATCH`` a task, based on the version read: ``expected_version`` (a mismatch raises
+        :class:`VersionConflict`) or ``if_match`` (sent as ``If-Match``; raises
+        :class:`PreconditionFailed`). With ``merge=True`` the server merges with changes made
+        since (context keys deep-merged, artifacts appended; :class:`MergeConflict` when the
+        same key changed on both sides)."""
+        return self.run(
+            calls.update_task(
+                _id(task),
+                expected_version=expected_version,
+                if_match=if_match,
+                merge=merge,
+                title=title,
+                priority=priority,
+                input=input,
+                context=context,
+                artifacts=artifacts,
+                progress=progress,
+                status=status,
+            )
+        )
+
+    def cancel_task(self, task: TaskRef) -> Task:
+        return self.run(calls.cancel_task(_id(task)))
+
+    def redrive_task(self, task: TaskRef) -> Task:
+        """Sends a failed (dead-lettered) task back to its queue with fresh attempts."""
+        return self.run(calls.redrive_task(_id(task)))
+
+    def heartbeat_task(
+        self,
+        task: TaskRef,
+        lease_token: Optional[str] = None,
+        *,
+        lease_ms: Optional[int] = None,
+        progress: Optional[Progress] = None,
+    ) -> Task:
+        """Extends the lease of a running task by ``lease_ms`` from now (server default when
+        left out) and reports progress. :class:`LeaseConflict` when the lease is lost."""
+        task_id, token = _lease(task, lease_token)
+        return self.run(calls.heartbeat_task(task_id, token, lease_ms, progress))
+
+    def complete_task(
+        self,
+        task: TaskRef,
+        lease_token: Optional[str] = None,
+        *,
+        result: JSON = None,
+        artifacts: Optional[Sequence[NewArtifact]] = None,
+    ) -> Task:
+        """Finishes a running task successfully. Repeating it with the same lease is harmless."""
+        task_id, token = _lease(task, lease_token)
+        return self.run(calls.complete_task(task_id, token, result, artifacts))
+
+    def complete_tasks(self, items: Sequence[Completion]) -> CompleteManyResult:
+        """Finishes many running tasks in one request; each item succeeds or fails alone."""
+        return self.run(calls.complete_tasks(items))
+
+    def fail_task(
+        self,
+        task: TaskRef,
+        lease_token: Optional[str] = None,
+        *,
+        message: str,
+        kind: Optional[str] = None,
+        retryable: Optional[bool] = None,
+    ) -> Task:
+        """Reports a failed attempt: retried after the task's backoff while attempts are left
+        and ``retryable`` is not False, otherwise the task is ``failed`` (dead-lettered)."""
+        task_id, token = _lease(task, lease_token)
+        return self.run(calls.fail_task(task_id, token, message, kind, retryable))
+
+    # -- queues ---------------------------------------------------------------------------
+
+    def claim(
+        self,
+        queue: str,
+        agent: str,
+        *,
+        capabilities: Optional[Sequence[str]] = None,
+        max: Optional[int] = None,
+        wait_ms: Optional[int] = None,
+        lease_ms: Optional[int] = None,
+        complete: Optional[Sequence[Completion]] = None,
+    ) -> ClaimResult:
+        """Claims up to ``max`` ready tasks of ``queue`` for ``agent`` under a lease of
+        ``lease_ms``, long-polling up to ``wait_ms`` when none is ready. ``complete`` finishes
+        running tasks first, in the same round trip ("done, next"); their outcomes are in
+        ``completed``."""
+        return self.run(calls.claim(queue, agent, capabilities, max, wait_ms, lease_ms, complete))
+
+    def list_queues(self) -> list[QueueStats]:
+        return self.run(calls.list_queues())
+
+    def queue_stats(self, queue: str) -> QueueStats:
+        return self.run(calls.queue_stats(queue))
+
+    def redrive_queue(self, queue: str) -> int:
+        """Sends every failed task of the queue back to it; returns how many."""
+        return self.run(calls.redrive_queue(queue))
+
+    # -- agents ---------------------------------------------------------------------------
+
+    def register_agent(
+        self,
+        name: str,
+        *,
+        capabilities: Optional[Sequence[str]] = None,
+        slots: Optional[int] = None,
+        metadata: JSON = None,
+    ) -> Agent:
+        """Registers an agent (or replaces its registration); it becomes ``active``."""
+        return self.run(calls.register_agent(name, capabilities, slots, metadata))
+
+    def get_agent(self, name: str) -> Agent:
+        return self.run(calls.get_agent(name))
+
+    def list_agents(self, *, status: Optional[Union[AgentStatus, str]] = None) -> list[Agent]:
+        return self.run(calls.list_agents(status))
+
+    def heartbeat_agent(self, name: str) -> Agent:
+        return self.run(calls.heartbeat_agent(name))
+
+    def drain_agent(self, name: str) -> Agent:
+        """The agent finishes what it holds and its claims get nothing new (parked long polls
+        end empty) until it registers again."""
+        return self.run(calls.drain_agent(name))
+
+    def remove_agent(self, name: str) -> RemovedAgent:
+        """Removes an agent; the tasks it held go back to their queues at once."""
+        return self.run(calls.remove_agent(name))
+
+    def subscribe(self, agent: str, topic: str) -> Subscriptions:
+        return self.run(calls.subscribe(agent, topic))
+
+    def unsubscribe(self, agent: str, topic: str) -> Subscriptions:
+        return self.run(calls.unsubscribe(agent, topic))
+
+    # -- messages -------------------------------------------------------------------------
+
+    def send_message(
+        self,
+        body: JSON = None,
+        *,
+        to: Optional[str] = None,
+        topic: Optional[str] = None,
+        broadcast: bool = False,
+        sender: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        reply_to: Optional[str] = None,
+        ttl_ms: Optional[int] = None,
+        idempotency_key: Optional[str] = None,
+    ) -> Message:
+        """Sends a message to one agent (``to``), a ``topic``'s subscribers, or everyone
+        (``broadcast=True``). ``sender`` is the agent replies go to."""
+        return self.send_message_outcome(
+            body,
+            to=to,
+            topic=topic,
+            broadcast=broadcast,
+            sender=sender,
+            correlation_id=correlation_id,
+            reply_to=reply_to,
+            ttl_ms=ttl_ms,
+            idempotency_key=idempotency_key,
+        ).value
+
+    def send_message_outcome(
+        self,
+        body: JSON = None,
+        *,
+        to: Optional[str] = None,
+        topic: Optional[str] = None,
+        broadcast: bool = False,
+        sender: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        reply_to: Optional[str] = None,
+        ttl_ms: Optional[int] = None,
+        idempotency_key: Optional[str] = None,
+    ) -> Created[Message]:
+        """Like :meth:`send_message`, saying whether the message is new (``created``)."""
+        return self.run(
+            calls.send_message(
+                body,
+                calls.recipient(to, topic, broadcast),
+                sender,
+                correlation_id,
+                reply_to,
+                ttl_ms,
+                idempotency_key,
+            )
+        )
+
+    def reply(
+        self, original: Message, body: JSON = None, *, sender: Optional[str] = None
+    ) -> Message:
+        """Answers ``original``: to its sender, with its correlation id, replying to its id."""
+        return self.run(
+            calls.send_message(
+                body,
+                calls.reply_recipient(original),
+                sender,
+                original.correlation_id,
+                original.id,
+                None,
+                None,
+            )
+        ).value
+
+    def read_inbox(
+        self,
+        agent: str,
+        *,
+        after: Optional[int] = None,
+        wait_ms: Optional[int] = None,
+        limit: Optional[int] = None,
+    ) -> InboxPage:
+        """One read of the agent's inbox (after the acknowledged cursor unless ``after`` is
+        given), long-polling up to ``wait_ms`` when it is empty. Reading does not acknowledge."""
+        return self.run(calls.read_inbox(agent, after, wait_ms, limit))
+
+    def ack_inbox(self, agent: str, cursor: int) -> int:
+        """Acknowledges the inbox up to ``cursor``; returns the acknowledged cursor."""
+        return self.run(calls.ack_inbox(agent, cursor))
+
+    def iter_inbox(
+        self,
+        agent: str,
+        *,
+        wait_ms: int = 30_000,
+        after: Optional[int] = None,
+        limit: Optional[int] = None,
+        ack: bool = False,
+    ) -> Iterator[Message]:
+        """The agent's messages as they come, by long poll, without end (break out of the
+        loop to stop). With ``ack=True`` each page is acknowledged once every message of it
+        was taken from the iterator and the next one is asked for, so a message the caller
+        did not get to comes again on the next read."""
+        cursor = after
+        while True:
+            page = self.read_inbox(agent, after=cursor, wait_ms=wait_ms, limit=limit)
+            yield from page.messages
+            if ack and page.messages:
+                self.ack_inbox(agent, page.cursor)
+            cursor = page.cursor
+
+    def stream_inbox(
+        self,
+        agent: str,
+        *,
+        after: Optional[int] = None,
+        last_event_id: Optional[Union[int, str]] = None,
+        reconnect: bool = True,
+        read_timeout: float = 60.0,
+        max_retries: int = 3,
+    ) -> InboxStream:
+        """Follows the agent's inbox as Server-Sent Events: an iterator of messages (and a
+        context manager that closes the connection). It resumes after ``last_event_id`` (or
+        ``after``); when the connection drops it reconnects with ``Last-Event-ID`` so nothing
+        is lost or repeated, giving up after ``max_retries`` failed attempts in a row.
+        Streaming does not acknowledge."""
+        return InboxStream(
+            self,
+            agent,
+            after=after,
+            last_event_id=None if last_event_id is None else str(last_event_id),
+            reconnect=reconnect,
+            read_timeout=read_timeout,
+            max_retries=max_retries,
+        )
+
+    # -- limits ---------------------------------------------------------------------------
+
+    def set_limit(
+        self,
+        key: str,
+        *,
+        rate_per_minute: Optional[int] = None,
+        burst: Optional[int] = None,
+        max_concurrent: Optional[int] = None,
+    ) -> Limit:
+        """Sets the dispatch limits of a ``rate_limit_key`` or ``concurrency_key`` (replacing
+        what it had; until the server restarts)."""
+        return self.run(calls.set_limit(key, rate_per_minute, burst, max_concurrent))
+
+    def get_limit(self, key: str) -> Limit:
+        """The limits of one key (all ``None`` when the key is not configured)."""
+        return self.run(calls.get_limit(key))
+
+    def list_limits(self) -> list[Limit]:
+        return self.run(calls.list_limits())
+
+
+class _StreamState:
+    """What both inbox streams share: the decoder, the resume point and the retry policy."""
+
+    def __init__(
+        self,
+        agent: str,
+        after: Optional[int],
+        last_event_id: Optional[str],
+        reconnect: bool,
+        read_timeout: float,
+        max_retries: int,
+    ) -> None:
+        self.agent = agent
+        self.after = after
+        self.decoder = SseDecoder()
+        self.decoder.last_event_id = last_event_id
+        self.reconnect = reconnect
+        self.read_timeout = read_timeout
+        self.max_retries = max_retries
+        self.failures = 0
+        self.closed = False
+
+    @property
+    def last_event_id(self) -> Optional[str]:
+        return self.decoder.last_event_id
+
+    def call(self) -> Call[None]:
+        return calls.stream_inbox(self.agent, self.after, self.decoder.last_event_id)
+
+    def retry_delay(self) -> float:
+        return (self.decoder.retry_ms or 500) / 1000.0
+
+    def take(self, line: str) -> Optional[Message]:
+        event = self.decoder.feed(line)
+        if event is None:
+            return None
+        message = message_of(event)
+        if message is not None:
+            self.failures = 0
+        return message
+
+    def restart(self) -> None:
+        """A new connection starts a new event; the resume point stays."""
+        last = self.decoder.last_event_id
+        retry = self.decoder.retry_ms
+        self.decoder = SseDecoder()
+        self.decoder.last_event_id = last
+        self.decoder.retry_ms = retry
+
+
+class InboxStream(Iterator[Message]):
+    """An agent's inbox as Server-Sent Events (see :meth:`Client.stream_inbox`).
+    ``last_event_id`` is the ``seq`` of the last message received, to resume from later."""
+
+    def __init__(
+        self,
+        client: Client,
+        agent: str,
+        *,
+        after: Optional[int],
+        last_event_id: Optional[str],
+        reconnect: bool,
+        read_timeout: float,
+        max_retries: int,
+    ) -> None:
+        self._client = client
+        self._state = _StreamState(agent, after, last_event_id, reconnect, read_timeout, max_retries)
+        self._response: Optional[httpx.Response] = None
+        self._lines: Optional[Iterator[str]] = None
+
+    @property
+    def last_event_id(self) -> Optional[str]:
+        return self._state.last_event_id
+
+    def __iter__(self) -> InboxStream:
+        return self
+
+    def __enter__(self) -> InboxStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._state.closed = True
+        self._drop()
+
+    def _drop(self) -> None:
+        if self._response is not None:
+            self._response.close()
+        self._response, self._lines = None, None
+
+    def _connect(self) -> Iterator[str]:
+        c = self._client
+        call = self._state.call()
+        timeout = httpx.Timeout(c._timeout, read=self._state.read_timeout)
+        request = c._http.build_request(
+            call.method, c._base + call.path, params=call.params, headers=c._headers(call),
+            timeout=timeout,
+        )
+        try:
+            response = c._http.send(request, stream=True)
+        except httpx.TransportError as e:
+            raise _unreachable(c._base, e) from e
+        if response.status_code >= 400:
+            content = response.read()
+            response.close()
+            raise calls.api_error(
+                response.status_code, response.headers, content, response.reason_phrase
+            )
+        self._response = response
+        self._state.restart()
+        return response.iter_lines()
+
+    def __next__(self) -> Message:
+        state = self._state
+        while True:
+            if state.closed:
+                raise StopIteration
+            try:
+                if self._lines is None:
+                    self._lines = self._connect()
+                for line in self._lines:
+                    message = state.take(line)
+                    if message is not None:
+                        return message
+                ended: Optional[Exception] = None  # the server ended the stream
+            except (httpx.TransportError, TransportError) as e:
+                ended = e
+            was_closed = state.closed
+            self._drop()
+            if was_closed:
+                raise StopIteration
+            if ended is not None:
+                state.failures += 1
+            if not state.reconnect or state.failures > state.max_retries:
+                self.close()
+                if ended is None:
+                    raise StopIteration
+                raise _as_transport(self._client._base, ended) from ended
+            time.sleep(state.retry_delay())
+
+
+class AsyncClient(_Base):
+    """The asynchronous twin of :class:`Client` (same methods, awaited; iterators are async).
+
+    ::
+
+        async with AsyncClient() as yard:
+            task = await yard.create_task("emails", {"to": "ops@example.com"})
+            async for t in yard.iter_tasks(queue="emails"):
+                ...
+    """
+
+    def __init__(
+        self,
+        base_url: Optional[str] = None,
+        *,
+        namespace: Optional[str] = None,
+        timeout: float = 10.0,
+        headers: Optional[Mapping[str, str]] = None,
+        http_client: Optional[httpx.AsyncClient] = None,
+        transport: Optional[httpx.AsyncBaseTransport] = None,
+    ) -> None:
+        super().__init__(base_url, namespace, timeout)
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(
+            base_url=self._base,
+            headers=self._default_headers(headers),
+            transport=transport,
+            timeout=timeout,
+        )
+
+    def with_namespace(self, namespace: str) -> AsyncClient:
+        """A client for another namespace sharing this one's connections (close this one)."""
+        return AsyncClient(
+            self._base, namespace=namespace, timeout=self._timeout, http_client=self._http
+        )
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.aclose()
+
+    async def run(self, call: Call[T]) -> T:
+        """Sends one call and returns its parsed answer (raises on an error answer)."""
+        try:
+            r = await self._http.request(
+                call.method,
+                self._base + call.path,
+                params=call.params,
+                content=call.body_bytes(),
+                headers=self._headers(call),
+                timeout=self._timeout_for(call),
+            )
+        except httpx.TransportError as e:
+            raise _unreachable(self._base, e) from e
+        return calls.finish(call, r.status_code, r.headers, r.content, r.reason_phrase)
+
+    # -- health ---------------------------------------------------------------------------
+
+    async def health(self) -> Health:
+        return await self.run(calls.health())
+
+    async def live(self) -> Health:
+        return await self.run(calls.live())
+
+    async def ready(self) -> Health:
+        return await self.run(calls.ready())
+
+    async def openapi(self) -> dict[str, Any]:
+        return await self.run(calls.openapi())
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    async def create_task(
+        self, queue: str, input: JSON = None, **options: Unpack[TaskOptions]
+    ) -> Task:
+        return (await self.run(calls.create_task(NewTask(queue, input, **options)))).value
+
+    async def create_task_outcome(
+        self, queue: str, input: JSON = None, **options: Unpack[TaskOptions]
+    ) -> Created[Task]:
+        return await self.run(calls.create_task(NewTask(queue, input, **options)))
+
+    async def create_tasks(
+        self, tasks: Sequence[Union[NewTask, Mapping[str, Any]]]
+    ) -> BatchCreated:
+        return await self.run(calls.create_tasks(tasks))
+
+    async def get_task(self, task: TaskRef) -> Task:
+        return await self.run(calls.get_task(_id(task)))
+
+    async def list_tasks(
+        self,
+        *,
+        queue: Optional[str] = None,
+        status: Optional[Union[TaskStatus, str]] = None,
+        limit: Optional[int] = None,
+        cursor: Optional[str] = None,
+    ) -> TaskPage:
+        return await self.run(calls.list_tasks(queue, status, limit, cursor))
+
+    async def iter_tasks(
+        self,
+        *,
+        queue: Optional[str] = None,
+        status: Optional[Union[TaskStatus, str]] = None,
+        page_size: Optional[int] = None,
+    ) -> AsyncIterator[Task]:
+        cursor: Optional[str] = None
+        while True:
+            page = await self.run(calls.list_tasks(queue, status, page_size, cursor))
+            for task in page.items:
+                yield task
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def update_task(
+        self,
+        task: TaskRef,
+        *,
+        expected_version: Optional[int] = None,
+        if_match: Optional[int] = None,
+        merge: bool = False,
+        title: Optional[str] = None,
+        priority: Optional[int] = None,
+        input: JSON = None,
+        context: Optional[Mapping[str, Any]] = None,
+        artifacts: Optional[Sequence[NewArtifact]] = None,
+        progress: Optional[Progress] = None,
+        status: Optional[Union[TaskStatus, str]] = None,
+    ) -> Task:
+        return await self.run(
+            calls.update_task(
+                _id(task),
+                expected_version=expected_version,
+                if_match=if_match,
+                merge=merge,
+                title=title,
+                priority=priority,
+                input=input,
+                context=context,
+                artifacts=artifacts,
+                progress=progress,
+                status=status,
+            )
+        )
+
+    async def cancel_task(self, task: TaskRef) -> Task:
+        return await self.run(calls.cancel_task(_id(task)))
+
+    async def redrive_task(self, task: TaskRef) -> Task:
+        return await self.run(calls.redrive_task(_id(task)))
+
+    async def heartbeat_task(
+        self,
+        task: TaskRef,
+        lease_token: Optional[str] = None,
+        *,
+        lease_ms: Optional[int] = None,
+        progress: Optional[Progress] = None,
+    ) -> Task:
+        task_id, token = _lease(task, lease_token)
+        return await self.run(calls.heartbeat_task(task_id, token, lease_ms, progress))
+
+    async def complete_task(
+        self,
+        task: TaskRef,
+        lease_token: Optional[str] = None,
+        *,
+        result: JSON = None,
+        artifacts: Optional[Sequence[NewArtifact]] = None,
+    ) -> Task:
+        task_id, token = _lease(task, lease_token)
+        return await self.run(calls.complete_task(task_id, token, result, artifacts))
+
+    async def complete_tasks(self, items: Sequence[Completion]) -> CompleteManyResult:
+        return await self.run(calls.complete_tasks(items))
+
+    async def fail_task(
+        self,
+        task: TaskRef,
+        lease_token: Optional[str] = None,
+        *,
+        message: str,
+        kind: Optional[str] = None,
+        retryable: Optional[bool] = None,
+    ) -> Task:
+        task_id, token = _lease(task, lease_token)
+        return await self.run(calls.fail_task(task_id, token, message, kind, retryable))
+
+    # -- queues ---------------------------------------------------------------------------
+
+    async def claim(
+        self,
+        queue: str,
+        agent: str,
+        *,
+        capabilities: Optional[Sequence[str]] = None,
+        max: Optional[int] = None,
+        wait_ms: Optional[int] = None,
+        lease_ms: Optional[int] = None,
+        complete: Optional[Sequence[Completion]] = None,
+    ) -> ClaimResult:
+        return await self.run(
+            calls.claim(queue, agent, capabilities, max, wait_ms, lease_ms, complete)
+        )
+
+    async def list_queues(self) -> list[QueueStats]:
+        return await self.run(calls.list_queues())
+
+    async def queue_stats(self, queue: str) -> QueueStats:
+        return await self.run(calls.queue_stats(queue))
+
+    async def redrive_queue(self, queue: str) -> int:
+        return await self.run(calls.redrive_queue(queue))
+
+    # -- agents ---------------------------------------------------------------------------
+
+    async def register_agent(
+        self,
+        name: str,
+        *,
+        capabilities: Optional[Sequence[str]] = None,
+        slots: Optional[int] = None,
+        metadata: JSON = None,
+    ) -> Agent:
+        return await self.run(calls.register_agent(name, capabilities, slots, metadata))
+
+    async def get_agent(self, name: str) -> Agent:
+        return await self.run(calls.get_agent(name))
+
+    async def list_agents(
+        self, *, status: Optional[Union[AgentStatus, str]] = None
+    ) -> list[Agent]:
+        return await self.run(calls.list_agents(status))
+
+    async def heartbeat_agent(self, name: str) -> Agent:
+        return await self.run(calls.heartbeat_agent(name))
+
+    async def drain_agent(self, name: str) -> Agent:
+        return await self.run(calls.drain_agent(name))
+
+    async def remove_agent(self, name: str) -> RemovedAgent:
+        return await self.run(calls.remove_agent(name))
+
+    async def subscribe(self, agent: str, topic: str) -> Subscriptions:
+        return await self.run(calls.subscribe(agent, topic))
+
+    async def unsubscribe(self, agent: str, topic: str) -> Subscriptions:
+        return await self.run(calls.unsubscribe(agent, topic))
+
+    # -- messages -------------------------------------------------------------------------
+
+    async def send_message(
+        self,
+        body: JSON = None,
+        *,
+        to: Optional[str] = None,
+        topic: Optional[str] = None,
+        broadcast: bool = False,
+        sender: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        reply_to: Optional[str] = None,
+        ttl_ms: Optional[int] = None,
+        idempotency_key: Optional[str] = None,
+    ) -> Message:
+        outcome = await self.send_message_outcome(
+            body,
+            to=to,
+            topic=topic,
+            broadcast=broadcast,
+            sender=sender,
+            correlation_id=correlation_id,
+            reply_to=reply_to,
+            ttl_ms=ttl_ms,
+            idempotency_key=idempotency_key,
+        )
+        return outcome.value
+
+    async def send_message_outcome(
+        self,
+        body: JSON = None,
+        *,
+        to: Optional[str] = None,
+        topic: Optional[str] = None,
+        broadcast: bool = False,
+        sender: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        reply_to: Optional[str] = None,
+        ttl_ms: Optional[int] = None,
+        idempotency_key: Optional[str] = None,
+    ) -> Created[Message]:
+        return await self.run(
+            calls.send_message(
+                body,
+                calls.recipient(to, topic, broadcast),
+                sender,
+                correlation_id,
+                reply_to,
+                ttl_ms,
+                idempotency_key,
+            )
+        )
+
+    async def reply(
+        self, original: Message, body: JSON = None, *, sender: Optional[str] = None
+    ) -> Message:
+        outcome = await self.run(
+            calls.send_message(
+                body,
+                calls.reply_recipient(original),
+                sender,
+                original.correlation_id,
+                original.id,
+                None,
+                None,
+            )
+        )
+        return outcome.value
+
+    async def read_inbox(
+        self,
+        agent: str,
+        *,
+        after: Optional[int] = None,
+        wait_ms: Optional[int] = None,
+        limit: Optional[int] = None,
+    ) -> InboxPage:
+        return await self.run(calls.read_inbox(agent, after, wait_ms, limit))
+
+    async def ack_inbox(self, agent: str, cursor: int) -> int:
+        return await self.run(calls.ack_inbox(agent, cursor))
+
+    async def iter_inbox(
+        self,
+        agent: str,
+        *,
+        wait_ms: int = 30_000,
+        after: Optional[int] = None,
+        limit: Optional[int] = None,
+        ack: bool = False,
+    ) -> AsyncIterator[Message]:
+        cursor = after
+        while True:
+            page = await self.read_inbox(agent, after=cursor, wait_ms=wait_ms, limit=limit)
+            for message in page.messages:
+                yield message
+            if ack and page.messages:
+                await self.ack_inbox(agent, page.cursor)
+            cursor = page.cursor
+
+    def stream_inbox(
+        self,
+        agent: str,
+        *,
+        after: Optional[int] = None,
+        last_event_id: Optional[Union[int, str]] = None,
+        reconnect: bool = True,
+        read_timeout: float = 60.0,
+        max_retries: int = 3,
+    ) -> AsyncInboxStream:
+        return AsyncInboxStream(
+            self,
+            agent,
+            after=after,
+            last_event_id=None if last_event_id is None else str(last_event_id),
+            reconnect=reconnect,
+            read_timeout=read_timeout,
+            max_retries=max_retries,
+        )
+
+    # -- limits ---------------------------------------------------------------------------
+
+    async def set_limit(
+        self,
+        key: str,
+        *,
+        rate_per_minute: Optional[int] = None,
+        burst: Optional[int] = None,
+        max_concurrent: Optional[int] = None,
+    ) -> Limit:
+        return await self.run(calls.set_limit(key, rate_per_minute, burst, max_concurrent))
+
+    async def get_limit(self, key: str) -> Limit:
+        return await self.run(calls.get_limit(key))
+
+    async def list_limits(self) -> list[Limit]:
+        return await self.run(calls.list_limits())
+
+
+class AsyncInboxStream(AsyncIterator[Message]):
+    """The asynchronous :class:`InboxStream`."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        agent: str,
+        *,
+        after: Optional[int],
+        last_event_id: Optional[str],
+        reconnect: bool,
+        read_timeout: float,
+        max_retries: int,
+    ) -> None:
+        self._client = client
+        self._state = _StreamState(agent, after, last_event_id, reconnect, read_timeout, max_retries)
+        self._response: Optional[httpx.Response] = None
+        self._lines: Optional[AsyncIterator[str]] = None
+
+    @property
+    def last_event_id(self) -> Optional[str]:
+        return self._state.last_event_id
+
+    def __aiter__(self) -> AsyncInboxStream:
+        return self
+
+    async def __aenter__(self) -> AsyncInboxStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self._state.closed = True
+        await self._drop()
+
+    async def _drop(self) -> None:
+        if self._response is not None:
+            await self._response.aclose()
+        self._response, self._lines = None, None
+
+    async def _connect(self) -> AsyncIterator[str]:
+        c = self._client
+        call = self._state.call()
+        timeout = httpx.Timeout(c._timeout, read=self._state.read_timeout)
+        request = c._http.build_request(
+            call.method, c._base + call.path, params=call.params, headers=c._headers(call),
+            timeout=timeout,
+        )
+        try:
+            response = await c._http.send(request, stream=True)
+        except httpx.TransportError as e:
+            raise _unreachable(c._base, e) from e
+        if response.status_code >= 400:
+            content = await response.aread()
+            await response.aclose()
+            raise calls.api_error(
+                response.status_code, response.headers, content, response.reason_phrase
+            )
+        self._response = response
+        self._state.restart()
+        return response.aiter_lines()
+
+    async def __anext__(self) -> Message:
+        state = self._state
+        while True:
+            if state.closed:
+                raise StopAsyncIteration
+            try:
+                if self._lines is None:
+                    self._lines = await self._connect()
+                async for line in self._lines:
+                    message = state.take(line)
+                    if message is not None:
+                        return message
+                ended: Optional[Exception] = None
+            except (httpx.TransportError, TransportError) as e:
+                ended = e
+            was_closed = state.closed
+            await self._drop()
+            if was_closed:
+                raise StopAsyncIteration
+            if ended is not None:
+                state.failures += 1
+            if not state.reconnect or state.failures > state.max_retries:
+                await self.aclose()
+                if ended is None:
+                    raise StopAsyncIteration
+                raise _as_transport(self._client._base, ended) from ended
+            await asyncio.sleep(state.retry_delay())

@@ -1,0 +1,103 @@
+"""Test support: the real agentyard server binary, started on a free port with the memory store.
+
+The binary is ``$AGENTYARD_BIN``, or ``debug/agentyard`` under ``$CARGO_TARGET_DIR`` (default:
+``target`` at the repository root). Build it with ``cargo build -p agentyard --locked``;
+``scripts/test-python`` does that and then runs these tests.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+SDK_ROOT = Path(__file__).resolve().parents[1]
+
+
+def agentyard_bin() -> Path:
+    explicit = os.environ.get("AGENTYARD_BIN")
+    if explicit:
+        return Path(explicit).resolve()
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or "target")
+    if not target.is_absolute():
+        target = REPO_ROOT / target
+    return target / "debug" / "agentyard"
+
+
+class Server:
+    """One ``agentyard serve`` process; ``url`` once it listens."""
+
+    def __init__(self, *extra: str) -> None:
+        binary = agentyard_bin()
+        if not binary.exists():
+            pytest.fail(
+                f"the agentyard binary is not at {binary}: build it with "
+                "`cargo build -p agentyard --locked` or set AGENTYARD_BIN",
+                pytrace=False,
+            )
+        self.log = tempfile.NamedTemporaryFile(prefix="agentyard-server-", suffix=".log", delete=False)
+        args = [str(binary), "serve", "--store", "memory", "--listen", "127.0.0.1:0", *extra]
+        env = dict(os.environ, AGENTYARD_LOG=os.environ.get("AGENTYARD_LOG", "info"))
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=self.log, env=env, text=True
+        )
+        self.url = self._wait_for_address(30.0)
+
+    def _wait_for_address(self, timeout: float) -> str:
+        assert self.proc.stdout is not None
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not sel.select(timeout=0.1):
+                if self.proc.poll() is not None:
+                    break
+                continue
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith("listening on "):
+                return line[len("listening on ") :].strip()
+        self.stop()
+        pytest.fail(f"agentyard serve did not start; its log:\n{self.log_text()}", pytrace=False)
+
+    def log_text(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")[-5000:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.log.close()
+
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10.0, every: float = 0.05) -> None:
+    """Polls ``check`` until it is true; fails the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def unique(prefix: str = "q") -> str:
+    """A fresh name (queue, agent, topic) for one test."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
