@@ -4,6 +4,10 @@
 //! A [`ChangeSink`] attached with [`MemoryStore::attach`] sees every change, in order, under the
 //! store's lock, and a seal after each call that changed something: that is what the log store
 //! (`agentyard-store-log`) appends to its file. [`MemoryStore::restore`] reads such changes back.
+//!
+//! Dispatch limits (`LimitStore`) are in `memory/limits.rs`.
+
+mod limits;
 
 use std::cell::Cell;
 use std::cmp::Reverse;
@@ -13,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use agentyard_core::agent::{Agent, AgentRegistration, AgentStatus, DEFAULT_SLOTS};
 use agentyard_core::api::{QueueStats, StatusCounts};
+use agentyard_core::flow::KeyLimit;
 use agentyard_core::message::{Message, NewMessage, Recipient, TopicName};
 use agentyard_core::task::TaskMeta;
 use agentyard_core::{
@@ -55,6 +60,16 @@ pub enum Change<'a> {
         agent: &'a AgentName,
         topic: &'a TopicName,
     },
+    /// The dispatch limits of a key were set, replacing any it had.
+    Limit {
+        namespace: &'a Namespace,
+        key: &'a str,
+        limit: &'a KeyLimit,
+    },
+    LimitRemoved {
+        namespace: &'a Namespace,
+        key: &'a str,
+    },
 }
 
 /// A [`Change`] read back, for [`MemoryStore::restore`].
@@ -80,6 +95,15 @@ pub enum OwnedChange {
         namespace: Namespace,
         agent: AgentName,
         topic: TopicName,
+    },
+    Limit {
+        namespace: Namespace,
+        key: String,
+        limit: KeyLimit,
+    },
+    LimitRemoved {
+        namespace: Namespace,
+        key: String,
     },
 }
 
@@ -114,6 +138,8 @@ struct State {
     /// Running tasks per (namespace, lease holder): an agent's view counts them, and releasing
     /// an agent's leases walks them.
     running_by_agent: HashMap<(Namespace, AgentName), BTreeSet<TaskId>>,
+    /// Dispatch limits set through the API, per (namespace, key).
+    limits: BTreeMap<(Namespace, String), KeyLimit>,
     sink: Option<Arc<dyn ChangeSink>>,
     /// Something was recorded since the last seal.
     unsealed: Cell<bool>,
@@ -182,6 +208,12 @@ impl State {
                 topic,
             } => {
                 self.subscriptions.remove(&(namespace, agent, topic));
+            }
+            OwnedChange::Limit { namespace, key, limit } => {
+                self.limits.insert((namespace, key), limit);
+            }
+            OwnedChange::LimitRemoved { namespace, key } => {
+                self.limits.remove(&(namespace, key));
             }
         }
     }
@@ -316,10 +348,11 @@ impl MemoryStore {
     }
 
     /// The next `max` entries of the state after `cursor` (agents, then tasks, then messages,
-    /// then subscriptions), copied under one short hold of the lock; the cursor moves past them.
-    /// Pages taken while the store changes are not one consistent copy: each entry is as it was
-    /// when its page was taken. Restored and followed by every change recorded since the first
-    /// page was taken, they give the state back exactly, since each change is a whole new version.
+    /// then subscriptions, then limits), copied under one short hold of the lock; the cursor
+    /// moves past them. Pages taken while the store changes are not one consistent copy: each
+    /// entry is as it was when its page was taken. Restored and followed by every change
+    /// recorded since the first page was taken, they give the state back exactly, since each
+    /// change is a whole new version.
     pub fn export_page(&self, cursor: &mut ExportCursor, max: usize) -> Vec<OwnedChange> {
         let st = self.lock();
         let mut out = Vec::new();
@@ -336,7 +369,7 @@ impl MemoryStore {
                 2 => page(&st.messages, &mut cursor.message, want, &mut out, |_, m| {
                     OwnedChange::Message(m.clone())
                 }),
-                _ => page(
+                3 => page(
                     &st.subscriptions,
                     &mut cursor.subscription,
                     want,
@@ -346,6 +379,17 @@ impl MemoryStore {
                         agent: agent.clone(),
                         topic: topic.clone(),
                         after: *after,
+                    },
+                ),
+                _ => page(
+                    &st.limits,
+                    &mut cursor.limit,
+                    want,
+                    &mut out,
+                    |(namespace, key), limit| OwnedChange::Limit {
+                        namespace: namespace.clone(),
+                        key: key.clone(),
+                        limit: *limit,
                     },
                 ),
             };
@@ -365,12 +409,13 @@ pub struct ExportCursor {
     task: Option<TaskId>,
     message: Option<(Namespace, u64)>,
     subscription: Option<(Namespace, AgentName, TopicName)>,
+    limit: Option<(Namespace, String)>,
 }
 
 impl ExportCursor {
     /// Every entry was exported.
     pub fn done(&self) -> bool {
-        self.stage > 3
+        self.stage > 4
     }
 }
 

@@ -28,3 +28,15 @@ mod agents {
     use super::memory_agent_store;
     agentyard_store::agent_conformance_tests!(memory_agent_store);
 }
+
+async fn memory_limit_store() -> agentyard_store::conformance::limits::LimitTestStore {
+    agentyard_store::conformance::limits::LimitTestStore {
+        limits: Arc::new(MemoryStore::new()),
+        _guard: Box::new(()),
+    }
+}
+
+mod limits {
+    use super::memory_limit_store;
+    agentyard_store::limit_conformance_tests!(memory_limit_store);
+}
