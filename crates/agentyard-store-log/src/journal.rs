@@ -424,6 +424,8 @@ fn borrowed(c: &OwnedChange) -> Change<'_> {
             agent,
             topic,
         },
+        OwnedChange::Limit { namespace, key, limit } => Change::Limit { namespace, key, limit },
+        OwnedChange::LimitRemoved { namespace, key } => Change::LimitRemoved { namespace, key },
     }
 }
 

@@ -31,11 +31,12 @@ use std::sync::Arc;
 
 use agentyard_core::agent::{Agent, AgentRegistration};
 use agentyard_core::api::QueueStats;
+use agentyard_core::flow::KeyLimit;
 use agentyard_core::message::{NewMessage, TopicName};
 use agentyard_core::{AgentName, Capability, Namespace, NewTask, QueueName, Task, TaskCommand, TaskId, Timestamp};
 use agentyard_store::{
-    AgentStore, Claim, CreateOptions, Created, InboxPage, MemoryStore, MessageStore, OwnedChange, Page, SendOptions,
-    Sent, Store, StoreError, TaskFilter,
+    AgentStore, Claim, CreateOptions, Created, InboxPage, LimitStore, MemoryStore, MessageStore, OwnedChange, Page,
+    SendOptions, Sent, Store, StoreError, StoredLimit, TaskFilter,
 };
 use async_trait::async_trait;
 
@@ -131,8 +132,8 @@ impl LogStore {
         &self.path
     }
 
-    /// Everything the store holds, in the form its snapshots take (tasks, agents, messages and
-    /// subscriptions, in a stable order): what a reopened store must give back.
+    /// Everything the store holds, in the form its snapshots take (agents, tasks, messages,
+    /// subscriptions and limits, in a stable order): what a reopened store must give back.
     pub fn export(&self) -> Vec<OwnedChange> {
         self.mem.export()
     }
@@ -362,6 +363,24 @@ impl MessageStore for LogStore {
 
     async fn inbox_depth(&self, ns: &Namespace, agent: &AgentName, now: Timestamp) -> Result<u64, StoreError> {
         let r = self.mem.inbox_depth(ns, agent, now).await;
+        self.durable(r).await
+    }
+}
+
+#[async_trait]
+impl LimitStore for LogStore {
+    async fn list_limits(&self) -> Result<Vec<StoredLimit>, StoreError> {
+        let r = self.mem.list_limits().await;
+        self.durable(r).await
+    }
+
+    async fn put_limit(&self, ns: &Namespace, key: &str, limit: KeyLimit) -> Result<(), StoreError> {
+        let r = self.mem.put_limit(ns, key, limit).await;
+        self.durable(r).await
+    }
+
+    async fn delete_limit(&self, ns: &Namespace, key: &str) -> Result<bool, StoreError> {
+        let r = self.mem.delete_limit(ns, key).await;
         self.durable(r).await
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use agentyard_store::conformance::TestStore;
 use agentyard_store::conformance::agents::AgentTestStore;
+use agentyard_store::conformance::limits::LimitTestStore;
 use agentyard_store_log::{LogOptions, LogStore};
 
 fn open(dir: &tempfile::TempDir) -> Arc<LogStore> {
@@ -34,4 +35,17 @@ async fn log_agent_store() -> AgentTestStore {
 mod agents {
     use super::log_agent_store;
     agentyard_store::agent_conformance_tests!(log_agent_store);
+}
+
+async fn log_limit_store() -> LimitTestStore {
+    let dir = tempfile::tempdir().expect("temp dir");
+    LimitTestStore {
+        limits: open(&dir),
+        _guard: Box::new(dir),
+    }
+}
+
+mod limits {
+    use super::log_limit_store;
+    agentyard_store::limit_conformance_tests!(log_limit_store);
 }

@@ -5,10 +5,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use agentyard_core::agent::AgentRegistration;
+use agentyard_core::flow::{KeyLimit, RateLimit};
 use agentyard_core::message::{NewMessage, Recipient};
 use agentyard_core::task::Completion;
 use agentyard_core::{AgentName, Capability, Namespace, NewTask, QueueName, TaskCommand, TaskStatus, Timestamp};
-use agentyard_store::{AgentStore, Claim, CreateOptions, MessageStore, OwnedChange, SendOptions, Store};
+use agentyard_store::{
+    AgentStore, Claim, CreateOptions, LimitStore, MessageStore, OwnedChange, SendOptions, Store, StoredLimit,
+};
 use agentyard_store_log::{LogOptions, LogStore};
 
 fn at(ms: i64) -> Timestamp {
@@ -33,8 +36,8 @@ fn open(path: &Path) -> LogStore {
 
 /// Every kind of change the store records: tasks created, claimed, completed, cancelled, and
 /// released back to the queue; agents registered, drained, deleted (releasing their leases);
-/// messages direct, to a topic and broadcast; subscriptions taken and dropped; an inbox
-/// acknowledged.
+/// messages direct, to a topic and broadcast; subscriptions taken and dropped; limits set,
+/// replaced and removed; an inbox acknowledged.
 async fn every_kind_of_change(s: &LogStore) {
     let q = queue("reopen");
     let mut keyed = NewTask::on(q.clone(), serde_json::json!({ "n": 0 }));
@@ -95,6 +98,22 @@ async fn every_kind_of_change(s: &LogStore) {
     let released = s.delete_agent(&ns(), &agent("leaver"), at(6)).await.expect("delete");
     assert_eq!(released.len(), 2);
 
+    for (key, limit) in [
+        ("openai", rate(60, 5)),
+        ("repo", concurrent(2)),
+        ("gone", concurrent(1)),
+    ] {
+        s.put_limit(&ns(), key, limit).await.expect("put a limit");
+    }
+    s.put_limit(&ns(), "openai", rate(10, 1))
+        .await
+        .expect("replace a limit");
+    assert!(s.delete_limit(&ns(), "gone").await.expect("remove a limit"));
+    assert!(
+        !s.delete_limit(&ns(), "never-set").await.expect("remove no limit"),
+        "nothing to remove, and no frame"
+    );
+
     let topic = queue("news");
     assert!(s.subscribe(&ns(), &agent("worker-1"), &topic).await.expect("subscribe"));
     assert!(s.subscribe(&ns(), &agent("worker-2"), &topic).await.expect("subscribe"));
@@ -140,6 +159,28 @@ async fn every_kind_of_change(s: &LogStore) {
         .expect("ack");
 }
 
+fn rate(rate_per_minute: u32, burst: u32) -> KeyLimit {
+    KeyLimit {
+        rate: Some(RateLimit { rate_per_minute, burst }),
+        max_concurrent: None,
+    }
+}
+
+fn concurrent(max: u64) -> KeyLimit {
+    KeyLimit {
+        rate: None,
+        max_concurrent: Some(max),
+    }
+}
+
+fn stored(ns: &Namespace, key: &str, limit: KeyLimit) -> StoredLimit {
+    StoredLimit {
+        namespace: ns.clone(),
+        key: key.to_owned(),
+        limit,
+    }
+}
+
 /// Compares two exports entry by entry, so a failure names the first entry that differs.
 fn same(a: &[OwnedChange], b: &[OwnedChange]) {
     assert_eq!(a.len(), b.len(), "as many entries");
@@ -176,8 +217,17 @@ async fn a_reopened_store_holds_exactly_what_it_held() {
     assert_eq!(tasks_in(&before), 21);
     let s = open(&path);
     same(&s.export(), &before);
-    assert_eq!(s.replayed().frames, 20, "one frame per call that changed something");
+    assert_eq!(s.replayed().frames, 25, "one frame per call that changed something");
     assert_eq!(s.replayed().cut_bytes, 0);
+
+    assert_eq!(
+        s.list_limits().await.expect("limits"),
+        vec![
+            stored(&ns(), "openai", rate(10, 1)),
+            stored(&ns(), "repo", concurrent(2))
+        ],
+        "the limits as last set, the removed one gone"
+    );
 
     // The indexes came back too, not only the rows: counts, claim order, idempotency, inboxes.
     let stats = s
@@ -491,4 +541,91 @@ async fn a_snapshot_left_half_written_by_a_crash_is_ignored() {
     let s = open(&path);
     same(&s.export(), &before);
     assert!(!leftover.exists(), "the leftover is removed");
+}
+
+/// Limits are in the snapshot a compaction writes, not only in the frames it replaces.
+#[tokio::test]
+async fn limits_survive_compaction_and_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("yard.log");
+    let options = LogOptions {
+        fsync: false,
+        compact_at_bytes: 4 << 10,
+    };
+    let tenant = Namespace::parse("tenant-b").expect("valid namespace");
+    let before = {
+        let s = LogStore::open(&path, options).expect("open");
+        s.put_limit(&ns(), "openai", rate(60, 5)).await.expect("put");
+        s.put_limit(&tenant, "openai", concurrent(3)).await.expect("put");
+        s.put_limit(&ns(), "removed", concurrent(1)).await.expect("put");
+        assert!(s.delete_limit(&ns(), "removed").await.expect("delete"));
+        // One key set again and again: the log grows past the threshold, the state does not.
+        for n in 1..=200 {
+            s.put_limit(&tenant, "churn", rate(n, 1)).await.expect("put");
+        }
+        s.finish_compaction();
+        assert!(s.compactions() >= 1, "the log was compacted");
+        s.export()
+    };
+    let s = LogStore::open(&path, options).expect("reopen");
+    same(&s.export(), &before);
+    assert!(
+        s.replayed().frames < 204,
+        "read back from a snapshot, not every call: {:?}",
+        s.replayed()
+    );
+    assert_eq!(
+        s.list_limits().await.expect("limits"),
+        vec![
+            stored(&ns(), "openai", rate(60, 5)),
+            stored(&tenant, "churn", rate(200, 1)),
+            stored(&tenant, "openai", concurrent(3)),
+        ]
+    );
+}
+
+/// A log written before limits existed (change kinds encoded as they always were) still opens,
+/// and limits set afterwards are appended behind its frames.
+#[tokio::test]
+async fn a_log_from_before_limits_still_opens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("yard.log");
+    let mut old = Vec::new();
+    for line in [
+        r#"{"Subscribed":{"namespace":"default","agent":"worker-1","topic":"news","after":0}}"#,
+        r#"{"Subscribed":{"namespace":"default","agent":"worker-1","topic":"other","after":0}}"#,
+        r#"{"Unsubscribed":{"namespace":"default","agent":"worker-1","topic":"other"}}"#,
+    ] {
+        let body = format!("{line}\n");
+        let len = u32::try_from(body.len()).expect("short");
+        old.extend_from_slice(&len.to_le_bytes());
+        old.extend_from_slice(&crc32fast::hash(body.as_bytes()).to_le_bytes());
+        old.extend_from_slice(body.as_bytes());
+    }
+    std::fs::write(&path, &old).expect("write the old log");
+    {
+        let s = open(&path);
+        assert_eq!((s.replayed().frames, s.replayed().cut_bytes), (3, 0));
+        s.put_limit(&ns(), "openai", rate(60, 5)).await.expect("put");
+    }
+    let s = open(&path);
+    assert_eq!(s.replayed().frames, 4);
+    assert_eq!(
+        s.export(),
+        vec![
+            OwnedChange::Subscribed {
+                namespace: ns(),
+                agent: agent("worker-1"),
+                topic: queue("news"),
+                after: 0,
+            },
+            OwnedChange::Limit {
+                namespace: ns(),
+                key: "openai".into(),
+                limit: rate(60, 5),
+            },
+        ]
+    );
+    let now = std::fs::read(&path).expect("log");
+    assert_eq!(now[..old.len()], old[..], "the old frames are left as they were");
 }
