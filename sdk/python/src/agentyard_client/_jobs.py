@@ -91,6 +91,8 @@ class JobBase:
         self._artifacts: list[NewArtifact] = []
         self._lease_lost = threading.Event()
         self._abandoned = False
+        #: Set once the handler returned: no more heartbeats, its outcome is being reported.
+        self._done = False
         self.lost_reason: Optional[str] = None
 
     @property

@@ -298,6 +298,7 @@ class AsyncWorker:
             raise
         except Exception as e:  # noqa: BLE001 - every exception is the task's failure
             failure = failure_of(e)
+        job._done = True
         if job._abandoned or job.lease_lost:
             self._forget(job.id)
             self.logger.warning(
@@ -314,14 +315,15 @@ class AsyncWorker:
 
     async def _succeed(self, job: AsyncJob, result: Any) -> None:
         completion = Completion(job.id, job.lease_token, result, list(job._artifacts) or None)
-        self._state.running.pop(job.id, None)
         direct = self._state.polling or self._stopping.is_set()
         if not direct:
+            # The claim loop is about to claim again: the completion goes with that claim.
             self._state.pending.append(completion)
-        self._changed.set()
+            self._forget(job.id)
         self.stats["succeeded"] += 1
         self.logger.info("worker %s: task %s succeeded", self.name, job.id)
         if direct:
+            # The slot stays taken until the completion is sent, so a shutdown waits for it.
             try:
                 await self.client.complete_task(
                     completion.id, completion.lease_token, result=result, artifacts=completion.artifacts
@@ -336,6 +338,8 @@ class AsyncWorker:
                     e,
                 )
                 self._state.pending.insert(0, completion)
+            finally:
+                self._forget(job.id)
 
     async def _fail(self, job: AsyncJob, failure: Failure) -> None:
         level = logging.WARNING if failure.retryable else logging.ERROR
@@ -403,7 +407,7 @@ class AsyncWorker:
             due = [
                 r.job
                 for r in list(self._state.running.values())
-                if now - r.last_beat >= self.heartbeat_interval
+                if not r.job._done and now - r.last_beat >= self.heartbeat_interval
             ]
             if due:
                 await asyncio.gather(*(self._heartbeat(j) for j in due))

@@ -216,7 +216,11 @@ class Worker:
             ", ".join(self._handlers),
             self.concurrency,
         )
-        for target, what in ((self._supervise, "supervisor"), (self._beat, "heartbeats")):
+        for target, what in (
+            (self._claims, "claims"),
+            (self._supervise, "supervisor"),
+            (self._beat, "heartbeats"),
+        ):
             t = threading.Thread(target=target, name=f"agentyard-{self.name}-{what}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -241,15 +245,20 @@ class Worker:
 
     # -- the claim loop -------------------------------------------------------------------
 
-    def _supervise(self) -> None:
+    def _claims(self) -> None:
         try:
             self._claim_loop()
         except BaseException as e:  # noqa: BLE001 - reported through run()
             self.error = e
             self.logger.error("worker %s stops: %s", self.name, e)
-            self._stopping.set()
         finally:
-            self._shut_down()
+            self._stopping.set()
+
+    def _supervise(self) -> None:
+        """Waits for the stop, then shuts down: at once, even while a claim is parked."""
+        while not self._stopping.wait(0.5):
+            pass
+        self._shut_down()
 
     def _claim_loop(self) -> None:
         queues = list(self._handlers)
@@ -340,6 +349,7 @@ class Worker:
             failure = check_result(result)
         except BaseException as e:  # noqa: BLE001 - every exception is the task's failure
             failure = failure_of(e)
+        job._done = True
         if job._abandoned or job.lease_lost:
             self._forget(job.id)
             self.logger.warning(
@@ -357,15 +367,20 @@ class Worker:
     def _succeed(self, job: Job, result: Any) -> None:
         completion = Completion(job.id, job.lease_token, result, list(job._artifacts) or None)
         with self._cond:
-            self._state.running.pop(job.id, None)
             direct = self._state.polling or self._stopping.is_set()
             if not direct:
+                # The claim loop is about to claim again: the completion goes with that claim.
                 self._state.pending.append(completion)
-            self._cond.notify_all()
+                self._state.running.pop(job.id, None)
+                self._cond.notify_all()
         self._count("succeeded")
         self.logger.info("worker %s: task %s succeeded", self.name, job.id)
         if direct:
-            self._complete_now(completion)
+            # The slot stays taken until the completion is sent, so a shutdown waits for it.
+            try:
+                self._complete_now(completion)
+            finally:
+                self._forget(job.id)
 
     def _complete_now(self, c: Completion) -> None:
         try:
@@ -458,7 +473,9 @@ class Worker:
                 due = [
                     r.job
                     for r in self._state.running.values()
-                    if not r.released and now - r.last_beat >= self.heartbeat_interval
+                    if not r.released
+                    and not r.job._done
+                    and now - r.last_beat >= self.heartbeat_interval
                 ]
             for job in due:
                 self._heartbeat(job)
@@ -491,6 +508,9 @@ class Worker:
                 self.client.drain_agent(self.name)
             except AgentyardError as e:
                 self.logger.warning("worker %s: cannot drain the agent: %s", self.name, e)
+        # A drained agent's parked claim ends within about a second; a claim that answers
+        # after the stop releases what it got.
+        self._threads[0].join(self.poll_wait_ms / 1000.0 + self.client._timeout + 1.0)
         deadline = time.monotonic() + self.shutdown_grace
         with self._cond:
             n = len(self._state.running)
