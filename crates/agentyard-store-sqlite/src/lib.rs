@@ -1,5 +1,6 @@
 //! The SQLite backend of the yard ([`Store`](agentyard_store::Store),
-//! [`AgentStore`](agentyard_store::AgentStore), [`MessageStore`](agentyard_store::MessageStore)):
+//! [`AgentStore`](agentyard_store::AgentStore), [`MessageStore`](agentyard_store::MessageStore),
+//! [`LimitStore`](agentyard_store::LimitStore)):
 //! one database file in WAL mode, one writer connection that commits commands in groups, and a pool
 //! of read-only connections.
 //!
@@ -32,6 +33,9 @@
 //! scans (the agent's direct messages, the broadcasts since it registered, each topic since it
 //! subscribed) after its cursor.
 //!
+//! Dispatch limits set through the API are rows of `limits` (`limits.rs`), one per namespace and
+//! key.
+//!
 //! # What survives a crash
 //! A write is acknowledged only after its transaction committed to the write-ahead log.
 //! - [`Durability::Normal`] (WAL, `synchronous=NORMAL`): an acknowledged write survives the
@@ -48,6 +52,7 @@ mod checkpoint;
 mod connection;
 mod counts;
 mod error;
+mod limits;
 mod messages;
 mod migrations;
 mod readers;

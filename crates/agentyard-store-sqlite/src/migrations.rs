@@ -133,6 +133,22 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     DROP INDEX tasks_by_status;
     CREATE INDEX tasks_by_status ON tasks (namespace, status, id) WHERE status != 'running';
     ",
+    // 4: dispatch limits set through the API, per namespace and key, kept across restarts.
+    //
+    // A rate is `rate_per_minute` with its `burst`, both set or both NULL; `max_concurrent` NULL
+    // is the default of one running task per concurrency key. Few small rows, read whole at
+    // start-up and looked up by key: WITHOUT ROWID, the primary key is the table.
+    r"
+    CREATE TABLE limits (
+        namespace       TEXT    NOT NULL,
+        key             TEXT    NOT NULL,
+        rate_per_minute INTEGER,
+        burst           INTEGER,
+        max_concurrent  INTEGER,
+        PRIMARY KEY (namespace, key),
+        CHECK ((rate_per_minute IS NULL) = (burst IS NULL))
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// Brings the schema up to date, one transaction per step, so a crash mid-way leaves the

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use agentyard_store::conformance::TestStore;
 use agentyard_store::conformance::agents::AgentTestStore;
+use agentyard_store::conformance::limits::LimitTestStore;
 use agentyard_store_sqlite::{SqliteOptions, SqliteStore};
 
 async fn sqlite_store() -> TestStore {
@@ -32,4 +33,18 @@ async fn sqlite_agent_store() -> AgentTestStore {
 mod agents {
     use super::sqlite_agent_store;
     agentyard_store::agent_conformance_tests!(sqlite_agent_store);
+}
+
+async fn sqlite_limit_store() -> LimitTestStore {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path().join("yard.db"), SqliteOptions::default()).expect("open");
+    LimitTestStore {
+        limits: Arc::new(store),
+        _guard: Box::new(dir),
+    }
+}
+
+mod limits {
+    use super::sqlite_limit_store;
+    agentyard_store::limit_conformance_tests!(sqlite_limit_store);
 }

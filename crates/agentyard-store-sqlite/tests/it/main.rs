@@ -1,6 +1,6 @@
 //! SQLite-specific behaviour beyond the shared conformance suite: what survives a reopen or a
 //! `kill -9`, durability settings, group commit under concurrency, damaged rows; agents and
-//! messages (`agents.rs`).
+//! messages (`agents.rs`); dispatch limits (`limits.rs`).
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -19,6 +19,7 @@ use tempfile::TempDir;
 
 mod agent_model;
 mod agents;
+mod limits;
 mod model;
 
 const T0: i64 = 1_800_000_000_000;
