@@ -17,6 +17,7 @@ from agentyard_client import (
     InvalidTransition,
     LeaseConflict,
     MergeConflict,
+    MethodNotAllowed,
     NewArtifact,
     NewTask,
     NotFound,
@@ -551,6 +552,16 @@ def test_limits(client: Client) -> None:
     with pytest.raises(ValidationError) as e2:
         client.set_limit(key, burst=3)
     assert e2.value.field == "rate_per_minute"
+
+    if "delete" in client.openapi()["paths"]["/v1/limits/{key}"]:
+        client.delete_limit(key)
+        assert client.get_limit(key).max_concurrent is None
+        assert key not in {x.key for x in client.list_limits()}
+        with pytest.raises(NotFound):
+            client.delete_limit(key)
+    else:  # a server that cannot remove limits says so
+        with pytest.raises(MethodNotAllowed):
+            client.delete_limit(key)
 
 
 def test_concurrency_key_holds_tasks_back(client: Client) -> None:

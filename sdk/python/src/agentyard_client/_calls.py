@@ -507,8 +507,13 @@ def list_limits() -> Call[list[Limit]]:
 
 
 def get_limit(key: str) -> Call[Limit]:
-    """The server has no ``GET /v1/limits/{key}``: reads the list and picks the key. A key not
-    listed has the defaults (no rate limit; one at a time as a concurrency key)."""
+    """``GET /v1/limits/{key}`` (servers before it answer 405: see :func:`limit_from_list`)."""
+    return Call("GET", f"/v1/limits/{seg(key)}", lambda a: Limit.from_json(a.body))
+
+
+def limit_from_list(key: str) -> Call[Limit]:
+    """The limits of one key, picked from the list, for servers without ``GET /v1/limits/{key}``.
+    A key not listed has the defaults (no rate limit; one at a time as a concurrency key)."""
 
     def pick(a: Answer) -> Limit:
         for item in a.body["limits"]:
@@ -517,6 +522,10 @@ def get_limit(key: str) -> Call[Limit]:
         return Limit(key=key)
 
     return Call("GET", "/v1/limits", pick)
+
+
+def delete_limit(key: str) -> Call[None]:
+    return Call("DELETE", f"/v1/limits/{seg(key)}", lambda a: None)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ from ._models import (
     TaskPage,
     TaskStatus,
 )
-from .errors import TransportError
+from .errors import MethodNotAllowed, NoSuchRoute, NotFound, TransportError
 
 if sys.version_info >= (3, 11):
     from typing import Self, Unpack
@@ -579,8 +579,22 @@ class Client(_Base):
         return self.run(calls.set_limit(key, rate_per_minute, burst, max_concurrent))
 
     def get_limit(self, key: str) -> Limit:
-        """The limits of one key (all ``None`` when the key is not configured)."""
-        return self.run(calls.get_limit(key))
+        """The limits of one key; all ``None`` when it has none (no rate limit, one running task
+        as a concurrency key). Servers without ``GET /v1/limits/{key}`` are read by the list."""
+        try:
+            return self.run(calls.get_limit(key))
+        except MethodNotAllowed:
+            return self.run(calls.limit_from_list(key))
+        except NoSuchRoute:
+            raise
+        except NotFound:
+            return Limit(key=key)
+
+    def delete_limit(self, key: str) -> None:
+        """Removes the limits set for a key (the configuration's apply again). Raises
+        :class:`NotFound` when none were set, :class:`MethodNotAllowed` on servers that cannot
+        remove limits."""
+        self.run(calls.delete_limit(key))
 
     def list_limits(self) -> list[Limit]:
         return self.run(calls.list_limits())
@@ -1123,7 +1137,17 @@ class AsyncClient(_Base):
         return await self.run(calls.set_limit(key, rate_per_minute, burst, max_concurrent))
 
     async def get_limit(self, key: str) -> Limit:
-        return await self.run(calls.get_limit(key))
+        try:
+            return await self.run(calls.get_limit(key))
+        except MethodNotAllowed:
+            return await self.run(calls.limit_from_list(key))
+        except NoSuchRoute:
+            raise
+        except NotFound:
+            return Limit(key=key)
+
+    async def delete_limit(self, key: str) -> None:
+        await self.run(calls.delete_limit(key))
 
     async def list_limits(self) -> list[Limit]:
         return await self.run(calls.list_limits())
