@@ -22,6 +22,11 @@ from agentyard_client import (
 )
 
 
+async def later(delay: float, call: Awaitable[object]) -> None:
+    await asyncio.sleep(delay)
+    await call
+
+
 def run(server: Server, namespace: str, body: Callable[[AsyncClient], Awaitable[None]]) -> None:
     async def main() -> None:
         async with AsyncClient(server.url, namespace=namespace) as c:
@@ -108,7 +113,7 @@ def test_async_agents_messages_and_limits(server: Server, namespace: str) -> Non
         reply = await c.reply(m, "hello back", sender="a1")
         assert reply.to.agent == "a2" and reply.reply_to == m.id
 
-        asyncio.get_running_loop().call_later(0.3, lambda: asyncio.ensure_future(c.send_message("late", to="a1")))
+        senders = [asyncio.create_task(later(0.3, c.send_message("late", to="a1")))]
         got = []
         async for msg in c.iter_inbox("a1", wait_ms=5000, ack=True):
             got.append(msg.body)
@@ -119,7 +124,7 @@ def test_async_agents_messages_and_limits(server: Server, namespace: str) -> Non
         async with c.stream_inbox("a2", after=0) as stream:
             first = await stream.__anext__()
             assert first.body == "x"  # the broadcast; the direct message went to a1
-            asyncio.get_running_loop().call_later(0.2, lambda: asyncio.ensure_future(c.send_message("s", to="a2")))
+            senders.append(asyncio.create_task(later(0.2, c.send_message("s", to="a2"))))
             bodies = [first.body]
             async for msg in stream:
                 bodies.append(msg.body)
@@ -127,9 +132,9 @@ def test_async_agents_messages_and_limits(server: Server, namespace: str) -> Non
                     break
         assert bodies == ["x", "hello back", "s"]
         async with c.stream_inbox("a2", last_event_id=stream.last_event_id) as resumed:
-            c2 = asyncio.get_running_loop().call_later(0.2, lambda: asyncio.ensure_future(c.send_message("t", to="a2")))
+            senders.append(asyncio.create_task(later(0.2, c.send_message("t", to="a2"))))
             assert (await resumed.__anext__()).body == "t"
-            c2.cancel()
+        await asyncio.gather(*senders)
         with pytest.raises(NotFound):
             await c.stream_inbox("ghost").__anext__()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+from typing import Callable
 
 import pytest
 
@@ -30,6 +31,13 @@ from agentyard_client import (
     ValidationError,
     VersionConflict,
 )
+
+
+def later(delay: float, fn: Callable[[], object]) -> threading.Thread:
+    """Runs ``fn`` after ``delay`` seconds in a thread; join it before the test ends."""
+    t = threading.Timer(delay, fn)
+    t.start()
+    return t
 
 
 def claim_one(client: Client, queue: str, agent: str = "w1", **kw: object) -> Task:
@@ -296,10 +304,12 @@ def test_claim_long_polls_until_a_task_arrives(client: Client) -> None:
         time.sleep(0.5)
         client.create_task(q, {"late": True})
 
-    threading.Thread(target=later).start()
+    sender = threading.Thread(target=later)
+    sender.start()
     start = time.monotonic()
     tasks = client.claim(q, "w", wait_ms=10_000).tasks
     waited = time.monotonic() - start
+    sender.join()
     assert [t.input for t in tasks] == [{"late": True}]
     assert 0.4 < waited < 5.0
 
@@ -468,9 +478,10 @@ def test_inbox_long_poll(client: Client) -> None:
     page = client.read_inbox("waiter", wait_ms=300)
     assert page.messages == [] and time.monotonic() - start >= 0.25
 
-    threading.Timer(0.4, lambda: client.send_message("wake up", to="waiter")).start()
+    sender = later(0.4, lambda: client.send_message("wake up", to="waiter"))
     start = time.monotonic()
     page = client.read_inbox("waiter", wait_ms=10_000)
+    sender.join()
     assert [m.body for m in page.messages] == ["wake up"]
     assert 0.3 < time.monotonic() - start < 5.0
 
@@ -479,12 +490,13 @@ def test_inbox_iterator_long_polls_and_acknowledges(client: Client) -> None:
     client.register_agent("reader")
     for i in range(3):
         client.send_message(i, to="reader")
-    threading.Timer(0.3, lambda: client.send_message(3, to="reader")).start()
+    sender = later(0.3, lambda: client.send_message(3, to="reader"))
     got = []
     for m in client.iter_inbox("reader", wait_ms=5000, ack=True):
         got.append(m.body)
         if len(got) == 4:
             break
+    sender.join()
     assert got == [0, 1, 2, 3]
     # the first page (0, 1, 2) was acknowledged when the iterator asked for more; 3 was not
     assert [m.body for m in client.read_inbox("reader").messages] == [3]
@@ -494,13 +506,14 @@ def test_sse_stream_follows_and_resumes(client: Client) -> None:
     client.register_agent("listener")
     before = client.send_message("before", to="listener")
     stream = client.stream_inbox("listener")
-    threading.Timer(0.3, lambda: [client.send_message(i, to="listener") for i in range(3)]).start()
+    sender = later(0.3, lambda: [client.send_message(i, to="listener") for i in range(3)])
     got = []
     with stream:
         for m in stream:
             got.append(m)
             if len(got) == 3:
                 break
+    sender.join()
     assert [m.body for m in got] == ["before", 0, 1]
     assert stream.last_event_id == str(got[-1].seq)
     # resume after the last event received: exactly the rest, nothing repeated
