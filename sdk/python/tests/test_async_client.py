@@ -14,6 +14,7 @@ from agentyard_client import (
     AsyncClient,
     Completion,
     LeaseConflict,
+    MethodNotAllowed,
     NewTask,
     NotFound,
     Progress,
@@ -147,6 +148,12 @@ def test_async_agents_messages_and_limits(server: Server, namespace: str) -> Non
         assert (await c.set_limit(key, rate_per_minute=10)).burst == 1
         assert (await c.get_limit(key)).rate_per_minute == 10
         assert key in [x.key for x in await c.list_limits()]
+        if "delete" in (await c.openapi())["paths"]["/v1/limits/{key}"]:
+            await c.delete_limit(key)
+            assert (await c.get_limit(key)).rate_per_minute is None
+        else:
+            with pytest.raises(MethodNotAllowed):
+                await c.delete_limit(key)
         other = c.with_namespace(unique("ns"))
         assert await other.list_agents() == []
 
