@@ -3,59 +3,96 @@
 //!
 //! A case is an `async fn name(backend: Backend)` that hands the store to
 //! [`TestApp::spawn`](crate::TestApp::spawn) (or builds an `AppState` on `backend.store`). To add a
-//! backend, write its `async fn x_store() -> Option<Backend>` below and one `@backend` line in the
-//! macro's `@case` arm; see the top of `main.rs`.
+//! backend, write its `async fn x_store() -> Option<(Backend, Guard)>` below and one `@backend`
+//! line in the macro's `@case` arm; see the top of `main.rs`.
 
 use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 
 use agentyard_store::{MemoryStore, Yard};
 use agentyard_store_log::{LogOptions, LogStore};
 use agentyard_store_sqlite::{SqliteOptions, SqliteStore};
 
-/// A fresh, empty store of one backend, and what must outlive it.
+/// A fresh, empty store of one backend.
 pub struct Backend {
     /// As in the test's name: `memory`, `sqlite`, `log`.
     pub name: &'static str,
     pub store: Arc<dyn Yard>,
-    /// Whatever must live as long as the store (its temp dir; a database schema to drop); the
-    /// `TestApp` keeps it until it is dropped.
-    pub guard: Box<dyn Any + Send>,
 }
 
-pub async fn memory_store() -> Option<Backend> {
-    Some(Backend {
+/// Whatever must outlive a store (its temp dir; a database schema, dropped with it). [`run`]
+/// keeps it until the case's runtime, and with it every task holding the store, is gone.
+pub type Guard = Box<dyn Any + Send>;
+
+pub async fn memory_store() -> Option<(Backend, Guard)> {
+    let backend = Backend {
         name: "memory",
         store: Arc::new(MemoryStore::new()),
-        guard: Box::new(()),
-    })
+    };
+    Some((backend, Box::new(())))
 }
 
 /// A new database file in a temp dir, with the options the server starts with.
-pub async fn sqlite_store() -> Option<Backend> {
+pub async fn sqlite_store() -> Option<(Backend, Guard)> {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(dir.path().join("yard.db"), SqliteOptions::default()).expect("open sqlite");
-    Some(Backend {
+    let backend = Backend {
         name: "sqlite",
         store: Arc::new(store),
-        guard: Box::new(dir),
-    })
+    };
+    Some((backend, Box::new(dir)))
 }
 
 /// A new log file in a temp dir, with the options the server starts with.
-pub async fn log_store() -> Option<Backend> {
+pub async fn log_store() -> Option<(Backend, Guard)> {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = LogStore::open(dir.path().join("yard.log"), LogOptions::default()).expect("open log");
-    Some(Backend {
+    let backend = Backend {
         name: "log",
         store: Arc::new(store),
-        guard: Box::new(dir),
-    })
+    };
+    Some((backend, Box::new(dir)))
 }
 
-/// Expands each case into a module of the same name with one `#[tokio::test]` per backend, so
-/// nextest lists `case::memory`, `case::sqlite`, `case::log`; a backend whose store function
-/// answers `None` (a service that is not configured) passes without running the case.
+/// Runs `case` on a fresh store from `open`, on a runtime of its own as `#[tokio::test]` would
+/// (on the current thread, or on `workers` threads). Nothing when `open` answers `None`.
+///
+/// The store's guard goes last, after the runtime: a server the case did not stop, its loops and
+/// the store's connections still run until then (and a guard that waits for them, such as a
+/// schema that is dropped, would wait forever on a runtime it blocks). The same holds when the
+/// case panics, so a failure is reported as one, never as a hang.
+pub fn run<O, C, F>(open: impl FnOnce() -> O, case: C, workers: Option<usize>)
+where
+    O: Future<Output = Option<(Backend, Guard)>>,
+    C: FnOnce(Backend) -> F,
+    F: Future<Output = ()>,
+{
+    let mut builder = match workers {
+        None => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+    };
+    let runtime = builder.enable_all().build().expect("test runtime");
+    let Some((backend, guard)) = runtime.block_on(open()) else {
+        return;
+    };
+    let outcome = catch_unwind(AssertUnwindSafe(|| runtime.block_on(case(backend))));
+    drop(runtime);
+    drop(guard);
+    if let Err(panic) = outcome {
+        resume_unwind(panic);
+    }
+}
+
+/// Expands each case into a module of the same name with one test per backend, so nextest
+/// lists `case::memory`, `case::sqlite`, `case::log`; a backend whose store function answers
+/// `None` (a service that is not configured) passes without running the case. A case runs on
+/// the current thread, or, marked as below (the one form of `tokio::test` arguments it takes),
+/// on that many worker threads.
 ///
 /// ```ignore
 /// backend_tests!(
@@ -64,31 +101,31 @@ pub async fn log_store() -> Option<Backend> {
 ///     two_hundred_agents_each_receive_exactly_their_messages_in_order_once,
 /// );
 /// ```
+///
+/// A case left out of the list is an unused function, which the lints refuse.
 macro_rules! backend_tests {
-    (@case [$test:meta] $case:ident) => {
+    (@case $workers:expr, $case:ident) => {
         mod $case {
-            backend_tests!(@backend [$test] $case memory crate::backends::memory_store);
-            backend_tests!(@backend [$test] $case sqlite crate::backends::sqlite_store);
-            backend_tests!(@backend [$test] $case log crate::backends::log_store);
+            backend_tests!(@backend $workers, $case, memory, crate::backends::memory_store);
+            backend_tests!(@backend $workers, $case, sqlite, crate::backends::sqlite_store);
+            backend_tests!(@backend $workers, $case, log, crate::backends::log_store);
             // A fourth backend is one more line here, e.g.:
-            // backend_tests!(@backend [$test] $case postgres crate::backends::postgres_store);
+            // backend_tests!(@backend $workers, $case, postgres, crate::backends::postgres_store);
         }
     };
-    (@backend [$test:meta] $case:ident $name:ident $open:path) => {
-        #[$test]
-        async fn $name() {
-            if let Some(backend) = $open().await {
-                super::$case(backend).await;
-            }
+    (@backend $workers:expr, $case:ident, $name:ident, $open:path) => {
+        #[test]
+        fn $name() {
+            crate::backends::run($open, super::$case, $workers);
         }
     };
-    (@default [] $case:ident) => {
-        backend_tests!(@case [tokio::test] $case);
+    (@workers) => {
+        None
     };
-    (@default [$test:meta] $case:ident) => {
-        backend_tests!(@case [$test] $case);
+    (@workers $n:literal) => {
+        Some($n)
     };
-    ($($(#[$test:meta])? $case:ident),* $(,)?) => {
-        $(backend_tests!(@default [$($test)?] $case);)*
+    ($($(#[tokio::test(flavor = "multi_thread", worker_threads = $n:literal)])? $case:ident),* $(,)?) => {
+        $(backend_tests!(@case backend_tests!(@workers $($n)?), $case);)*
     };
 }

@@ -7,19 +7,20 @@
 //! `case::memory`, `case::sqlite` and `case::log` (see `backends.rs`).
 //!
 //! A fourth backend (the slot for `postgres`) takes two steps in `backends.rs`:
-//! 1. a store function beside `sqlite_store`, answering `None` when the backend cannot run here:
+//! 1. a store function beside `sqlite_store`, answering `None` when the backend cannot run here
+//!    (`TestSchema::create` prints "skipping …: AGENTYARD_TEST_POSTGRES_URL is unset" then):
 //!    ```ignore
-//!    pub async fn postgres_store() -> Option<Backend> {
-//!        let Ok(url) = std::env::var("AGENTYARD_TEST_POSTGRES_URL") else {
-//!            println!("skipping: AGENTYARD_TEST_POSTGRES_URL unset");
-//!            return None;
-//!        };
-//!        let (store, schema) = /* a fresh schema on `url` */;
-//!        Some(Backend { name: "postgres", store: Arc::new(store), guard: Box::new(schema) })
+//!    pub async fn postgres_store() -> Option<(Backend, Guard)> {
+//!        let schema = TestSchema::create("an HTTP case").await?;
+//!        let options = PgOptions::parse(&schema.url).expect("test URL");
+//!        let store = PgStore::connect(options).await.expect("connect to the test database");
+//!        let backend = Backend { name: "postgres", store: Arc::new(store) };
+//!        Some((backend, Box::new(schema)))
 //!    }
 //!    ```
+//!    The guard (here the schema, dropped with it) goes only after the case's runtime is gone.
 //! 2. one line in `backend_tests!`'s `@case` arm (it is there, commented out):
-//!    `backend_tests!(@backend [$test] $case postgres crate::backends::postgres_store);`
+//!    `backend_tests!(@backend $workers, $case, postgres, crate::backends::postgres_store);`
 //!
 //! plus the dev-dependency in this crate's Cargo.toml. Every case then also runs as
 //! `case::postgres`.
@@ -60,8 +61,6 @@ pub struct TestApp {
     pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
-    /// The backend's temp dir (or the like), last to go.
-    _guard: Box<dyn std::any::Any + Send>,
 }
 
 impl TestApp {
@@ -90,7 +89,6 @@ impl TestApp {
             state,
             shutdown: Some(tx),
             server: Some(server),
-            _guard: backend.guard,
         }
     }
 
