@@ -33,6 +33,16 @@ impl RateLimit {
     }
 }
 
+/// The dispatch limits of one key: a task's `rate_limit_key` draws from the rate, its
+/// `concurrency_key` caps how many such tasks run at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyLimit {
+    /// Tasks of this `rate_limit_key` handed out per minute (with a burst), fleet-wide.
+    pub rate: Option<RateLimit>,
+    /// Tasks of this `concurrency_key` running at once; without it, one.
+    pub max_concurrent: Option<u64>,
+}
+
 /// One token bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenBucket {
@@ -47,6 +57,17 @@ impl TokenBucket {
             limit,
             tat_us: i64::MIN,
         }
+    }
+
+    /// A bucket as a store kept it: its theoretical arrival time in microseconds since the epoch
+    /// (`i64::MIN` for a full bucket).
+    pub fn from_state(limit: RateLimit, tat_us: i64) -> Self {
+        Self { limit, tat_us }
+    }
+
+    /// What a store keeps of the bucket (see [`TokenBucket::from_state`]).
+    pub fn state(&self) -> i64 {
+        self.tat_us
     }
 
     pub fn limit(&self) -> RateLimit {

@@ -41,14 +41,8 @@ pub struct ServerConfig {
     pub sse_keep_alive: Duration,
 }
 
-/// The limits of one key, as configured.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LimitConfig {
-    /// Tasks of this `rate_limit_key` handed out per minute (with a burst), fleet-wide.
-    pub rate: Option<RateLimit>,
-    /// Tasks of this `concurrency_key` running at once; without it, one.
-    pub max_concurrent: Option<u64>,
-}
+/// The limits of one key, as configured (see [`KeyLimit`]).
+pub type LimitConfig = agentyard_core::flow::KeyLimit;
 
 /// What one namespace does differently.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

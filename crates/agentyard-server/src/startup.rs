@@ -14,6 +14,8 @@ use axum::serve::ListenerExt;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use agentyard_store::RemoteChange;
+
 use crate::api::{self, ApiError};
 use crate::dispatch::{AgentExpiry, Timers};
 use crate::metrics;
@@ -75,6 +77,35 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     .into_response()
 }
 
+/// Loads the stored limits, and with a store shared by several nodes, has it report their changes:
+/// parked claimers and inbox readers wake for tasks and messages made through any node, the limit
+/// cache follows theirs, and rate buckets live in the store.
+async fn watch_other_nodes(state: &AppState) {
+    let limits = state.fleet.limits.clone();
+    if let Err(e) = limits.reload(&*state.store).await {
+        tracing::error!(error = %e, "cannot load the stored dispatch limits; only the configured ones apply until they load");
+    }
+    let dispatch = state.dispatch.clone();
+    // Weak: the store holds the listener that holds this, and must still drop at shutdown.
+    let store = Arc::downgrade(&state.store);
+    let reload = move || {
+        let Some(store) = store.upgrade() else { return };
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            if let Err(e) = limits.reload(&*store).await {
+                tracing::warn!(error = %e, "cannot reload the dispatch limits another node changed");
+            }
+        });
+    };
+    let shared = state.store.watch_remote(Arc::new(move |change: RemoteChange| {
+        dispatch.remote_changed(&change);
+        if matches!(change, RemoteChange::LimitsChanged | RemoteChange::Resync) {
+            reload();
+        }
+    }));
+    state.fleet.limits.use_shared_buckets(shared);
+}
+
 /// Serves the API on `listener` and runs the timer loop until `shutdown` completes; then stops
 /// accepting connections, releases parked long-poll claimers, finishes requests in flight and
 /// stops the loop.
@@ -88,6 +119,7 @@ pub async fn run(
         // An error means the sender is gone, which also means stop.
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    watch_other_nodes(&state).await;
     let timers = tokio::spawn(Timers::new(state.clone()).run(stopped(stop_rx.clone())));
     let agents = tokio::spawn(AgentExpiry::new(state.clone()).run(stopped(stop_rx)));
     let dispatch = state.dispatch.clone();

@@ -254,7 +254,7 @@ async fn expire(w: &mut Work<'_>, now: Timestamp, timeout_ms: u64) -> TxResult<V
     let stmt =
         w.tx.prepare_cached(&format!(
             "SELECT {AGENT_COLUMNS} FROM agents WHERE status <> 'gone' AND last_heartbeat <= $1 \
-             ORDER BY namespace, name FOR UPDATE SKIP LOCKED"
+             ORDER BY namespace COLLATE \"C\", name COLLATE \"C\" FOR UPDATE SKIP LOCKED"
         ))
         .await?;
     let rows = w.tx.query(&stmt, &[&since]).await?;
@@ -319,7 +319,7 @@ impl AgentStore for PgStore {
             .prepare_cached(&format!(
                 "SELECT {AGENT_COLUMNS}, (SELECT count(*) FROM tasks t WHERE t.status = 'running' \
                  AND t.namespace = a.namespace AND t.lease_agent = a.name) \
-                 FROM agents a WHERE a.namespace = $1 ORDER BY a.name"
+                 FROM agents a WHERE a.namespace = $1 ORDER BY a.name COLLATE \"C\""
             ))
             .await
             .map_err(pg_error)?;

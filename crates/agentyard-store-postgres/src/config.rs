@@ -33,6 +33,15 @@ impl std::fmt::Debug for PgOptions {
     }
 }
 
+/// Two options are the same when their URLs are (settings compare them).
+impl PartialEq for PgOptions {
+    fn eq(&self, other: &Self) -> bool {
+        self.shown == other.shown && self.schema == other.schema && self.pool_size == other.pool_size
+    }
+}
+
+impl Eq for PgOptions {}
+
 /// Why a store URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid PostgreSQL URL {url}: {reason}")]

@@ -29,6 +29,7 @@
 mod agents;
 mod config;
 mod error;
+mod limits;
 mod messages;
 mod migrations;
 mod notify;

@@ -364,7 +364,9 @@ impl MessageStore for PgStore {
         let read = async {
             agents::require(&client, ns, agent, false).await?;
             let stmt = client
-                .prepare_cached("SELECT topic FROM subscriptions WHERE namespace = $1 AND agent = $2 ORDER BY topic")
+                .prepare_cached(
+                    "SELECT topic FROM subscriptions WHERE namespace = $1 AND agent = $2 ORDER BY topic COLLATE \"C\"",
+                )
                 .await?;
             let rows = client.query(&stmt, &[&ns.as_str(), &agent.as_str()]).await?;
             let mut out = Vec::with_capacity(rows.len());

@@ -12,7 +12,7 @@ use crate::error::pg_error;
 /// Every schema step, oldest first. Times are milliseconds since the Unix epoch in `bigint`s
 /// (what `Timestamp` is); task ids are their 16 bytes, big-endian, so they sort as ULIDs do.
 pub(crate) const MIGRATIONS: &[&str] = &[
-    // 1: tasks, per-queue counts, agents, messages, limits.
+    // 1: tasks, per-queue counts, agents, messages, limits and rate buckets.
     //
     // A task is a row of columns, not a document: a claim or a completion rewrites the row, but
     // large values it does not change (`input`, `context`) stay where PostgreSQL put them
@@ -135,6 +135,23 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         namespace text   NOT NULL PRIMARY KEY,
         last      bigint NOT NULL
     );
+
+    -- Dispatch limits set through the API, and the token buckets of rate-limit keys: one row
+    -- per key that a claim locks while it takes a token, so every node draws from one bucket.
+    CREATE TABLE limits (
+        namespace       text    NOT NULL,
+        key             text    NOT NULL,
+        rate_per_minute integer,
+        burst           integer,
+        max_concurrent  bigint,
+        PRIMARY KEY (namespace, key)
+    );
+    CREATE TABLE rate_buckets (
+        namespace text   NOT NULL,
+        key       text   NOT NULL,
+        tat_us    bigint NOT NULL, -- theoretical arrival time of the next token (GCRA)
+        PRIMARY KEY (namespace, key)
+    ) WITH (fillfactor = 50);
     ",
 ];
 

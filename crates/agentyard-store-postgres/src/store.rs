@@ -152,7 +152,9 @@ macro_rules! write_tx {
                     tokio::time::sleep(std::time::Duration::from_millis(u64::from(attempt) * 2)).await;
                 }
                 Err(e) => {
-                    // Dropping the transaction rolls it back.
+                    // Rolled back here rather than on drop, so the connection goes back to the
+                    // pool idle and holds no lock meanwhile (a refused command is common).
+                    let _ = $w.tx.rollback().await;
                     break Err(e.into_store());
                 }
             }

@@ -436,23 +436,27 @@ async fn claim_tasks(w: &mut Work<'_>, ns: &Namespace, claim: &Claim, now: Times
         ))
         .await?;
     let mut picked: Vec<Task> = Vec::new();
-    let mut passed: Vec<Vec<u8>> = Vec::new();
+    // Rows this transaction already locked, picked or passed over: `SKIP LOCKED` skips only
+    // other transactions' locks, so a later round must leave these out by id.
+    let mut seen: Vec<Vec<u8>> = Vec::new();
+    let mut passed = 0usize;
     let mut taken_per_key: HashMap<String, u64> = HashMap::new();
     let mut locked_keys: std::collections::HashSet<String> = std::collections::HashSet::new();
-    while picked.len() < max && passed.len() < CLAIM_SKIP_LIMIT {
+    while picked.len() < max && passed < CLAIM_SKIP_LIMIT {
         let want = max - picked.len();
         let rows =
             w.tx.query(
                 &stmt,
-                &[&ns.as_str(), &claim.queue.as_str(), &caps, &passed, &to_i64(want)],
+                &[&ns.as_str(), &claim.queue.as_str(), &caps, &seen, &to_i64(want)],
             )
             .await?;
         let found = rows.len();
         for task in decode_all(&rows)? {
+            seen.push(id_bytes(task.id));
             if admit(w, ns, claim, &task, now, &mut taken_per_key, &mut locked_keys).await? {
                 picked.push(task);
             } else {
-                passed.push(id_bytes(task.id));
+                passed += 1;
             }
         }
         if found < want {
@@ -500,10 +504,19 @@ async fn admit(
             return Ok(false);
         }
     }
-    if let Some(k) = &task.rate_limit_key
-        && !claim.take_rate_token(k, now)
-    {
-        return Ok(false);
+    if let Some(k) = &task.rate_limit_key {
+        let shared = claim.gate.as_ref().and_then(|g| g.shared_rate(k).map(|rate| (g, rate)));
+        match shared {
+            // The bucket lives in the database, shared by every node.
+            Some((gate, rate)) => {
+                if let Err(retry_at) = crate::limits::take_token(w, ns, k, rate, now).await? {
+                    gate.rate_refused(k, retry_at);
+                    return Ok(false);
+                }
+            }
+            None if !claim.take_rate_token(k, now) => return Ok(false),
+            None => {}
+        }
     }
     if let Some(k) = &task.concurrency_key {
         *taken_per_key.entry(k.clone()).or_default() += 1;
@@ -718,7 +731,7 @@ impl Store for PgStore {
                 "SELECT queue, sum(scheduled)::int8, sum(queued)::int8, sum(running)::int8, \
                         sum(succeeded)::int8, sum(failed)::int8, sum(cancelled)::int8 \
                  FROM queue_counts WHERE namespace = $1 AND ($2::text IS NULL OR queue = $2) \
-                 GROUP BY queue ORDER BY queue",
+                 GROUP BY queue ORDER BY queue COLLATE \"C\"",
             )
             .await
             .map_err(pg_error)?;

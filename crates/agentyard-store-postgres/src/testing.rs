@@ -31,13 +31,16 @@ impl TestSchema {
             return None;
         };
         static N: AtomicU32 = AtomicU32::new(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        // Seconds first, so schemas left by runs that died can be told by age.
         let schema = format!(
-            "t{}_{}_{}",
+            "t{}_{}_{}_{}",
+            now.as_secs(),
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos())
+            now.subsec_nanos()
         );
         let options = PgOptions::parse(&base).unwrap_or_else(|e| panic!("{URL_VAR}: {e}"));
         let (client, conn) = options
@@ -46,10 +49,23 @@ impl TestSchema {
             .await
             .unwrap_or_else(|e| panic!("cannot reach the test database {}: {e}", options.shown()));
         let driver = tokio::spawn(conn);
-        // Schemas of earlier runs that died before dropping theirs; an hour is long past any test.
-        let _ = client
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-            .await;
+        // Schemas of earlier runs that died before dropping theirs: an hour is long past any test.
+        let stale = client
+            .query(
+                "SELECT nspname FROM pg_namespace WHERE nspname ~ '^t[0-9]+_[0-9]+_[0-9]+_[0-9]+$' \
+                 AND split_part(substr(nspname, 2), '_', 1)::bigint < $1",
+                &[&(i64::try_from(now.as_secs()).unwrap_or(i64::MAX) - 3_600)],
+            )
+            .await
+            .unwrap_or_default();
+        for row in stale {
+            let name: String = row.get(0);
+            let _ = client
+                .batch_execute(&format!(
+                    "SET lock_timeout = '2s'; DROP SCHEMA IF EXISTS {name} CASCADE"
+                ))
+                .await;
+        }
         drop(client);
         let _ = driver.await;
         let sep = if base.contains('?') { '&' } else { '?' };
@@ -80,9 +96,16 @@ impl Drop for TestSchema {
                     return;
                 };
                 let driver = tokio::spawn(conn);
-                let _ = client
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                    .await;
+                // A node of the test may still hold a lock (a transaction cut off mid-way): then
+                // the schema stays, and a later run drops it once it is an hour old.
+                if let Err(e) = client
+                    .batch_execute(&format!(
+                        "SET lock_timeout = '5s'; DROP SCHEMA IF EXISTS {schema} CASCADE"
+                    ))
+                    .await
+                {
+                    eprintln!("could not drop the test schema {schema}: {e}");
+                }
                 drop(client);
                 let _ = driver.await;
             });

@@ -39,3 +39,16 @@ mod agents {
     use super::pg_agent_store;
     agentyard_store::agent_conformance_tests!(optional pg_agent_store);
 }
+
+async fn pg_limit_store() -> Option<agentyard_store::conformance::limits::LimitTestStore> {
+    let (store, schema) = open("limit conformance").await?;
+    Some(agentyard_store::conformance::limits::LimitTestStore {
+        limits: store,
+        _guard: Box::new(schema),
+    })
+}
+
+mod limits {
+    use super::pg_limit_store;
+    agentyard_store::limit_conformance_tests!(optional pg_limit_store);
+}

@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 
 use crate::{Claim, CreateOptions, Store, StoreError, TaskFilter};
 
+pub mod limits;
+
 /// A store under test and whatever must live as long as it (a temp dir, a schema).
 pub struct TestStore {
     pub store: Arc<dyn Store>,
@@ -64,6 +66,7 @@ macro_rules! conformance_tests {
             oldest_ready_ignores_priority,
             namespaces_are_isolated,
             concurrency_keys_cap_running_tasks,
+            a_claim_passing_over_a_task_returns_each_task_once,
             rate_limit_keys_hold_tasks_back
         );
     };
@@ -1747,6 +1750,38 @@ pub async fn concurrency_keys_cap_running_tasks(store: Arc<dyn Store>) {
         .await
         .expect("claim");
     assert!(plain.is_empty(), "repo-b already runs one: {plain:?}");
+}
+
+/// A claim that passes over a held-back task looks further down the queue: it must find the
+/// next tasks, never the ones it already took (a store that locks what it picked and looks again
+/// would find those first).
+pub async fn a_claim_passing_over_a_task_returns_each_task_once(store: Arc<dyn Store>) {
+    let mut keyed = new_task("git");
+    keyed.concurrency_key = Some("repo".into());
+    keyed.priority = 9;
+    let running = create(&store, keyed.clone(), at(0)).await;
+    claim_one(&store, "git", "w-0", at(1)).await;
+    let mut batch = Vec::new();
+    for (priority, key) in [(3, None), (2, Some("repo")), (1, None), (0, None)] {
+        let mut t = new_task("git");
+        t.priority = priority;
+        t.concurrency_key = key.map(str::to_owned);
+        batch.push(t);
+    }
+    let made = store
+        .create_tasks(&ns(), batch, CreateOptions::default(), at(2))
+        .await
+        .expect("create");
+    let got = store
+        .claim_tasks(&ns(), &claim("git", "w-1", 2), at(3))
+        .await
+        .expect("claim");
+    let ids: Vec<TaskId> = got.iter().map(|t| t.id).collect();
+    assert_eq!(
+        ids,
+        vec![made[0].task.id, made[2].task.id],
+        "the first plain task, the held-back one passed over, then the next plain one; {running:?} holds the key"
+    );
 }
 
 pub async fn rate_limit_keys_hold_tasks_back(store: Arc<dyn Store>) {

@@ -4,6 +4,7 @@
 
 pub mod agents;
 mod error;
+pub mod limits;
 pub mod memory;
 
 #[cfg(feature = "conformance")]
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 
 pub use agents::{AgentStore, InboxPage, MessageStore, SendOptions, Sent};
 pub use error::StoreError;
+pub use limits::{LimitStore, StoredLimit};
 pub use memory::{Change, ChangeSink, ExportCursor, MemoryStore, OwnedChange};
 
 /// Options of a create.
@@ -114,6 +116,18 @@ pub trait DispatchGate: Send + Sync {
     fn max_concurrent(&self, key: &str) -> u64;
     /// Takes one token of this rate-limit key; false when none is left at `now`.
     fn take_rate_token(&self, key: &str, now: Timestamp) -> bool;
+    /// The configured rate of this key, for a store that keeps the buckets itself (shared by
+    /// several nodes): it then draws tokens from its own bucket and reports refusals through
+    /// [`DispatchGate::rate_refused`] instead of calling [`DispatchGate::take_rate_token`].
+    /// `None` (the default): the gate's own buckets decide.
+    fn shared_rate(&self, key: &str) -> Option<agentyard_core::flow::RateLimit> {
+        let _ = key;
+        None
+    }
+    /// A store's shared bucket of `key` had no token; the next one comes at `retry_at`.
+    fn rate_refused(&self, key: &str, retry_at: Timestamp) {
+        let _ = (key, retry_at);
+    }
 }
 
 /// A change made through another node, that claimers and inbox readers parked on this node may
@@ -258,7 +272,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<QueueStats>, StoreError>;
 }
 
-/// A backend that stores everything: tasks, agents and messages. The server holds one of these.
-pub trait Yard: Store + AgentStore + MessageStore {}
+/// A backend that stores everything: tasks, agents, messages and limits. The server holds one.
+pub trait Yard: Store + AgentStore + MessageStore + LimitStore {}
 
-impl<T: Store + AgentStore + MessageStore> Yard for T {}
+impl<T: Store + AgentStore + MessageStore + LimitStore> Yard for T {}

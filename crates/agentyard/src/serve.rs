@@ -6,6 +6,7 @@ use agentyard_core::SystemClock;
 use agentyard_server::{AppState, ServerConfig};
 use agentyard_store::{MemoryStore, Yard};
 use agentyard_store_log::{LogOptions, LogStore};
+use agentyard_store_postgres::PgStore;
 use agentyard_store_sqlite::{Durability, SqliteOptions, SqliteStore};
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
@@ -47,6 +48,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 cut_kept_in = r.cut_kept_in.as_ref().map(|p| p.display().to_string()),
                 "read the log back"
             );
+            Arc::new(store)
+        }
+        StoreUrl::Postgres(options) => {
+            let store = PgStore::connect((**options).clone())
+                .await
+                .with_context(|| format!("cannot open the PostgreSQL store {}", options.shown()))?;
             Arc::new(store)
         }
     };

@@ -22,6 +22,8 @@ pub enum StoreUrl {
     /// The log store: the state in memory, every change appended to this file.
     Log(PathBuf),
     Memory,
+    /// PostgreSQL, shared by any number of nodes.
+    Postgres(Box<agentyard_store_postgres::PgOptions>),
 }
 
 impl StoreUrl {
@@ -42,23 +44,26 @@ impl StoreUrl {
             return Ok(StoreUrl::Memory);
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            bail!(
-                "--store {url:?}: the PostgreSQL backend is not part of this build yet; use sqlite://PATH, log://PATH or memory://"
-            );
+            let options =
+                agentyard_store_postgres::PgOptions::parse(url).map_err(|e| anyhow::anyhow!("--store: {e}"))?;
+            return Ok(StoreUrl::Postgres(Box::new(options)));
         }
         bail!(
-            "--store {url:?} is not a store URL: use sqlite://PATH (e.g. sqlite://agentyard.db), log://PATH (e.g. log://agentyard.log) or memory://"
+            "--store {url:?} is not a store URL: use sqlite://PATH (e.g. sqlite://agentyard.db), log://PATH (e.g. log://agentyard.log), \
+             postgres://USER@HOST:5432/DB[?schema=NAME] or memory://"
         )
     }
 }
 
-/// As a user writes it: `sqlite://PATH`, `log://PATH` or `memory://`.
+/// As a user writes it: `sqlite://PATH`, `log://PATH`, `postgres://…` (password hidden) or
+/// `memory://`.
 impl std::fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
             StoreUrl::Log(path) => write!(f, "log://{}", path.display()),
             StoreUrl::Memory => f.write_str("memory://"),
+            StoreUrl::Postgres(options) => f.write_str(options.shown()),
         }
     }
 }
@@ -275,7 +280,13 @@ mod tests {
         );
         check("log://", None);
         check("sqlite://", None);
-        check("postgres://localhost/yard", None);
+        let pg = |url: &str| StoreUrl::Postgres(Box::new(agentyard_store_postgres::PgOptions::parse(url).expect(url)));
+        check("postgres://localhost/yard", Some(pg("postgres://localhost/yard")));
+        check(
+            "postgresql://u@h:5433/db?schema=team_a&sslmode=disable",
+            Some(pg("postgresql://u@h:5433/db?schema=team_a&sslmode=disable")),
+        );
+        check("postgres://h/db?schema=Not-Valid", None);
         check("agentyard.db", None);
     }
 

@@ -50,7 +50,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(messages::stream_inbox))
         .routes(routes!(messages::subscribe, messages::unsubscribe))
         .routes(routes!(limits::list_limits))
-        .routes(routes!(limits::set_limit))
+        .routes(routes!(limits::set_limit, limits::get_limit, limits::delete_limit))
 }
 
 /// The OpenAPI document served at `/openapi.json`.

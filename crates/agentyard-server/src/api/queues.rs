@@ -68,7 +68,7 @@ pub async fn claim(
             completed,
         }));
     }
-    let (gate, hint) = s.fleet.limits.gate();
+    let (gate, hint) = s.fleet.limits.gate(&ns);
     let claim = Claim {
         queue,
         agent: req.agent,

@@ -102,10 +102,15 @@ impl Inboxes {
 
     /// Wakes the readers a stored message is for.
     pub fn message_sent(&self, m: &Message) {
-        let Some(ns) = self.map().get(&m.namespace).cloned() else {
+        self.message_to(&m.namespace, &m.to);
+    }
+
+    /// Wakes the readers a message to `to` is for (also one sent through another node).
+    pub fn message_to(&self, namespace: &Namespace, to: &Recipient) {
+        let Some(ns) = self.map().get(namespace).cloned() else {
             return;
         };
-        match &m.to {
+        match to {
             Recipient::Agent { agent } => {
                 if let Some(n) = ns.agents().get(agent) {
                     n.notify_waiters();
@@ -164,6 +169,14 @@ impl Inboxes {
                 return Ok(page);
             }
             last = page;
+        }
+    }
+
+    /// Wakes every reader to look again (messages may have been missed).
+    pub fn wake_all(&self) {
+        let namespaces: Vec<Arc<NamespaceReaders>> = self.map().values().cloned().collect();
+        for ns in namespaces {
+            ns.all.notify_waiters();
         }
     }
 

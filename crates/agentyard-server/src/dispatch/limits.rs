@@ -1,6 +1,12 @@
 //! Keyed dispatch limits: the server's [`DispatchGate`]. A task's `rate_limit_key` draws a token
-//! from a GCRA bucket shared by every claimer of this server (`openai` at 60/min with a burst),
-//! and its `concurrency_key` caps how many such tasks run at once (one when not configured).
+//! from its key's GCRA bucket (`openai` at 60/min with a burst), and its `concurrency_key` caps
+//! how many such tasks run at once (one when not configured).
+//!
+//! A key's limits come from the store (set through `PUT /v1/limits/{key}`, per namespace, kept
+//! across restarts and shared by every node) and, for keys the namespace never set, from the
+//! configuration file. This cache of the stored ones is loaded at start and reloaded when another
+//! node reports a change. The buckets live here on a store of one node; on a store shared by
+//! several nodes they live in the store, so the rate holds for the whole fleet.
 //!
 //! A claim passes over tasks the gate refuses; they stay queued. A parked claimer that was
 //! refused a token is told when the next one comes ([`ClaimGate::take_retry_at`]), so it retries
@@ -10,75 +16,132 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use agentyard_core::Timestamp;
 use agentyard_core::api::Limit;
-use agentyard_core::flow::KeyedBuckets;
-use agentyard_store::{DEFAULT_MAX_CONCURRENT, DispatchGate};
+use agentyard_core::flow::{KeyLimit, KeyedBuckets, RateLimit};
+use agentyard_core::{Namespace, Timestamp};
+use agentyard_store::{DEFAULT_MAX_CONCURRENT, DispatchGate, LimitStore, StoreError, StoredLimit};
 
-use crate::config::LimitConfig;
 use crate::metrics::Counters;
 
-/// The configured limits and the buckets behind them.
+/// The limits in force and this node's buckets.
 #[derive(Debug)]
 pub struct Limits {
-    keys: RwLock<HashMap<String, LimitConfig>>,
+    /// From the configuration file: a key's limits in every namespace that did not set its own.
+    configured: HashMap<String, KeyLimit>,
+    /// As the store holds them, by namespace and key.
+    stored: RwLock<HashMap<Namespace, HashMap<String, KeyLimit>>>,
+    /// Keyed by `namespace \0 key`.
     buckets: Mutex<KeyedBuckets>,
     /// Whether any key has a rate: claims without rates need no per-claim bookkeeping.
     any_rate: AtomicBool,
+    /// The store keeps the buckets (it is shared by several nodes).
+    shared_buckets: AtomicBool,
     counters: Arc<Counters>,
 }
 
 impl Limits {
-    pub fn new(config: &BTreeMap<String, LimitConfig>, counters: Arc<Counters>) -> Self {
-        let keys: HashMap<String, LimitConfig> = config.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        let any_rate = keys.values().any(|l| l.rate.is_some());
+    pub fn new(config: &BTreeMap<String, KeyLimit>, counters: Arc<Counters>) -> Self {
+        let configured: HashMap<String, KeyLimit> = config.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let any_rate = configured.values().any(|l| l.rate.is_some());
         Self {
-            keys: RwLock::new(keys),
+            configured,
+            stored: RwLock::new(HashMap::new()),
             buckets: Mutex::new(KeyedBuckets::default()),
             any_rate: AtomicBool::new(any_rate),
+            shared_buckets: AtomicBool::new(false),
             counters,
         }
     }
 
-    fn keys(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, LimitConfig>> {
+    fn stored(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Namespace, HashMap<String, KeyLimit>>> {
         // A plain map of settings: nothing a panicking writer could leave half-done.
-        self.keys.read().unwrap_or_else(|e| e.into_inner())
+        self.stored.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stored_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Namespace, HashMap<String, KeyLimit>>> {
+        self.stored.write().unwrap_or_else(|e| e.into_inner())
     }
 
     fn buckets(&self) -> std::sync::MutexGuard<'_, KeyedBuckets> {
         self.buckets.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sets (replaces) the limits of `key`.
-    pub fn set(&self, key: String, limit: LimitConfig) {
-        let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
-        keys.insert(key, limit);
-        self.any_rate
-            .store(keys.values().any(|l| l.rate.is_some()), Ordering::SeqCst);
+    fn refresh_any_rate(&self, stored: &HashMap<Namespace, HashMap<String, KeyLimit>>) {
+        let any = self.configured.values().any(|l| l.rate.is_some())
+            || stored.values().flat_map(HashMap::values).any(|l| l.rate.is_some());
+        self.any_rate.store(any, Ordering::SeqCst);
     }
 
-    /// Every configured key, by key.
-    pub fn list(&self) -> Vec<Limit> {
-        let mut out: Vec<Limit> = self.keys().iter().map(|(k, l)| view(k, l)).collect();
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        out
+    /// Says that the store keeps the rate buckets (a store shared by several nodes).
+    pub fn use_shared_buckets(&self, shared: bool) {
+        self.shared_buckets.store(shared, Ordering::SeqCst);
     }
 
-    pub fn get(&self, key: &str) -> Option<Limit> {
-        self.keys().get(key).map(|l| view(key, l))
-    }
-
-    /// The gate of one claim: the shared limits, wrapped (when some key has a rate) so the
-    /// claimer learns when a refused token comes.
-    pub fn gate(self: &Arc<Self>) -> (Arc<dyn DispatchGate>, Option<Arc<ClaimGate>>) {
-        if !self.any_rate.load(Ordering::Relaxed) {
-            return (self.clone(), None);
+    /// Replaces the cache with what the store holds.
+    pub async fn reload(&self, store: &dyn LimitStore) -> Result<(), StoreError> {
+        let all = store.list_limits().await?;
+        let mut map: HashMap<Namespace, HashMap<String, KeyLimit>> = HashMap::new();
+        for StoredLimit { namespace, key, limit } in all {
+            map.entry(namespace).or_default().insert(key, limit);
         }
+        let mut stored = self.stored_mut();
+        *stored = map;
+        self.refresh_any_rate(&stored);
+        Ok(())
+    }
+
+    /// Records a limit the store just took.
+    pub fn set(&self, ns: &Namespace, key: String, limit: KeyLimit) {
+        let mut stored = self.stored_mut();
+        stored.entry(ns.clone()).or_default().insert(key, limit);
+        self.refresh_any_rate(&stored);
+    }
+
+    /// Records a limit the store just removed.
+    pub fn remove(&self, ns: &Namespace, key: &str) {
+        let mut stored = self.stored_mut();
+        if let Some(keys) = stored.get_mut(ns) {
+            keys.remove(key);
+            if keys.is_empty() {
+                stored.remove(ns);
+            }
+        }
+        self.refresh_any_rate(&stored);
+    }
+
+    /// The limits of `key` in force in the namespace, if any.
+    pub fn lookup(&self, ns: &Namespace, key: &str) -> Option<KeyLimit> {
+        self.stored()
+            .get(ns)
+            .and_then(|keys| keys.get(key))
+            .or_else(|| self.configured.get(key))
+            .copied()
+    }
+
+    /// Every key with limits in force in the namespace, by key.
+    pub fn list(&self, ns: &Namespace) -> Vec<Limit> {
+        let mut all: BTreeMap<&str, KeyLimit> = self.configured.iter().map(|(k, l)| (k.as_str(), *l)).collect();
+        let stored = self.stored();
+        if let Some(keys) = stored.get(ns) {
+            all.extend(keys.iter().map(|(k, l)| (k.as_str(), *l)));
+        }
+        all.into_iter().map(|(k, l)| view(k, &l)).collect()
+    }
+
+    pub fn get(&self, ns: &Namespace, key: &str) -> Option<Limit> {
+        self.lookup(ns, key).map(|l| view(key, &l))
+    }
+
+    /// The gate of one claim in the namespace, and (when some key has a rate) the handle that
+    /// tells the claimer when a refused token comes.
+    pub fn gate(self: &Arc<Self>, ns: &Namespace) -> (Arc<dyn DispatchGate>, Option<Arc<ClaimGate>>) {
         let gate = Arc::new(ClaimGate {
             limits: self.clone(),
+            namespace: ns.clone(),
             retry_at: AtomicI64::new(i64::MAX),
         });
-        (gate.clone(), Some(gate))
+        let hint = self.any_rate.load(Ordering::Relaxed).then(|| gate.clone());
+        (gate, hint)
     }
 
     /// Forgets buckets that are full again.
@@ -86,12 +149,17 @@ impl Limits {
         self.buckets().prune(now);
     }
 
-    /// Takes a token, or says in how many milliseconds one comes.
-    fn try_take(&self, key: &str, now: Timestamp) -> Result<(), u64> {
-        let Some(rate) = self.keys().get(key).and_then(|l| l.rate) else {
+    fn rate(&self, ns: &Namespace, key: &str) -> Option<RateLimit> {
+        self.lookup(ns, key).and_then(|l| l.rate)
+    }
+
+    /// Takes a token from this node's bucket, or says in how many milliseconds one comes.
+    fn try_take(&self, ns: &Namespace, key: &str, now: Timestamp) -> Result<(), u64> {
+        let Some(rate) = self.rate(ns, key) else {
             return Ok(());
         };
-        let taken = self.buckets().try_acquire(key, rate, now);
+        let bucket = format!("{ns}\0{key}");
+        let taken = self.buckets().try_acquire(&bucket, rate, now);
         if taken.is_err() {
             Counters::add(&self.counters.dispatch_rate_limited, 1);
         }
@@ -99,7 +167,7 @@ impl Limits {
     }
 }
 
-fn view(key: &str, l: &LimitConfig) -> Limit {
+fn view(key: &str, l: &KeyLimit) -> Limit {
     Limit {
         key: key.to_owned(),
         rate_per_minute: l.rate.map(|r| r.rate_per_minute),
@@ -108,23 +176,12 @@ fn view(key: &str, l: &LimitConfig) -> Limit {
     }
 }
 
-impl DispatchGate for Limits {
-    fn max_concurrent(&self, key: &str) -> u64 {
-        self.keys()
-            .get(key)
-            .and_then(|l| l.max_concurrent)
-            .unwrap_or(DEFAULT_MAX_CONCURRENT)
-    }
-
-    fn take_rate_token(&self, key: &str, now: Timestamp) -> bool {
-        self.try_take(key, now).is_ok()
-    }
-}
-
-/// The gate of one claim: remembers the earliest moment a refused token becomes available.
+/// The gate of one claim: the limits of its namespace, and the earliest moment a refused token
+/// becomes available.
 #[derive(Debug)]
 pub struct ClaimGate {
     limits: Arc<Limits>,
+    namespace: Namespace,
     /// Milliseconds since the epoch; `i64::MAX` while no token was refused.
     retry_at: AtomicI64,
 }
@@ -141,11 +198,14 @@ impl ClaimGate {
 
 impl DispatchGate for ClaimGate {
     fn max_concurrent(&self, key: &str) -> u64 {
-        self.limits.max_concurrent(key)
+        self.limits
+            .lookup(&self.namespace, key)
+            .and_then(|l| l.max_concurrent)
+            .unwrap_or(DEFAULT_MAX_CONCURRENT)
     }
 
     fn take_rate_token(&self, key: &str, now: Timestamp) -> bool {
-        match self.limits.try_take(key, now) {
+        match self.limits.try_take(&self.namespace, key, now) {
             Ok(()) => true,
             Err(wait_ms) => {
                 let at = now.add_millis(wait_ms).as_millis();
@@ -154,19 +214,34 @@ impl DispatchGate for ClaimGate {
             }
         }
     }
+
+    fn shared_rate(&self, key: &str) -> Option<RateLimit> {
+        if self.limits.shared_buckets.load(Ordering::Relaxed) {
+            self.limits.rate(&self.namespace, key)
+        } else {
+            None
+        }
+    }
+
+    fn rate_refused(&self, _key: &str, retry_at: Timestamp) {
+        Counters::add(&self.limits.counters.dispatch_rate_limited, 1);
+        self.retry_at.fetch_min(retry_at.as_millis(), Ordering::SeqCst);
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use agentyard_core::flow::RateLimit;
-
     use super::*;
+
+    fn ns(name: &str) -> Namespace {
+        Namespace::parse(name).expect("valid")
+    }
 
     fn limits() -> Arc<Limits> {
         let mut config = BTreeMap::new();
         config.insert(
             "openai".to_owned(),
-            LimitConfig {
+            KeyLimit {
                 rate: Some(RateLimit {
                     rate_per_minute: 60,
                     burst: 2,
@@ -176,7 +251,7 @@ mod tests {
         );
         config.insert(
             "repo".to_owned(),
-            LimitConfig {
+            KeyLimit {
                 rate: None,
                 max_concurrent: Some(3),
             },
@@ -187,17 +262,18 @@ mod tests {
     #[test]
     fn unconfigured_keys_run_one_at_a_time_and_are_not_rate_limited() {
         let l = limits();
-        assert_eq!(l.max_concurrent("anything"), DEFAULT_MAX_CONCURRENT);
-        assert_eq!(l.max_concurrent("repo"), 3);
+        let (gate, _) = l.gate(&ns("default"));
+        assert_eq!(gate.max_concurrent("anything"), DEFAULT_MAX_CONCURRENT);
+        assert_eq!(gate.max_concurrent("repo"), 3);
         let now = Timestamp::from_millis(1_000_000);
-        assert!((0..100).all(|_| l.take_rate_token("anything", now)));
+        assert!((0..100).all(|_| gate.take_rate_token("anything", now)));
     }
 
     #[test]
     fn a_claim_gate_says_when_the_next_token_comes() {
         let l = limits();
         let now = Timestamp::from_millis(1_000_000);
-        let (gate, hint) = l.gate();
+        let (gate, hint) = l.gate(&ns("default"));
         let hint = hint.expect("a rate is configured, so claims get a hint");
         assert!(gate.take_rate_token("openai", now));
         assert!(gate.take_rate_token("openai", now));
@@ -209,22 +285,44 @@ mod tests {
     }
 
     #[test]
-    fn limits_change_at_run_time() {
-        let l = Arc::new(Limits::new(&BTreeMap::new(), Arc::new(Counters::default())));
-        assert!(l.gate().1.is_none(), "no rates, no per-claim hint");
+    fn stored_limits_are_per_namespace_and_win_over_the_file() {
+        let l = limits();
         l.set(
-            "x".into(),
-            LimitConfig {
-                rate: Some(RateLimit {
-                    rate_per_minute: 1,
-                    burst: 1,
-                }),
-                max_concurrent: Some(4),
+            &ns("tenant-a"),
+            "repo".into(),
+            KeyLimit {
+                rate: None,
+                max_concurrent: Some(8),
             },
         );
-        assert!(l.gate().1.is_some());
-        assert_eq!(l.max_concurrent("x"), 4);
-        assert_eq!(l.list().len(), 1);
-        assert_eq!(l.get("x").unwrap().rate_per_minute, Some(1));
+        let (a, _) = l.gate(&ns("tenant-a"));
+        let (b, _) = l.gate(&ns("tenant-b"));
+        assert_eq!(a.max_concurrent("repo"), 8);
+        assert_eq!(
+            b.max_concurrent("repo"),
+            3,
+            "the file's value where the namespace set none"
+        );
+        // Buckets are per namespace too: tenant-a spending its burst leaves tenant-b's alone.
+        let now = Timestamp::from_millis(1_000_000);
+        assert!(a.take_rate_token("openai", now) && a.take_rate_token("openai", now));
+        assert!(!a.take_rate_token("openai", now));
+        assert!(b.take_rate_token("openai", now));
+        l.remove(&ns("tenant-a"), "repo");
+        assert_eq!(a.max_concurrent("repo"), 3);
+        assert_eq!(l.list(&ns("tenant-a")).len(), 2);
+    }
+
+    #[test]
+    fn shared_buckets_leave_the_rate_to_the_store() {
+        let l = limits();
+        let (gate, hint) = l.gate(&ns("default"));
+        assert_eq!(gate.shared_rate("openai"), None, "this node's buckets");
+        l.use_shared_buckets(true);
+        assert_eq!(gate.shared_rate("openai").map(|r| r.rate_per_minute), Some(60));
+        assert_eq!(gate.shared_rate("other"), None);
+        let at = Timestamp::from_millis(5_000);
+        gate.rate_refused("openai", at);
+        assert_eq!(hint.expect("rates").take_retry_at(), Some(at));
     }
 }

@@ -12,6 +12,7 @@ pub mod timers;
 pub mod waiters;
 
 use agentyard_core::{Namespace, QueueName, Task, TaskStatus, Timestamp};
+use agentyard_store::RemoteChange;
 
 pub use agents::{AgentExpiry, AgentTick, Presence};
 pub use inboxes::Inboxes;
@@ -86,6 +87,20 @@ impl Dispatch {
         }
         if let Some(t) = earliest {
             self.timer.wake_by(t);
+        }
+    }
+
+    /// Wakes who waits for a change made through another node (see [`RemoteChange`]).
+    /// Limits changes are the caller's to reload.
+    pub fn remote_changed(&self, change: &RemoteChange) {
+        match change {
+            RemoteChange::TasksReady { namespace, queue } => self.waiters.wake(namespace, queue, usize::MAX),
+            RemoteChange::MessageSent { namespace, to } => self.inboxes.message_to(namespace, to),
+            RemoteChange::LimitsChanged => {}
+            RemoteChange::Resync => {
+                self.waiters.wake_all();
+                self.inboxes.wake_all();
+            }
         }
     }
 

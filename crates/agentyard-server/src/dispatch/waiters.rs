@@ -83,6 +83,14 @@ impl Waiters {
         }
     }
 
+    /// Wakes every parked claimer to look again (tasks may have become ready unseen).
+    pub fn wake_all(&self) {
+        let queues: Vec<Arc<QueueWaiters>> = self.map().values().flat_map(|m| m.values().cloned()).collect();
+        for q in queues {
+            q.notify.notify_waiters();
+        }
+    }
+
     /// How many claimers are parked right now (all queues).
     pub fn parked(&self) -> usize {
         self.parked.load(Ordering::SeqCst)

@@ -12,11 +12,13 @@ use std::sync::Arc;
 
 use agentyard_store::{MemoryStore, Yard};
 use agentyard_store_log::{LogOptions, LogStore};
+use agentyard_store_postgres::testing::TestSchema;
+use agentyard_store_postgres::{PgOptions, PgStore};
 use agentyard_store_sqlite::{SqliteOptions, SqliteStore};
 
 /// A fresh, empty store of one backend.
 pub struct Backend {
-    /// As in the test's name: `memory`, `sqlite`, `log`.
+    /// As in the test's name: `memory`, `sqlite`, `log`, `postgres`.
     pub name: &'static str,
     pub store: Arc<dyn Yard>,
 }
@@ -55,6 +57,18 @@ pub async fn log_store() -> Option<(Backend, Guard)> {
     Some((backend, Box::new(dir)))
 }
 
+/// A fresh schema on the database of `AGENTYARD_TEST_POSTGRES_URL` (skipped when unset).
+pub async fn postgres_store() -> Option<(Backend, Guard)> {
+    let schema = TestSchema::create("an HTTP case on postgres").await?;
+    let options = PgOptions::parse(&schema.url).expect("test URL");
+    let store = PgStore::connect(options).await.expect("connect to the test database");
+    let backend = Backend {
+        name: "postgres",
+        store: Arc::new(store),
+    };
+    Some((backend, Box::new(schema)))
+}
+
 /// Runs `case` on a fresh store from `open`, on a runtime of its own as `#[tokio::test]` would
 /// (on the current thread, or on `workers` threads). Nothing when `open` answers `None`.
 ///
@@ -89,7 +103,7 @@ where
 }
 
 /// Expands each case into a module of the same name with one test per backend, so nextest
-/// lists `case::memory`, `case::sqlite`, `case::log`; a backend whose store function answers
+/// lists `case::memory`, `case::sqlite`, `case::log`, `case::postgres`; a backend whose store function answers
 /// `None` (a service that is not configured) passes without running the case. A case runs on
 /// the current thread, or, marked as below (the one form of `tokio::test` arguments it takes),
 /// on that many worker threads.
@@ -109,8 +123,7 @@ macro_rules! backend_tests {
             backend_tests!(@backend $workers, $case, memory, crate::backends::memory_store);
             backend_tests!(@backend $workers, $case, sqlite, crate::backends::sqlite_store);
             backend_tests!(@backend $workers, $case, log, crate::backends::log_store);
-            // A fourth backend is one more line here, e.g.:
-            // backend_tests!(@backend $workers, $case, postgres, crate::backends::postgres_store);
+            backend_tests!(@backend $workers, $case, postgres, crate::backends::postgres_store);
         }
     };
     (@backend $workers:expr, $case:ident, $name:ident, $open:path) => {

@@ -4,26 +4,10 @@
 //! Every case runs on every backend, each test on a fresh store: a case is an
 //! `async fn case(backend: Backend)` that starts its server with `TestApp::spawn(backend)` (or
 //! `spawn_with`, `spawn_with_clock`), and `backend_tests!(case, …)` in its file expands it into
-//! `case::memory`, `case::sqlite` and `case::log` (see `backends.rs`).
+//! `case::memory`, `case::sqlite`, `case::log` and `case::postgres` (see `backends.rs`).
 //!
-//! A fourth backend (the slot for `postgres`) takes two steps in `backends.rs`:
-//! 1. a store function beside `sqlite_store`, answering `None` when the backend cannot run here
-//!    (`TestSchema::create` prints "skipping …: AGENTYARD_TEST_POSTGRES_URL is unset" then):
-//!    ```ignore
-//!    pub async fn postgres_store() -> Option<(Backend, Guard)> {
-//!        let schema = TestSchema::create("an HTTP case").await?;
-//!        let options = PgOptions::parse(&schema.url).expect("test URL");
-//!        let store = PgStore::connect(options).await.expect("connect to the test database");
-//!        let backend = Backend { name: "postgres", store: Arc::new(store) };
-//!        Some((backend, Box::new(schema)))
-//!    }
-//!    ```
-//!    The guard (here the schema, dropped with it) goes only after the case's runtime is gone.
-//! 2. one line in `backend_tests!`'s `@case` arm (it is there, commented out):
-//!    `backend_tests!(@backend $workers, $case, postgres, crate::backends::postgres_store);`
-//!
-//! plus the dev-dependency in this crate's Cargo.toml. Every case then also runs as
-//! `case::postgres`.
+//! `case::postgres` runs on a fresh schema of the database named by `AGENTYARD_TEST_POSTGRES_URL`
+//! and skips (saying so) when it is unset.
 
 #[macro_use]
 mod backends;

@@ -24,6 +24,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/agents/{name}/subscriptions/{topic}"),
     ("DELETE", "/v1/agents/{name}/subscriptions/{topic}"),
     ("GET", "/v1/limits"),
+    ("GET", "/v1/limits/{key}"),
+    ("DELETE", "/v1/limits/{key}"),
     ("PUT", "/v1/limits/{key}"),
     ("POST", "/v1/messages"),
     ("GET", "/v1/queues"),

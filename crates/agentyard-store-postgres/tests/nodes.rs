@@ -1,0 +1,229 @@
+//! Several stores on one schema, as several nodes see it: notifications reach the other nodes,
+//! and limits, concurrency keys and expiry hold across them as if there were one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentyard_core::flow::RateLimit;
+use agentyard_core::message::{NewMessage, Recipient};
+use agentyard_core::{AgentName, Namespace, NewTask, QueueName, TaskStatus, Timestamp};
+use agentyard_store::agents::AgentStore;
+use agentyard_store::{Claim, CreateOptions, DispatchGate, LimitStore, MessageStore, RemoteChange, SendOptions, Store};
+use agentyard_store_postgres::testing::TestSchema;
+use agentyard_store_postgres::{PgOptions, PgStore};
+use tokio::sync::mpsc;
+
+async fn nodes(test: &str, n: usize) -> Option<(Vec<Arc<PgStore>>, TestSchema)> {
+    let schema = TestSchema::create(test).await?;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let options = PgOptions::parse(&schema.url).expect("test URL");
+        out.push(Arc::new(PgStore::connect(options).await.expect("connect")));
+    }
+    Some((out, schema))
+}
+
+fn ns() -> Namespace {
+    Namespace::default_namespace()
+}
+
+fn q(name: &str) -> QueueName {
+    QueueName::parse(name).expect("valid")
+}
+
+fn agent(name: &str) -> AgentName {
+    AgentName::parse(name).expect("valid")
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_millis(1_800_000_000_000)
+}
+
+/// Starts `store` listening and returns what it hears.
+async fn listen(store: &PgStore) -> mpsc::UnboundedReceiver<RemoteChange> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    assert!(store.watch_remote(Arc::new(move |c| {
+        let _ = tx.send(c);
+    })));
+    // The first thing heard is the resync of a fresh listener: from then on it listens.
+    let first = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
+    assert_eq!(first.expect("listening within 10 s"), Some(RemoteChange::Resync));
+    rx
+}
+
+async fn next(rx: &mut mpsc::UnboundedReceiver<RemoteChange>) -> RemoteChange {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("a notification within 10 s")
+        .expect("listening")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_nodes_hear_of_ready_tasks_messages_and_limits() {
+    let Some((stores, _schema)) = nodes("notifications", 2).await else {
+        return;
+    };
+    let (a, b) = (&stores[0], &stores[1]);
+    let mut heard_by_b = listen(b).await;
+    let mut heard_by_a = listen(a).await;
+
+    a.create_tasks(
+        &ns(),
+        vec![NewTask::on(q("emails"), serde_json::json!({}))],
+        CreateOptions::default(),
+        now(),
+    )
+    .await
+    .expect("create");
+    assert_eq!(
+        next(&mut heard_by_b).await,
+        RemoteChange::TasksReady {
+            namespace: ns(),
+            queue: q("emails")
+        }
+    );
+
+    a.register_agent(
+        &ns(),
+        &agent("w-1"),
+        agentyard_core::agent::AgentRegistration {
+            capabilities: vec![],
+            slots: 1,
+            metadata: serde_json::Value::Null,
+        },
+        now(),
+    )
+    .await
+    .expect("register");
+    let to = Recipient::Agent { agent: agent("w-1") };
+    let message = NewMessage {
+        from: None,
+        to: to.clone(),
+        body: serde_json::json!("hi"),
+        correlation_id: None,
+        reply_to: None,
+        ttl_ms: None,
+        idempotency_key: None,
+    };
+    a.send_message(&ns(), message, SendOptions::default(), now())
+        .await
+        .expect("send");
+    assert_eq!(
+        next(&mut heard_by_b).await,
+        RemoteChange::MessageSent { namespace: ns(), to }
+    );
+
+    b.put_limit(
+        &ns(),
+        "openai",
+        agentyard_core::flow::KeyLimit {
+            rate: None,
+            max_concurrent: Some(2),
+        },
+    )
+    .await
+    .expect("put");
+    assert_eq!(next(&mut heard_by_a).await, RemoteChange::LimitsChanged);
+    // Neither heard its own changes.
+    assert!(heard_by_a.try_recv().is_err(), "a hears nothing of its own");
+    assert!(heard_by_b.try_recv().is_err(), "b hears nothing of its own");
+}
+
+/// A gate whose rate lives in the store: 5 at once, then one a minute.
+struct Shared;
+
+impl DispatchGate for Shared {
+    fn max_concurrent(&self, _key: &str) -> u64 {
+        1
+    }
+    fn take_rate_token(&self, _key: &str, _now: Timestamp) -> bool {
+        panic!("a shared rate is taken from the store's bucket, never the gate's")
+    }
+    fn shared_rate(&self, key: &str) -> Option<RateLimit> {
+        (key == "openai").then_some(RateLimit {
+            rate_per_minute: 1,
+            burst: 5,
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shared_rate_and_a_concurrency_key_hold_across_nodes() {
+    let Some((stores, _schema)) = nodes("shared limits", 3).await else {
+        return;
+    };
+    let mut batch = Vec::new();
+    for i in 0..40 {
+        let mut t = NewTask::on(q("llm"), serde_json::json!({ "i": i }));
+        if i % 2 == 0 {
+            t.rate_limit_key = Some("openai".into());
+        } else {
+            t.concurrency_key = Some("repo".into());
+        }
+        batch.push(t);
+    }
+    stores[0]
+        .create_tasks(&ns(), batch, CreateOptions::default(), now())
+        .await
+        .expect("create");
+    // Twelve claimers over three nodes at the same instant, each wanting everything.
+    let mut claims = Vec::new();
+    for i in 0..12 {
+        let store = stores[i % 3].clone();
+        claims.push(tokio::spawn(async move {
+            let mut c = Claim::new(q("llm"), agent(&format!("w-{i}")), 40, 60_000);
+            c.gate = Some(Arc::new(Shared));
+            store.claim_tasks(&ns(), &c, now()).await.expect("claim")
+        }));
+    }
+    let mut claimed = Vec::new();
+    for c in claims {
+        claimed.extend(c.await.expect("claimer"));
+    }
+    let rated = claimed.iter().filter(|t| t.rate_limit_key.is_some()).count();
+    let keyed = claimed.iter().filter(|t| t.concurrency_key.is_some()).count();
+    assert_eq!(rated, 5, "the burst of one bucket, whatever node claims");
+    assert_eq!(keyed, 1, "one running task of the concurrency key across the nodes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_node_expires_leases_and_each_task_once() {
+    let Some((stores, _schema)) = nodes("expiry", 3).await else {
+        return;
+    };
+    let batch = (0..60)
+        .map(|i| NewTask::on(q("work"), serde_json::json!({ "i": i })))
+        .collect();
+    stores[0]
+        .create_tasks(&ns(), batch, CreateOptions::default(), now())
+        .await
+        .expect("create");
+    let claimed = stores[1]
+        .claim_tasks(&ns(), &Claim::new(q("work"), agent("w"), 60, 1_000), now())
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 60);
+    let later = now().add_millis(5_000);
+    let mut sweeps = Vec::new();
+    for store in &stores {
+        for _ in 0..3 {
+            let store = store.clone();
+            sweeps.push(tokio::spawn(async move {
+                store.expire_leases(later, 7).await.expect("expire")
+            }));
+        }
+    }
+    let mut expired = Vec::new();
+    for s in sweeps {
+        expired.extend(s.await.expect("sweep"));
+    }
+    // Whatever the sweeps left (each takes at most 7), a last one finishes.
+    expired.extend(stores[2].expire_leases(later, 100).await.expect("expire"));
+    let mut ids: Vec<_> = expired.iter().map(|t| t.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((ids.len(), expired.len()), (60, 60), "each lease expired once");
+    for t in &expired {
+        assert_eq!((t.status, t.attempt), (TaskStatus::Queued, 1), "{t:?}");
+    }
+}
