@@ -46,7 +46,8 @@ pub struct ServeArgs {
     #[arg(long, env = "AGENTYARD_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// Where tasks live: sqlite://PATH, log://PATH (state in memory, every change appended to
-    /// PATH) or memory:// (nothing kept) [default: sqlite://agentyard.db]
+    /// PATH), postgres://USER@HOST:5432/DB[?schema=NAME] (any number of nodes on one database) or
+    /// memory:// (nothing kept) [default: sqlite://agentyard.db]
     #[arg(long, env = "AGENTYARD_STORE")]
     pub store: Option<String>,
     /// Durability of the sqlite and log stores: normal (survives a process crash) or full (fsync
