@@ -21,6 +21,9 @@ pub(crate) const TASK_COLUMNS: &str = "namespace, id, queue, kind, title, input,
      artifacts, context, progress, result, error, version, created_at, updated_at, finished_at, \
      context_versions, finished_by";
 
+/// How many columns [`TASK_COLUMNS`] names: a statement may add its own after them.
+pub(crate) const TASK_COLUMN_COUNT: usize = 33;
+
 /// The 16 bytes of an id, big-endian: byte order is id order.
 pub(crate) fn id_bytes(id: TaskId) -> Vec<u8> {
     id.to_u128().to_be_bytes().to_vec()
@@ -225,5 +228,24 @@ impl TaskColumns {
         self.finished_by
             .push(t.meta.finished_by.as_ref().map(|f| f.as_str().to_owned()));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_column_count_is_the_columns_named() {
+        assert_eq!(TASK_COLUMNS.split(", ").count(), TASK_COLUMN_COUNT);
+    }
+
+    #[test]
+    fn ids_as_bytes_sort_as_ids_and_round_trip() {
+        let a = TaskId::from_parts(1, u128::from(u64::MAX));
+        let b = TaskId::from_parts(2, 0);
+        assert!(id_bytes(a) < id_bytes(b));
+        assert_eq!(id_of(&id_bytes(b)).expect("16 bytes"), b);
+        assert!(id_of(&[1, 2, 3]).is_err());
     }
 }

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use tokio_postgres::types::ToSql;
 
 use crate::error::pg_error;
-use crate::record::{TASK_COLUMNS, TaskColumns, decode, id_bytes, ms, u64_col};
+use crate::record::{TASK_COLUMN_COUNT, TASK_COLUMNS, TaskColumns, decode, id_bytes, ms, u64_col};
 use crate::store::{PgStore, write_tx};
 use crate::work::{TxResult, Work};
 
@@ -382,30 +382,47 @@ async fn apply_each(
     if commands.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<TaskId> = commands.iter().map(|(id, _)| *id).collect();
+    // Completions without artifacts, one per task, are written by one statement; what it did not
+    // match (a wrong token, a repeat, an unknown id) takes the general path below.
+    let mut out: Vec<Option<Result<Task, StoreError>>> = vec![None; commands.len()];
+    let done = complete_at_once(w, ns, &commands, now).await?;
+    let commands: Vec<(usize, TaskId, TaskCommand)> = commands
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, (id, command))| match done.get(&id) {
+            Some(task) if is_plain_complete(&command) => {
+                out[i] = Some(Ok(task.clone()));
+                None
+            }
+            _ => Some((i, id, command)),
+        })
+        .collect();
+    if commands.is_empty() {
+        return Ok(out.into_iter().flatten().collect());
+    }
+    let ids: Vec<TaskId> = commands.iter().map(|(_, id, _)| *id).collect();
     let mut tasks = lock_tasks(w, ns, &ids).await?;
     // Per changed task: its status as loaded, and whether a client-changeable field moved.
     let mut changed: BTreeMap<TaskId, (TaskStatus, bool)> = BTreeMap::new();
-    let mut out = Vec::with_capacity(commands.len());
-    for (id, command) in commands {
+    for (i, id, command) in commands {
         let Some(task) = tasks.get_mut(&id) else {
-            out.push(Err(StoreError::task_not_found(id)));
+            out[i] = Some(Err(StoreError::task_not_found(id)));
             continue;
         };
         let full = matches!(command, TaskCommand::Update { .. });
         let before = task.clone();
-        match task.apply(command, now) {
+        out[i] = Some(match task.apply(command, now) {
             Ok(Applied::Changed) => {
                 let entry = changed.entry(id).or_insert((before.status, false));
                 entry.1 |= full;
-                out.push(Ok(task.clone()));
+                Ok(task.clone())
             }
-            Ok(Applied::Unchanged) => out.push(Ok(before)),
+            Ok(Applied::Unchanged) => Ok(before),
             Err(e) => {
                 *task = before;
-                out.push(Err(StoreError::from_transition(e, task)));
+                Err(StoreError::from_transition(e, task))
             }
-        }
+        });
     }
     let mut state: Vec<(TaskStatus, &Task)> = Vec::new();
     for (id, (before, full)) in &changed {
@@ -417,44 +434,145 @@ async fn apply_each(
         }
     }
     write_state(w, &state).await?;
+    Ok(out.into_iter().flatten().collect())
+}
+
+fn is_plain_complete(command: &TaskCommand) -> bool {
+    matches!(command, TaskCommand::Complete { completion, .. } if completion.artifacts.is_empty())
+}
+
+/// Completes, in one statement, the tasks of plain completions (no artifacts; a task named once
+/// in the batch) whose lease the token still holds: the change of `Task::apply(Complete)`, written
+/// in SQL. Returns the completed tasks by id.
+async fn complete_at_once(
+    w: &mut Work<'_>,
+    ns: &Namespace,
+    commands: &[(TaskId, TaskCommand)],
+    now: Timestamp,
+) -> TxResult<HashMap<TaskId, Task>> {
+    let mut named: HashMap<TaskId, usize> = HashMap::new();
+    for (id, _) in commands {
+        *named.entry(*id).or_default() += 1;
+    }
+    let mut plain: Vec<(Vec<u8>, &str, Option<&serde_json::Value>)> = commands
+        .iter()
+        .filter(|(id, c)| named[id] == 1 && is_plain_complete(c))
+        .filter_map(|(id, c)| match c {
+            TaskCommand::Complete { token, completion } => {
+                Some((id_bytes(*id), token.as_str(), completion.result.as_ref()))
+            }
+            _ => None,
+        })
+        .collect();
+    if plain.is_empty() {
+        return Ok(HashMap::new());
+    }
+    // Rows are locked in id order whatever else completes them at the same time.
+    plain.sort_by(|a, b| a.0.cmp(&b.0));
+    let ids: Vec<&[u8]> = plain.iter().map(|p| p.0.as_slice()).collect();
+    let tokens: Vec<&str> = plain.iter().map(|p| p.1).collect();
+    let results: Vec<Option<&serde_json::Value>> = plain.iter().map(|p| p.2).collect();
+    let stmt =
+        w.tx.prepare_cached(&COMPLETE_AT_ONCE.replace("COLUMNS", &prefixed("t.")))
+            .await?;
+    let rows =
+        w.tx.query(&stmt, &[&ns.as_str(), &ms(now), &ids, &tokens, &results])
+            .await?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let task = decode(row)?;
+        w.moved(TaskStatus::Running, &task);
+        out.insert(task.id, task);
+    }
     Ok(out)
 }
 
+const COMPLETE_AT_ONCE: &str = "UPDATE tasks AS t SET status = 'succeeded', result = u.result, \
+     lease_agent = NULL, lease_token = NULL, lease_expires_at = NULL, lease_acquired_at = NULL, \
+     finished_at = $2::int8, finished_by = u.token, version = t.version + 1, updated_at = $2::int8 \
+     FROM (SELECT * FROM unnest($3::bytea[], $4::text[], $5::jsonb[]) AS u(id, token, result) ORDER BY id) AS u \
+     WHERE t.namespace = $1 AND t.id = u.id AND t.status = 'running' AND t.lease_token = u.token \
+     RETURNING COLUMNS";
+
+/// [`TASK_COLUMNS`] with each column prefixed (`t.`), for statements that join.
+fn prefixed(prefix: &str) -> String {
+    TASK_COLUMNS
+        .split(", ")
+        .map(|c| format!("{prefix}{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One round of a claim, one statement: locks the next `$5` ready tasks the claimer can run
+/// (`SKIP LOCKED`, leaving out the ids in `$4`), leases at once those that hold no dispatch key
+/// (the same change as `Task::claim`, written in SQL so the rows are read and written once),
+/// and returns them (`claimed` true) with the keyed ones, locked but untouched (`claimed` false),
+/// for the gate to judge. The lease token is 128 random bits from `gen_random_uuid()`.
+const CLAIM_ROUND: &str = "WITH picked AS ( \
+       SELECT namespace, id, concurrency_key IS NULL AND rate_limit_key IS NULL AS free FROM tasks \
+       WHERE namespace = $1 AND queue = $2 AND status = 'queued' \
+         AND required_capabilities <@ $3::text[] AND NOT (id = ANY($4::bytea[])) \
+       ORDER BY priority DESC, run_at, id LIMIT $5 FOR UPDATE SKIP LOCKED), \
+     leased AS ( \
+       UPDATE tasks AS t SET status = 'running', attempt = t.attempt + 1, lease_agent = $6::text, \
+         lease_token = replace(gen_random_uuid()::text, '-', ''), lease_acquired_at = $7::int8, \
+         lease_expires_at = CASE WHEN t.timeout_ms IS NULL THEN $7::int8 + $8::int8 ELSE least($7::int8 + $8::int8, $7::int8 + t.timeout_ms) END, \
+         progress = NULL, version = t.version + 1, updated_at = $7::int8 \
+       FROM picked AS p WHERE t.namespace = p.namespace AND t.id = p.id AND p.free \
+       RETURNING t.*) \
+     SELECT COLUMNS, true FROM leased \
+     UNION ALL \
+     SELECT COLUMNS, false FROM tasks WHERE (namespace, id) IN (SELECT namespace, id FROM picked WHERE NOT free)";
+
 /// Claims up to `claim.max` ready tasks: the ready index in claim order, tasks locked by other
-/// claimers skipped, those the agent cannot run never read.
+/// claimers skipped, those the agent cannot run never read. Tasks without dispatch keys are
+/// leased by the round's statement itself; keyed ones are judged by the gate one by one.
 async fn claim_tasks(w: &mut Work<'_>, ns: &Namespace, claim: &Claim, now: Timestamp) -> TxResult<Vec<Task>> {
     let max = usize::try_from(claim.max).unwrap_or(usize::MAX);
     if max == 0 {
         return Ok(Vec::new());
     }
     let caps: Vec<&str> = claim.capabilities.iter().map(Capability::as_str).collect();
-    let stmt =
-        w.tx.prepare_cached(&select(
-            "namespace = $1 AND queue = $2 AND status = 'queued' \
-             AND required_capabilities <@ $3::text[] AND NOT (id = ANY($4::bytea[])) \
-             ORDER BY priority DESC, run_at, id LIMIT $5 FOR UPDATE SKIP LOCKED",
-        ))
-        .await?;
-    let mut picked: Vec<Task> = Vec::new();
-    // Rows this transaction already locked, picked or passed over: `SKIP LOCKED` skips only
+    let sql = CLAIM_ROUND.replace("COLUMNS", TASK_COLUMNS);
+    let stmt = w.tx.prepare_cached(&sql).await?;
+    let lease_ms = u64_col(claim.lease_ms);
+    let mut leased: Vec<Task> = Vec::new();
+    let mut admitted: Vec<Task> = Vec::new();
+    // Rows this transaction already locked, taken or passed over: `SKIP LOCKED` skips only
     // other transactions' locks, so a later round must leave these out by id.
     let mut seen: Vec<Vec<u8>> = Vec::new();
     let mut passed = 0usize;
     let mut taken_per_key: HashMap<String, u64> = HashMap::new();
     let mut locked_keys: std::collections::HashSet<String> = std::collections::HashSet::new();
-    while picked.len() < max && passed < CLAIM_SKIP_LIMIT {
-        let want = max - picked.len();
+    while leased.len() + admitted.len() < max && passed < CLAIM_SKIP_LIMIT {
+        let want = max - leased.len() - admitted.len();
         let rows =
             w.tx.query(
                 &stmt,
-                &[&ns.as_str(), &claim.queue.as_str(), &caps, &seen, &to_i64(want)],
+                &[
+                    &ns.as_str(),
+                    &claim.queue.as_str(),
+                    &caps,
+                    &seen,
+                    &to_i64(want),
+                    &claim.agent.as_str(),
+                    &ms(now),
+                    &lease_ms,
+                ],
             )
             .await?;
         let found = rows.len();
-        for task in decode_all(&rows)? {
+        for row in &rows {
+            let task = decode(row)?;
             seen.push(id_bytes(task.id));
-            if admit(w, ns, claim, &task, now, &mut taken_per_key, &mut locked_keys).await? {
-                picked.push(task);
+            if row
+                .try_get::<_, bool>(TASK_COLUMN_COUNT)
+                .map_err(|e| StoreError::Other(e.to_string()))?
+            {
+                w.moved(TaskStatus::Queued, &task);
+                leased.push(task);
+            } else if admit(w, ns, claim, &task, now, &mut taken_per_key, &mut locked_keys).await? {
+                admitted.push(task);
             } else {
                 passed += 1;
             }
@@ -463,13 +581,18 @@ async fn claim_tasks(w: &mut Work<'_>, ns: &Namespace, claim: &Claim, now: Times
             break;
         }
     }
-    for task in &mut picked {
+    for task in &mut admitted {
         task.claim(&claim.agent, LeaseToken::generate(), claim.lease_ms, now)
             .map_err(|e| StoreError::from_transition(e, task))?;
     }
-    let moved: Vec<(TaskStatus, &Task)> = picked.iter().map(|t| (TaskStatus::Queued, t)).collect();
+    let moved: Vec<(TaskStatus, &Task)> = admitted.iter().map(|t| (TaskStatus::Queued, t)).collect();
     write_state(w, &moved).await?;
-    Ok(picked)
+    leased.append(&mut admitted);
+    // Claim order, whichever way each was leased.
+    leased.sort_by(|a, b| {
+        (std::cmp::Reverse(a.priority), a.run_at, a.id).cmp(&(std::cmp::Reverse(b.priority), b.run_at, b.id))
+    });
+    Ok(leased)
 }
 
 /// The dispatch limits of one task, in claim order: its concurrency key's slots (counted with

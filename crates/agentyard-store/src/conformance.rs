@@ -67,6 +67,7 @@ macro_rules! conformance_tests {
             namespaces_are_isolated,
             concurrency_keys_cap_running_tasks,
             a_claim_passing_over_a_task_returns_each_task_once,
+            a_claimed_task_is_what_task_claim_makes_of_it,
             rate_limit_keys_hold_tasks_back
         );
     };
@@ -1782,6 +1783,69 @@ pub async fn a_claim_passing_over_a_task_returns_each_task_once(store: Arc<dyn S
         vec![made[0].task.id, made[2].task.id],
         "the first plain task, the held-back one passed over, then the next plain one; {running:?} holds the key"
     );
+}
+
+/// A store may lease tasks its own way (one SQL statement, say), but the task it hands out must be
+/// exactly what `Task::claim` makes of the stored one: attempt, lease (capped by the task's
+/// `timeout_ms`), progress cleared, version and time. Only the token is the store's choice.
+pub async fn a_claimed_task_is_what_task_claim_makes_of_it(store: Arc<dyn Store>) {
+    for timeout_ms in [None, Some(400), Some(5_000)] {
+        let mut t = new_task("exact");
+        t.timeout_ms = timeout_ms;
+        let created = create(&store, t, at(0)).await;
+        let mut heartbeat_first = store
+            .claim_tasks(&ns(), &claim("exact", "w-1", 1), at(1))
+            .await
+            .expect("claim");
+        let first = heartbeat_first.pop().expect("one task");
+        // Back to the queue with progress set, so the second claim has something to clear.
+        let progress = agentyard_core::Progress {
+            percent: Some(50.0),
+            message: None,
+        };
+        store
+            .apply(
+                &ns(),
+                first.id,
+                TaskCommand::Heartbeat {
+                    token: token(&first),
+                    lease_ms: 1_000,
+                    progress: Some(progress),
+                },
+                at(2),
+            )
+            .await
+            .expect("heartbeat");
+        store.expire_leases(at(10_000), 10).await.expect("expire");
+        let stored = store.get_task(&ns(), created.id).await.expect("get");
+        assert!(stored.progress.is_some(), "{stored:?}");
+        let claimed = claim_one(&store, "exact", "w-2", at(10_001)).await;
+        let mut expected = stored.clone();
+        expected
+            .claim(&agent("w-2"), token(&claimed), 1_000, at(10_001))
+            .expect("claimable");
+        assert_eq!(claimed, expected, "timeout_ms {timeout_ms:?}");
+        assert_ne!(token(&claimed), token(&first), "a fresh token");
+        // The same holds for the completion, however the store writes it.
+        let done = TaskCommand::Complete {
+            token: token(&claimed),
+            completion: Completion {
+                result: Some(json!({"ok": true})),
+                artifacts: Vec::new(),
+            },
+        };
+        let completed = store
+            .apply_many(&ns(), vec![(claimed.id, done.clone())], at(10_002))
+            .await
+            .expect("complete")
+            .pop()
+            .expect("one outcome")
+            .expect("completed");
+        let mut expected = claimed.clone();
+        expected.apply(done, at(10_002)).expect("completable");
+        assert_eq!(completed, expected, "timeout_ms {timeout_ms:?}");
+        assert_eq!(store.get_task(&ns(), claimed.id).await.expect("get"), expected);
+    }
 }
 
 pub async fn rate_limit_keys_hold_tasks_back(store: Arc<dyn Store>) {
