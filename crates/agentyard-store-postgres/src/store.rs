@@ -133,7 +133,16 @@ macro_rules! write_tx {
         let mut attempt: u32 = 0;
         loop {
             let mut client = store.client().await?;
-            let tx = client.transaction().await.map_err($crate::error::pg_error)?;
+            let tx = match client.transaction().await {
+                Ok(tx) => tx,
+                // A pooled connection PostgreSQL closed (it restarted) fails at the first thing
+                // sent, before anything of this call ran: try again on a fresh one.
+                Err(e) if e.code().is_none() && attempt < 2 => {
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) => break Err($crate::error::pg_error(e)),
+            };
             let mut $w = $crate::work::Work::new(tx);
             let result: $crate::work::TxResult<_> = async {
                 let value = $body?;
