@@ -1,6 +1,7 @@
 //! Kill the real server with SIGKILL in the middle of a mixed load, start it again on the same
 //! store, and check that nothing acknowledged was lost and nothing was completed twice: once on
-//! the SQLite store, once on the log store.
+//! the SQLite store, once on the log store, once on PostgreSQL (a fresh schema of the database
+//! named by `AGENTYARD_TEST_POSTGRES_URL`; skipped when it is unset).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -65,6 +66,15 @@ async fn sigkill_under_load_loses_nothing_and_completes_nothing_twice() {
 async fn sigkill_under_load_loses_nothing_on_the_log_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     sigkill_under_load(&format!("log://{}", dir.path().join("crash.log").display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_under_load_loses_nothing_on_postgres() {
+    let Some(schema) = agentyard_store_postgres::testing::TestSchema::create("sigkill under load on postgres").await
+    else {
+        return;
+    };
+    sigkill_under_load(&schema.url).await;
 }
 
 async fn sigkill_under_load(store: &str) {
