@@ -88,9 +88,18 @@ fn decode(payload: &str, own_node: &str) -> Option<RemoteChange> {
 
 /// Listens on `channel` until aborted, reconnecting with backoff, and reports to `sink`.
 pub(crate) async fn listen(config: tokio_postgres::Config, channel: String, node: String, sink: RemoteSink) {
-    let mut backoff = Duration::from_millis(100);
+    const FIRST_RETRY: Duration = Duration::from_millis(100);
+    let mut backoff = FIRST_RETRY;
     loop {
-        match listen_once(&config, &channel, &node, &sink).await {
+        let mut listened = false;
+        let result = listen_once(&config, &channel, &node, &sink, &mut listened).await;
+        if listened {
+            // That connection worked: losing it is a new outage, retried quickly again (else
+            // the delay grows over the node's life, and after a few restarts of PostgreSQL the
+            // node goes 5 s without other nodes' wake-ups after each).
+            backoff = FIRST_RETRY;
+        }
+        match result {
             Ok(()) => tracing::warn!(channel, "the PostgreSQL notification connection closed; reconnecting"),
             Err(e) => tracing::warn!(channel, error = %e, retry_in_ms = backoff.as_millis() as u64,
                 "cannot listen for PostgreSQL notifications; other nodes' changes reach this node only by its periodic re-checks until it can"),
@@ -105,6 +114,7 @@ async fn listen_once(
     channel: &str,
     node: &str,
     sink: &RemoteSink,
+    listened: &mut bool,
 ) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(NoTls).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -129,6 +139,7 @@ async fn listen_once(
     });
     let _abort = AbortOnDrop(driver);
     client.batch_execute(&format!("LISTEN \"{channel}\"")).await?;
+    *listened = true;
     tracing::info!(channel, "listening for other nodes' changes");
     // Whatever was sent while this node was not listening is lost: everyone looks again.
     sink(RemoteChange::Resync);
