@@ -233,10 +233,20 @@ pub struct BenchArgs {
     /// Measure this running server instead of starting a fresh one per workload.
     #[arg(long)]
     pub url: Option<String>,
-    /// Store of the servers the bench starts itself.
-    #[arg(long, value_enum, default_value = "sqlite")]
+    /// Store of the servers the bench starts itself: sqlite, log, memory, or postgres[://URL] (a
+    /// fresh schema per workload, dropped after it, on the database at URL; without one at
+    /// $AGENTYARD_BENCH_POSTGRES_URL, else postgres://postgres@127.0.0.1:5432/postgres). On
+    /// PostgreSQL every run also measures a reference loop on the database and reports the CPU
+    /// time of the PostgreSQL processes per task when they run on this machine.
+    #[arg(long, default_value = "sqlite", value_parser = crate::bench::StoreKind::parse)]
     pub store: crate::bench::StoreKind,
+    /// Servers (nodes) sharing the PostgreSQL schema in the drain and latency suites: tasks are
+    /// created through node 1, claimers spread over the other nodes (all on node 1 when 1). The
+    /// other suites run on one node. Only with --store postgres.
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
     /// Durability of the servers the bench starts itself (sqlite and log stores): normal or full.
+    /// PostgreSQL's is the database's own (synchronous_commit), reported in the header.
     #[arg(long, default_value = "normal")]
     pub durability: String,
     /// Tasks per workload (each suite has its own default).

@@ -1,6 +1,6 @@
-//! CPU time of this bench process and of a self-started server, read from `/proc`, so every row
-//! can say what one task cost each side: on a machine where both share the cores, the client's
-//! share is part of every figure.
+//! CPU time of this bench process, of the self-started servers and of a local PostgreSQL, read
+//! from `/proc`, so every row can say what one task cost each side: on a machine where they all
+//! share the cores, each one's share is part of every figure.
 
 /// Clock ticks per second in `/proc/<pid>/stat` (`USER_HZ`): 100 on every Linux architecture.
 const TICKS_PER_S: f64 = 100.0;
@@ -14,20 +14,75 @@ pub fn ticks(pid: &str) -> Option<u64> {
 
 /// `utime + stime` of a `/proc/<pid>/stat` line.
 fn parse_ticks(stat: &str) -> Option<u64> {
+    let [utime, stime, _, _] = parse_times(stat)?;
+    Some(utime + stime)
+}
+
+/// `utime`, `stime`, `cutime` and `cstime` (fields 14 to 17) of a `/proc/<pid>/stat` line.
+fn parse_times(stat: &str) -> Option<[u64; 4]> {
     // Field 2, the command name, is in parentheses and may hold spaces and parentheses: the
     // fields are counted from its last `)`, field 3 first.
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    let mut times = [0; 4];
+    for t in &mut times {
+        // The children's times are signed in the kernel's format, though never negative.
+        *t = fields.next()?.parse::<i64>().ok()?.max(0) as u64;
+    }
+    Some(times)
+}
+
+/// Whether a process is one of PostgreSQL's: its command name (`comm`) or its command line
+/// starts with `postgres` (the postmaster, `postgres: 15/main: checkpointer`, a backend, …).
+fn is_postgres(comm: &str, cmdline: &[u8]) -> bool {
+    comm.trim_end().starts_with("postgres") || cmdline.starts_with(b"postgres")
+}
+
+/// CPU time of every PostgreSQL process on this machine so far, in clock ticks, with how many
+/// there are; `None` when `/proc` shows none (the database runs elsewhere, or `/proc` hides
+/// other users' processes).
+///
+/// Each process counts its own time and that of its children it reaped: a backend that ended
+/// (a closed connection) moves its time into the postmaster's, so the sum never goes back and
+/// the difference of two readings is what PostgreSQL spent between them.
+pub fn postgres_ticks() -> Option<(u64, usize)> {
+    let mut total = 0;
+    let mut found = 0;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let cmdline = if comm.starts_with("postgres") {
+            Vec::new()
+        } else {
+            std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()
+        };
+        if !is_postgres(&comm, &cmdline) {
+            continue;
+        }
+        // A process that ended since it was listed is counted by its parent.
+        let Some(times) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| parse_times(&stat))
+        else {
+            continue;
+        };
+        total += times.iter().sum::<u64>();
+        found += 1;
+    }
+    (found > 0).then_some((total, found))
 }
 
 /// CPU times at the start of a measured stretch.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuMark {
+    /// Every node of the workload together.
     pub server: Option<u64>,
     pub bench: Option<u64>,
+    /// PostgreSQL's processes, with `--store postgres` on this machine.
+    pub db: Option<u64>,
 }
 
 /// CPU time per item of a measured stretch, in microseconds.
@@ -35,6 +90,7 @@ pub struct CpuMark {
 pub struct CpuCost {
     pub server_us: Option<f64>,
     pub bench_us: Option<f64>,
+    pub db_us: Option<f64>,
 }
 
 impl CpuMark {
@@ -47,6 +103,7 @@ impl CpuMark {
         CpuCost {
             server_us: per_item(self.server, now.server),
             bench_us: per_item(self.bench, now.bench),
+            db_us: per_item(self.db, now.db),
         }
     }
 }
@@ -61,6 +118,17 @@ mod tests {
         assert_eq!(parse_ticks(line), Some(731 + 129));
         assert_eq!(parse_ticks("4242 (short) S 1"), None);
         assert_eq!(parse_ticks("no parenthesis at all"), None);
+        assert_eq!(parse_times(line), Some([731, 129, 0, 0]));
+        let reaped = "7 (postgres) S 1 7 7 0 -1 4194304 1 2 0 0 24 381 8059 5807 20 0 1 0 3101 1";
+        assert_eq!(parse_times(reaped), Some([24, 381, 8059, 5807]));
+    }
+
+    #[test]
+    fn postgres_processes_are_told_by_name_or_command_line() {
+        assert!(is_postgres("postgres\n", b""));
+        assert!(is_postgres("x", b"postgres: 15/main: walwriter "));
+        assert!(!is_postgres("agentyard\n", b"/usr/bin/agentyard\0serve"));
+        assert!(!is_postgres("psql\n", b"psql\0-h\0localhost"));
     }
 
     #[test]
@@ -74,17 +142,20 @@ mod tests {
         let before = CpuMark {
             server: Some(100),
             bench: None,
+            db: Some(10),
         };
         let after = CpuMark {
             server: Some(150),
             bench: Some(7),
+            db: Some(13),
         };
         // 50 ticks = 0.5 s over 10,000 items: 50 µs each.
         assert_eq!(
             before.cost(after, 10_000),
             CpuCost {
                 server_us: Some(50.0),
-                bench_us: None
+                bench_us: None,
+                db_us: Some(3.0),
             }
         );
         assert_eq!(before.cost(after, 0), CpuCost::default());

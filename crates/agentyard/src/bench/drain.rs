@@ -5,6 +5,9 @@
 //! with claims of up to 10 completed together through `POST /v1/tasks/complete`, and with the
 //! completions sent inside the next claim (`complete` of `POST /v1/queues/{q}/claim`: one
 //! request per claim), for claims of 1 and of up to 10.
+//!
+//! With `--nodes N` (PostgreSQL) the tasks are created through node 1 and the claimers spread
+//! over nodes 2 to N.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,7 +45,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
         if !bench.wants(&name) {
             continue;
         }
-        let target = bench.target().await?;
+        let target = bench.target_nodes().await?;
         let queue = fresh_queue("drain")?;
         fill(&target.client, &queue, n).await?;
         let done = Arc::new(AtomicU64::new(0));
@@ -50,7 +53,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
         let start = Instant::now();
         let mut claimers = Vec::with_capacity(c);
         for i in 0..c {
-            let (client, queue, done) = (target.client.clone(), queue.clone(), done.clone());
+            let (client, queue, done) = (target.claimer_client(i).clone(), queue.clone(), done.clone());
             claimers.push(tokio::spawn(async move {
                 claimer(client, queue, i, max, finish, done).await
             }));
@@ -70,7 +73,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
             );
         }
         outcome.rows.push(
-            Row::new(name, n)
+            Row::new(bench.on_nodes(name), n)
                 .rate(n, elapsed)
                 .latency(&samples)
                 .rss(target.peak_rss_mb())

@@ -3,6 +3,9 @@
 //! is the time from the moment the producer sent a task's create request to the moment a
 //! claimer holds the task (its claim answer arrived), both read from this process's monotonic
 //! clock: the sent time travels in the task's input.
+//!
+//! With `--nodes N` (PostgreSQL) the producer creates through node 1 and the claimers are parked
+//! on nodes 2 to N: each pick-up crosses from one node to another through the database.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,13 +28,13 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
     let rate = bench.rate();
     let n = bench.n(rate * 10, rate);
     let c = bench.concurrency();
-    let target = bench.target().await?;
+    let target = bench.target_nodes().await?;
     let queue = fresh_queue("latency")?;
     let epoch = Instant::now();
     let claimed = Arc::new(AtomicU64::new(0));
     let mut claimers = Vec::with_capacity(c);
     for i in 0..c {
-        let (client, queue, claimed) = (target.client.clone(), queue.clone(), claimed.clone());
+        let (client, queue, claimed) = (target.claimer_client(i).clone(), queue.clone(), claimed.clone());
         claimers.push(tokio::spawn(async move {
             claimer(client, queue, i, epoch, n, claimed).await
         }));
@@ -72,12 +75,12 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Outcome> {
     let rss = target.peak_rss_mb();
     Ok(Outcome {
         rows: vec![
-            Row::new(format!("latency pick-up at {rate}/s x{c}"), n)
+            Row::new(bench.on_nodes(format!("latency pick-up at {rate}/s x{c}")), n)
                 .rate(n, sent_for)
                 .latency(&pickup)
                 .rss(rss)
                 .cpu(cost),
-            Row::new(format!("latency create at {rate}/s"), n)
+            Row::new(bench.on_nodes(format!("latency create at {rate}/s")), n)
                 .latency(&create_samples)
                 .rss(rss),
         ],

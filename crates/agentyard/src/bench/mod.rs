@@ -1,29 +1,31 @@
 //! `agentyard bench`: load suites run over HTTP against a server, either one given with `--url`
-//! or a fresh child server per workload (`--store sqlite|memory`). Each suite measures with the
-//! typed client through one shared connection pool, prints a table, and with `--json FILE` writes
-//! the machine, the settings and the results. See BENCHMARKS.md for the figures.
+//! or a fresh child server per workload (`--store sqlite|log|memory`), or on PostgreSQL
+//! (`--store postgres[://URL]`) fresh nodes on a fresh schema per workload (`--nodes N` for the
+//! drain and latency suites). Each suite measures with the typed client through one shared
+//! connection pool, prints a table, and with `--json FILE` writes the machine, the settings and
+//! the results. See BENCHMARKS.md for the figures.
 
 mod cpu;
 mod drain;
 mod enqueue;
 mod latency;
 mod messages;
+mod pg_reference;
+mod postgres;
 mod report;
 mod seed;
 mod server;
 mod stats;
+mod target;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use agentyard_client::Client;
 use agentyard_core::QueueName;
 use anyhow::{Context, bail};
 
 use crate::cli::BenchArgs;
-use cpu::CpuMark;
 use report::{Machine, Report, Row, Settings, Verdict};
-use server::ServerProcess;
 pub use server::StoreKind;
 
 /// The workloads `agentyard bench` knows.
@@ -54,6 +56,11 @@ impl Suite {
             Suite::Messages => "messages",
         }
     }
+
+    /// Whether the suite runs on `--nodes` servers (the others run on one).
+    fn spreads_over_nodes(self) -> bool {
+        matches!(self, Suite::Drain | Suite::Latency)
+    }
 }
 
 /// What every suite shares: the settings and the HTTP connection pool.
@@ -61,34 +68,16 @@ pub struct Bench {
     url: Option<String>,
     store: StoreKind,
     durability: String,
+    /// Servers of the drain and latency suites (PostgreSQL only).
+    nodes: usize,
+    /// Whether PostgreSQL's processes are this machine's, their CPU time to be read.
+    db_cpu: bool,
     n: Option<u64>,
     concurrency: usize,
     rate: u64,
     smoke: bool,
     only: Option<String>,
     http: reqwest::Client,
-}
-
-/// A server to measure, with its client. A self-started one is stopped when this is dropped.
-pub struct Target {
-    pub client: Client,
-    server: Option<ServerProcess>,
-}
-
-impl Target {
-    /// The self-started server's peak memory so far; `None` against `--url`.
-    pub fn peak_rss_mb(&self) -> Option<f64> {
-        self.server.as_ref().and_then(ServerProcess::peak_rss_mb)
-    }
-
-    /// CPU times so far, of the self-started server (`None` against `--url`) and of this
-    /// process: take one before a measured stretch and one after, then [`CpuMark::cost`].
-    pub fn cpu_mark(&self) -> CpuMark {
-        CpuMark {
-            server: self.server.as_ref().and_then(|s| cpu::ticks(&s.pid().to_string())),
-            bench: cpu::ticks("self"),
-        }
-    }
 }
 
 /// What a suite returns: its rows, and for the seed suite its verdicts.
@@ -99,23 +88,6 @@ pub struct Outcome {
 }
 
 impl Bench {
-    /// A fresh server for one workload (or the `--url` one).
-    pub async fn target(&self) -> anyhow::Result<Target> {
-        let (url, server) = match &self.url {
-            Some(url) => (url.clone(), None),
-            None => {
-                let server = ServerProcess::start(self.store, &self.durability).await?;
-                (server.url().to_owned(), Some(server))
-            }
-        };
-        let client = Client::with_http(url, self.http.clone());
-        client
-            .health()
-            .await
-            .with_context(|| format!("the server at {} does not answer", client.base_url()))?;
-        Ok(Target { client, server })
-    }
-
     /// `--n` if given, else the suite's default (its smoke default with `--smoke`).
     pub fn n(&self, default: u64, smoke: u64) -> u64 {
         self.n.unwrap_or(if self.smoke { smoke } else { default })
@@ -136,6 +108,15 @@ impl Bench {
     /// Whether the workload called `name` is to run (`--only`).
     pub fn wants(&self, name: &str) -> bool {
         self.only.as_deref().is_none_or(|only| name.contains(only))
+    }
+
+    /// A workload's name as reported: with several nodes, followed by how many.
+    pub fn on_nodes(&self, name: String) -> String {
+        if self.nodes > 1 {
+            format!("{name} on {} nodes", self.nodes)
+        } else {
+            name
+        }
     }
 }
 
@@ -172,6 +153,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     if args.n == Some(0) {
         bail!("--n must be at least 1");
     }
+    postgres::check_nodes(args.nodes, args.store.postgres().is_some(), args.url.is_some())?;
     if let Some(only) = &args.only {
         check_only(only, args.suite, args.concurrency)?;
     }
@@ -182,21 +164,16 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(120))
         .build()
         .context("cannot build the HTTP client")?;
-    let bench = Bench {
-        url: args.url.clone(),
-        store: args.store,
-        durability: durability.to_string(),
-        n: args.n,
-        concurrency: args.concurrency,
-        rate: args.rate,
-        smoke: args.smoke,
-        only: args.only.clone(),
-        http,
-    };
-    let settings = Settings {
+    let db = args.store.postgres().filter(|_| args.url.is_none()).cloned();
+    let mut settings = Settings {
         server: args.url.clone().unwrap_or_else(|| "self-started".to_owned()),
         store: args.url.is_none().then(|| args.store.as_str().to_owned()),
-        durability: (args.url.is_none() && args.store != StoreKind::Memory).then(|| durability.to_string()),
+        database: db.as_ref().map(|db| db.shown().to_owned()),
+        synchronous_commit: None,
+        nodes: db.as_ref().map(|_| args.nodes),
+        db_cpu: None,
+        durability: (args.url.is_none() && matches!(args.store, StoreKind::Sqlite | StoreKind::Log))
+            .then(|| durability.to_string()),
         n: args.n,
         concurrency: args.concurrency,
         smoke: args.smoke,
@@ -204,9 +181,42 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         build: if cfg!(debug_assertions) { "debug" } else { "release" }.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };
+    let mut db_cpu = false;
+    if let Some(db) = &db {
+        settings.synchronous_commit = Some(db.synchronous_commit().await?);
+        let dropped = db.drop_stale_schemas().await?;
+        if dropped > 0 {
+            eprintln!(
+                "dropped {dropped} schemas that earlier bench runs left on {}",
+                db.shown()
+            );
+        }
+        let source = match (db.local(), cpu::postgres_ticks()) {
+            (Ok(()), Some((_, found))) => {
+                db_cpu = true;
+                format!("the PostgreSQL processes of this machine, from /proc ({found} at the start)")
+            }
+            (Ok(()), None) => "not reported: no PostgreSQL process can be read in /proc".to_owned(),
+            (Err(why), _) => format!("not reported: {why}"),
+        };
+        settings.db_cpu = Some(source);
+    }
     if cfg!(debug_assertions) && !args.smoke {
         eprintln!("note: this is a debug build; build with --release for figures that mean something");
     }
+    let bench = Bench {
+        url: args.url.clone(),
+        store: args.store.clone(),
+        durability: durability.to_string(),
+        nodes: args.nodes,
+        db_cpu,
+        n: args.n,
+        concurrency: args.concurrency,
+        rate: args.rate,
+        smoke: args.smoke,
+        only: args.only.clone(),
+        http,
+    };
     let suites = match args.suite {
         Suite::All => vec![
             Suite::Seed,
@@ -217,8 +227,14 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         ],
         one => vec![one],
     };
+    let loop_n = if args.smoke { 500 } else { 10_000 };
     let mut machine = Machine::detect();
-    machine.reference_loop_tasks_per_s = Some(reference_loop(if args.smoke { 500 } else { 10_000 }).await?);
+    machine.reference_loop_tasks_per_s = Some(reference_loop(loop_n).await?);
+    if let Some(db) = &db {
+        let measured = pg_reference::reference_loop(db, loop_n, db_cpu).await?;
+        machine.postgres_reference_loop_tasks_per_s = Some(measured.tasks_per_s);
+        machine.postgres_reference_loop_db_cpu_us_per_task = measured.db_cpu_us_per_task;
+    }
     let mut report = Report {
         suite: args.suite.name().to_owned(),
         machine,
@@ -226,20 +242,45 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         results: Vec::new(),
         verdicts: Vec::new(),
     };
-    let store = match (&args.url, args.store) {
+    let store = match (&args.url, &args.store) {
         (Some(url), _) => url.clone(),
         (None, StoreKind::Sqlite) => format!("a fresh sqlite store per workload, durability {durability}"),
         (None, StoreKind::Log) => format!("a fresh log store per workload, durability {durability}"),
         (None, StoreKind::Memory) => "a fresh memory store per workload".to_owned(),
+        (None, StoreKind::Postgres(db)) => format!(
+            "a fresh schema per workload on {} (synchronous_commit {}), {}",
+            db.shown(),
+            report.settings.synchronous_commit.as_deref().unwrap_or("unknown"),
+            match args.nodes {
+                1 => "1 node".to_owned(),
+                2 => "2 nodes for drain and latency (producer on node 1, claimers on node 2)".to_owned(),
+                n => format!("{n} nodes for drain and latency (producer on node 1, claimers on nodes 2 to {n})"),
+            }
+        ),
+    };
+    let pg_loop = match (
+        report.machine.postgres_reference_loop_tasks_per_s,
+        report.machine.postgres_reference_loop_db_cpu_us_per_task,
+    ) {
+        (Some(rate), Some(cpu)) => {
+            format!(", on PostgreSQL {rate:.0} tasks/s ({cpu:.1} CPU µs of the database per task)")
+        }
+        (Some(rate), None) => format!(", on PostgreSQL {rate:.0} tasks/s"),
+        _ => String::new(),
     };
     println!(
-        "agentyard bench {} against {store}; {} cores, {} MB; reference loop {:.0} tasks/s{}",
+        "agentyard bench {} against {store}; {} cores, {} MB; reference loop {:.0} tasks/s{pg_loop}{}",
         args.suite.name(),
         report.machine.cores,
         report.machine.memory_mb,
         report.machine.reference_loop_tasks_per_s.unwrap_or_default(),
         if args.smoke { " (smoke run)" } else { "" }
     );
+    if let Some(source) = &report.settings.db_cpu
+        && !db_cpu
+    {
+        println!("CPU µs DB (PostgreSQL's CPU per task): {source}");
+    }
     for suite in suites {
         let outcome = match suite {
             Suite::Seed => seed::run(&bench).await,
@@ -251,7 +292,16 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         }
         .with_context(|| format!("the {} suite failed", suite.name()))?;
         if !outcome.rows.is_empty() {
-            println!("\n{}:\n{}", suite.name(), report::table(&outcome.rows));
+            let where_ = if args.nodes > 1 && !suite.spreads_over_nodes() {
+                format!(" (on 1 node: --nodes {} applies to drain and latency only)", args.nodes)
+            } else {
+                String::new()
+            };
+            println!(
+                "\n{}{where_}:\n{}",
+                suite.name(),
+                report::table(&outcome.rows, db.is_some())
+            );
         }
         for v in &outcome.verdicts {
             if v.passed {
@@ -269,8 +319,17 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     if report.results.iter().any(|r| r.bench_cpu_us_per_task.is_some()) {
         println!(
             "\nCPU µs: CPU time (user + system) per task, or per item of N, while the workload was measured; of the \
-             server (one the bench started) and of this bench process, the load generator."
+             server (one the bench started; with several nodes all of them together) and of this bench process, the \
+             load generator{}.",
+            if db.is_some() {
+                ", and of PostgreSQL's processes on this machine (DB)"
+            } else {
+                ""
+            }
         );
+        if args.nodes > 1 {
+            println!("SERVER RSS MB with several nodes: the largest node's peak.");
+        }
     }
     if let Some(path) = &args.json {
         report.write_json(path)?;

@@ -23,6 +23,13 @@ pub struct Machine {
     /// figures from different hours can be compared (see BENCHMARKS.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reference_loop_tasks_per_s: Option<f64>,
+    /// With `--store postgres`: the same kind of loop on the database (10 connections, each
+    /// deleting one row it locked `FOR UPDATE SKIP LOCKED` per transaction), in the same run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_reference_loop_tasks_per_s: Option<f64>,
+    /// PostgreSQL's CPU time per row of that loop, in µs, when its processes can be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_reference_loop_db_cpu_us_per_task: Option<f64>,
 }
 
 impl Machine {
@@ -62,6 +69,8 @@ impl Machine {
             cpu,
             os,
             reference_loop_tasks_per_s: None,
+            postgres_reference_loop_tasks_per_s: None,
+            postgres_reference_loop_db_cpu_us_per_task: None,
         }
     }
 }
@@ -79,9 +88,23 @@ pub fn proc_field_kb(text: &str, field: &str) -> Option<u64> {
 pub struct Settings {
     /// `self-started` (a fresh server per workload, child of the bench) or the `--url` given.
     pub server: String,
-    /// `sqlite` or `memory` for a self-started server; absent against `--url`.
+    /// `sqlite`, `log`, `memory` or `postgres` for a self-started server; absent against `--url`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
+    /// With `--store postgres`: the database (password hidden), a fresh schema per workload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// With `--store postgres`: the database's `synchronous_commit`, its durability.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synchronous_commit: Option<String>,
+    /// With `--store postgres`: `--nodes`, the servers the drain and latency suites run on (the
+    /// other suites run on one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<usize>,
+    /// With `--store postgres`: where the rows' `db_cpu_us_per_task` comes from, or why the rows
+    /// have none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db_cpu: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub durability: Option<String>,
     /// `--n` when given (each suite has its own default otherwise).
@@ -115,13 +138,16 @@ pub struct Row {
     pub max_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_peak_rss_mb: Option<f64>,
-    /// CPU time (user + system) of the self-started server per item of `n` while this was
-    /// measured, in µs.
+    /// CPU time (user + system) of the self-started server (every node of the workload
+    /// together) per item of `n` while this was measured, in µs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_cpu_us_per_task: Option<f64>,
     /// The same for this bench process, the load generator.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bench_cpu_us_per_task: Option<f64>,
+    /// The same for PostgreSQL's processes on this machine, with `--store postgres`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db_cpu_us_per_task: Option<f64>,
 }
 
 impl Row {
@@ -137,6 +163,7 @@ impl Row {
             server_peak_rss_mb: None,
             server_cpu_us_per_task: None,
             bench_cpu_us_per_task: None,
+            db_cpu_us_per_task: None,
         }
     }
 
@@ -169,6 +196,7 @@ impl Row {
     pub fn cpu(mut self, cost: CpuCost) -> Self {
         self.server_cpu_us_per_task = cost.server_us;
         self.bench_cpu_us_per_task = cost.bench_us;
+        self.db_cpu_us_per_task = cost.db_us;
         self
     }
 }
@@ -204,11 +232,11 @@ fn cell(v: Option<f64>, decimals: usize) -> String {
     v.map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$}"))
 }
 
-/// The rows as a readable table.
-pub fn table(rows: &[Row]) -> Table {
+/// The rows as a readable table; with `db`, a column for the database's CPU time.
+pub fn table(rows: &[Row], db: bool) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY);
-    let header = [
+    let mut header = vec![
         "WORKLOAD",
         "N",
         "PER S",
@@ -220,10 +248,13 @@ pub fn table(rows: &[Row]) -> Table {
         "CPU µs SERVER",
         "CPU µs BENCH",
     ];
+    if db {
+        header.push("CPU µs DB");
+    }
     let columns = header.len();
     t.set_header(header);
     for r in rows {
-        t.add_row(vec![
+        let mut cells = vec![
             r.name.clone(),
             r.n.to_string(),
             cell(r.tasks_per_s, 0),
@@ -234,7 +265,11 @@ pub fn table(rows: &[Row]) -> Table {
             cell(r.server_peak_rss_mb, 1),
             cell(r.server_cpu_us_per_task, 1),
             cell(r.bench_cpu_us_per_task, 1),
-        ]);
+        ];
+        if db {
+            cells.push(cell(r.db_cpu_us_per_task, 1));
+        }
+        t.add_row(cells);
     }
     // Every column but the workload's name holds a number.
     for i in 1..columns {
@@ -257,6 +292,16 @@ mod tests {
             json,
             serde_json::json!({"name": "enqueue", "n": 10, "tasks_per_s": 5.0})
         );
+    }
+
+    #[test]
+    fn the_database_column_shows_only_when_asked_for() {
+        let mut row = Row::new("drain", 10);
+        row.db_cpu_us_per_task = Some(12.5);
+        let with = table(std::slice::from_ref(&row), true).to_string();
+        assert!(with.contains("CPU µs DB") && with.contains("12.5"), "{with}");
+        let without = table(&[row], false).to_string();
+        assert!(!without.contains("CPU µs DB"), "{without}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The server a bench measures when no `--url` is given: this same binary run as a child
-//! process (`serve --listen 127.0.0.1:0`) on a fresh store, so each workload starts clean and the
-//! server's peak memory can be read from `/proc`.
+//! process (`serve --listen 127.0.0.1:0`) on a fresh store (or, on PostgreSQL, one node of
+//! several on a fresh schema), so each workload starts clean and the server's peak memory can be
+//! read from `/proc`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -9,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tempfile::TempDir;
 
+use crate::bench::postgres::{PgUrl, URL_VAR};
 use crate::bench::report::proc_field_kb;
 use crate::settings::StoreUrl;
 
@@ -16,19 +18,55 @@ use crate::settings::StoreUrl;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The store a self-started server uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreKind {
     Sqlite,
     Log,
     Memory,
+    /// A fresh schema per workload on this database, shared by the workload's nodes.
+    Postgres(PgUrl),
 }
 
 impl StoreKind {
-    pub fn as_str(self) -> &'static str {
+    /// `--store`: `sqlite`, `log`, `memory`, `postgres` (the database named by
+    /// `AGENTYARD_BENCH_POSTGRES_URL`, else the machine's own) or a `postgres://` URL.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        Self::parse_with(value, std::env::var(URL_VAR).ok().as_deref())
+    }
+
+    /// [`StoreKind::parse`] with the variable's value given.
+    fn parse_with(value: &str, env: Option<&str>) -> Result<Self, String> {
+        match value {
+            "sqlite" => Ok(StoreKind::Sqlite),
+            "log" => Ok(StoreKind::Log),
+            "memory" => Ok(StoreKind::Memory),
+            v if v == "postgres"
+                || v == "postgresql"
+                || v.starts_with("postgres://")
+                || v.starts_with("postgresql://") =>
+            {
+                PgUrl::parse(v, env).map(StoreKind::Postgres)
+            }
+            other => Err(format!(
+                "{other:?} is not a bench store: use sqlite, log, memory, postgres or postgres://USER@HOST:PORT/DB"
+            )),
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
         match self {
             StoreKind::Sqlite => "sqlite",
             StoreKind::Log => "log",
             StoreKind::Memory => "memory",
+            StoreKind::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The database, with `--store postgres`.
+    pub fn postgres(&self) -> Option<&PgUrl> {
+        match self {
+            StoreKind::Postgres(db) => Some(db),
+            _ => None,
         }
     }
 }
@@ -42,24 +80,30 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `agentyard serve` on a free port with a fresh store and waits until it listens.
-    pub async fn start(store: StoreKind, durability: &str) -> anyhow::Result<Self> {
+    /// Starts `agentyard serve` on a free port with a fresh store and waits until it listens. A
+    /// PostgreSQL node is given the URL of the workload's schema, `schema_url`.
+    pub async fn start(store: &StoreKind, durability: &str, schema_url: Option<&str>) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find the agentyard binary to start a server")?;
         let dir = tempfile::Builder::new()
             .prefix("agentyard-bench-")
             .tempdir()
             .context("cannot make a directory for the bench store")?;
+        // Through the environment rather than the command line, where a password would show in
+        // the process list.
         let store_url = match store {
-            StoreKind::Sqlite => StoreUrl::Sqlite(dir.path().join("bench.db")),
-            StoreKind::Log => StoreUrl::Log(dir.path().join("bench.log")),
-            StoreKind::Memory => StoreUrl::Memory,
-        }
-        .to_string();
+            StoreKind::Sqlite => StoreUrl::Sqlite(dir.path().join("bench.db")).to_string(),
+            StoreKind::Log => StoreUrl::Log(dir.path().join("bench.log")).to_string(),
+            StoreKind::Memory => StoreUrl::Memory.to_string(),
+            StoreKind::Postgres(_) => schema_url
+                .context("a PostgreSQL node needs the URL of its workload's schema")?
+                .to_owned(),
+        };
         let log_path = dir.path().join("server.log");
         let log = std::fs::File::create(&log_path).context("cannot create the server log")?;
         let mut child = Command::new(&exe)
-            .args(["serve", "--listen", "127.0.0.1:0", "--store", &store_url])
+            .args(["serve", "--listen", "127.0.0.1:0"])
             .args(["--durability", durability, "--log-format", "json"])
+            .env("AGENTYARD_STORE", &store_url)
             .env("AGENTYARD_LOG", "warn")
             .env_remove("AGENTYARD_CONFIG")
             .stdin(Stdio::null())
@@ -123,5 +167,27 @@ impl Drop for ServerProcess {
         // The store is throwaway: no need for a graceful stop.
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stores_parse() {
+        assert_eq!(StoreKind::parse_with("sqlite", None), Ok(StoreKind::Sqlite));
+        assert_eq!(
+            StoreKind::parse_with("memory", Some("postgres://x/y")),
+            Ok(StoreKind::Memory)
+        );
+        let pg = StoreKind::parse_with("postgres", Some("postgres://u@h:5433/db")).unwrap();
+        assert_eq!(pg.as_str(), "postgres");
+        assert_eq!(pg.postgres().map(PgUrl::shown), Some("postgres://u@h:5433/db"));
+        let pg = StoreKind::parse_with("postgresql://u@h/db", Some("postgres://other/x")).unwrap();
+        assert_eq!(pg.postgres().map(PgUrl::shown), Some("postgresql://u@h/db"));
+        let err = StoreKind::parse_with("mysql", None).unwrap_err();
+        assert!(err.contains("sqlite, log, memory, postgres"), "{err}");
+        assert!(StoreKind::parse_with("postgres://h/db?schema=x", None).is_err());
     }
 }
