@@ -6,6 +6,7 @@ pub mod agents;
 mod error;
 pub mod limits;
 pub mod memory;
+pub mod record;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
