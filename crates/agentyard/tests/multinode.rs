@@ -849,6 +849,274 @@ async fn a_concurrency_key_holds_for_the_whole_fleet() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Exact across nodes: idempotency keys, optimistic versions, lease expiry, agents' liveness.
+
+/// The same idempotency key sent through the three nodes at the same moment makes one task (and
+/// one message): every answer is the original; an update based on one version succeeds through
+/// one node only; leases expiring while every node runs its expiry loop are expired once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_versions_and_expiry_are_exact_across_nodes() {
+    const KEYS: usize = 40;
+    let Some(schema) = TestSchema::create("multinode exactness").await else {
+        return;
+    };
+    let nodes = Node::start_many(&schema.url, 3, &[]);
+    wait_all_listening(&nodes).await;
+    let clients: Vec<Client> = nodes.iter().map(|n| n.client.clone()).collect();
+    let q = queue("exact");
+
+    // Creates: every key through every node at once.
+    let mut racing = Vec::new();
+    for k in 0..KEYS {
+        for client in &clients {
+            let mut req = CreateTaskRequest::new(q.clone(), json!({ "k": k }));
+            req.idempotency_key = Some(format!("key-{k}"));
+            let client = client.clone();
+            racing.push(tokio::spawn(async move { (k, client.create_task_outcome(&req).await) }));
+        }
+    }
+    let mut by_key: BTreeMap<usize, Vec<(TaskId, bool)>> = BTreeMap::new();
+    for r in racing {
+        let (k, outcome) = r.await.expect("creator");
+        let created = outcome.unwrap_or_else(|e| panic!("create of key-{k} refused: {e}"));
+        by_key.entry(k).or_default().push((created.task.id, created.created));
+    }
+    for (k, answers) in &by_key {
+        let ids: HashSet<TaskId> = answers.iter().map(|a| a.0).collect();
+        assert_eq!(ids.len(), 1, "key-{k}: one task for all three nodes: {answers:?}");
+        assert_eq!(
+            answers.iter().filter(|a| a.1).count(),
+            1,
+            "key-{k}: created once, the others answered with the original: {answers:?}"
+        );
+    }
+    for node in &nodes {
+        let stats = node.client.queue_stats(&q).await.expect("stats");
+        assert_eq!(stats.counts.queued, KEYS as u64, "{}: {stats:?}", node.name);
+    }
+
+    // Messages: the same, to one agent.
+    let reader = agent("exact-reader");
+    clients[0]
+        .register_agent(&reader, &RegisterAgentRequest::default())
+        .await
+        .expect("register");
+    let mut racing = Vec::new();
+    for k in 0..KEYS {
+        for client in &clients {
+            let mut req = SendMessageRequest::to_agent(reader.clone(), json!({ "k": k }));
+            req.idempotency_key = Some(format!("message-{k}"));
+            let client = client.clone();
+            racing.push(tokio::spawn(
+                async move { (k, client.send_message_outcome(&req).await) },
+            ));
+        }
+    }
+    let mut by_key: BTreeMap<usize, Vec<(String, bool)>> = BTreeMap::new();
+    for r in racing {
+        let (k, outcome) = r.await.expect("sender");
+        let sent = outcome.unwrap_or_else(|e| panic!("send of message-{k} refused: {e}"));
+        by_key.entry(k).or_default().push((sent.message.id, sent.created));
+    }
+    for (k, answers) in &by_key {
+        let ids: HashSet<&String> = answers.iter().map(|a| &a.0).collect();
+        assert_eq!(ids.len(), 1, "message-{k}: one message: {answers:?}");
+        assert_eq!(answers.iter().filter(|a| a.1).count(), 1, "message-{k}: {answers:?}");
+    }
+    let inbox = clients[2]
+        .inbox(&reader, None, None, Some(1_000))
+        .await
+        .expect("inbox through C");
+    assert_eq!(inbox.messages.len(), KEYS, "one message per key in the inbox");
+
+    // Versions: three updates based on the same version, one through each node.
+    let id = by_key_first_task(&clients[0], &q).await;
+    for round in 0..10 {
+        let version = clients[0].get_task(id).await.expect("get").version;
+        let mut racing = Vec::new();
+        for (n, client) in clients.iter().enumerate() {
+            let client = client.clone();
+            let req = agentyard_core::api::UpdateTaskRequest {
+                title: Some(format!("round {round} through node {n}")),
+                ..Default::default()
+            };
+            racing.push(tokio::spawn(async move {
+                client.update_task(id, version, &req, false).await
+            }));
+        }
+        let mut won = 0;
+        for r in racing {
+            match r.await.expect("updater") {
+                Ok(t) => {
+                    assert_eq!(t.version, version + 1);
+                    won += 1;
+                }
+                Err(e) => assert!(e.is_version_conflict(), "round {round}: {e}"),
+            }
+        }
+        assert_eq!(
+            won, 1,
+            "round {round}: exactly one update based on version {version} wins"
+        );
+    }
+
+    // Expiry: leases taken through A run out while all three nodes run their expiry loops.
+    let mut req = ClaimRequest::new(agent("ghost"));
+    req.max = Some(KEYS as u32);
+    req.lease_ms = Some(300);
+    let held = clients[0].claim(&q, &req).await.expect("claim through A").tasks;
+    assert_eq!(held.len(), KEYS);
+    let versions: HashMap<TaskId, u64> = held.iter().map(|t| (t.id, t.version)).collect();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let stats = clients[1].queue_stats(&q).await.expect("stats");
+        if stats.counts.running == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "leases did not expire: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for node in &nodes {
+        let stats = node.client.queue_stats(&q).await.expect("stats");
+        assert_eq!(
+            (stats.counts.queued, stats.counts.running, stats.counts.failed),
+            (KEYS as u64, 0, 0),
+            "{}: each expiry counted once: {stats:?}",
+            node.name
+        );
+    }
+    for t in list_all(&clients[2], &q).await {
+        assert_eq!(t.status, TaskStatus::Queued);
+        assert_eq!(t.error.as_ref().map(|e| e.kind.as_str()), Some("lease_expired"));
+        assert_eq!(t.version, versions[&t.id] + 1, "task {} was expired once", t.id);
+    }
+    drop(nodes);
+    drop(schema);
+}
+
+/// The id of the first task of `q`.
+async fn by_key_first_task(client: &Client, q: &QueueName) -> TaskId {
+    client
+        .list_tasks(Some(q), None, Some(1), None)
+        .await
+        .expect("list")
+        .items
+        .first()
+        .expect("a task")
+        .id
+}
+
+/// An agent heartbeating through one node, or parked in a long poll on another, is alive for the
+/// whole fleet; agents that fall silent are declared gone and their leases released, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_liveness_is_shared_by_the_nodes() {
+    const TIMEOUT_MS: u64 = 1_500;
+    const SILENT: usize = 6;
+    let Some(schema) = TestSchema::create("multinode liveness").await else {
+        return;
+    };
+    let nodes = Node::start_many(&schema.url, 3, &["--agent-timeout-ms", "1500"]);
+    wait_all_listening(&nodes).await;
+    let clients: Vec<Client> = nodes.iter().map(|n| n.client.clone()).collect();
+    let q = queue("liveness");
+    let steady = agent("steady");
+    let parked = agent("parked");
+    clients[0]
+        .register_agent(&steady, &RegisterAgentRequest::default())
+        .await
+        .expect("register");
+    let silent: Vec<AgentName> = (0..SILENT).map(|i| agent(&format!("silent-{i}"))).collect();
+    for a in &silent {
+        clients[0]
+            .register_agent(a, &RegisterAgentRequest::default())
+            .await
+            .expect("register");
+    }
+    // silent-0 takes a task through B and falls silent with it.
+    let task = clients[0]
+        .create_task(&CreateTaskRequest::new(q.clone(), json!({})))
+        .await
+        .expect("create");
+    let mut req = ClaimRequest::new(silent[0].clone());
+    req.lease_ms = Some(60_000);
+    let held = clients[1].claim(&q, &req).await.expect("claim through B").tasks;
+    assert_eq!(held.first().map(|t| t.id), Some(task.id));
+    let held_version = held[0].version;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    // `steady` heartbeats through A; `parked` waits in long polls on C (on another queue).
+    let beats = {
+        let (client, name, stop) = (clients[0].clone(), steady.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                client.heartbeat_agent(&name).await.expect("heartbeat through A");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+    let polls = {
+        let (client, name, stop) = (clients[2].clone(), parked.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut req = ClaimRequest::new(name);
+            req.wait_ms = Some(5_000);
+            while !stop.load(Ordering::SeqCst) {
+                let got = client.claim(&queue("nothing-here"), &req).await.expect("claim on C");
+                assert!(got.tasks.is_empty());
+            }
+        })
+    };
+    // For three timeouts, A and B see both alive (C too), while the silent ones go.
+    let watch_until = Instant::now() + Duration::from_millis(3 * TIMEOUT_MS);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut looks = 0;
+    while Instant::now() < watch_until {
+        for node in &nodes {
+            for name in [&steady, &parked] {
+                let seen = node.client.agent(name).await.expect("agent");
+                assert_eq!(
+                    seen.status,
+                    agentyard_core::agent::AgentStatus::Active,
+                    "{} sees {name} as {:?} (last heartbeat {:?})",
+                    node.name,
+                    seen.status,
+                    seen.last_heartbeat
+                );
+            }
+        }
+        looks += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    beats.await.expect("heartbeats");
+    polls.await.expect("long polls");
+    eprintln!("{looks} looks at both agents on every node: always active");
+    for node in &nodes {
+        for a in &silent {
+            let seen = node.client.agent(a).await.expect("agent");
+            assert_eq!(
+                seen.status,
+                agentyard_core::agent::AgentStatus::Gone,
+                "{} sees {a} as {:?}",
+                node.name,
+                seen.status
+            );
+        }
+        let stats = node.client.queue_stats(&q).await.expect("stats");
+        assert_eq!(
+            (stats.counts.queued, stats.counts.running),
+            (1, 0),
+            "{}: silent-0's lease was released once: {stats:?}",
+            node.name
+        );
+    }
+    let released = clients[2].get_task(task.id).await.expect("get");
+    assert_eq!(released.status, TaskStatus::Queued);
+    assert_eq!(released.version, held_version + 1, "released once");
+    drop(nodes);
+    drop(schema);
+}
+
+// ---------------------------------------------------------------------------------------------
 // 4 and 5. Faults mid-drain: a node SIGKILLed, PostgreSQL restarted.
 
 /// Producers creating `tasks` tasks in batches of `batch`, each task with its idempotency key,
