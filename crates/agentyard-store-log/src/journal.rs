@@ -1,11 +1,12 @@
-//! The file: frames of changes, appended by the callers in turn, read back at open, compacted by
-//! a thread of its own.
+//! Writing the file: frames of changes (see `format.rs`), appended in turns on the runtime's
+//! blocking threads, and compacted by a thread of its own.
 //!
-//! A frame is one call of the store that changed something: `[length: u32 LE][crc32: u32 LE]`
-//! and then `length` bytes, one JSON [`Change`] per line. A frame is whole or it is not there:
-//! reading stops at the first frame that is cut short or fails its checksum, and the file is cut
-//! back to the end of the frame before it (usually that frame's callers were never answered); the
-//! bytes cut off are kept in a file beside the log, so nothing is thrown away unseen.
+//! A frame is one call of the store that changed something, so a call is replayed whole or not at
+//! all (`replay.rs` reads the file back at open).
+//!
+//! No file IO runs on the async runtime's worker threads: a caller whose frames must be written
+//! takes the turn and hands it to a blocking thread (`spawn_blocking`), which writes (and syncs)
+//! while the caller waits asynchronously.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -13,10 +14,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
-use agentyard_store::{Change, ChangeSink, ExportCursor, MemoryStore, OwnedChange, StoreError};
+use agentyard_store::{Change, ChangeSink, ExportCursor, MemoryStore, StoreError};
 use tokio::sync::Notify;
 
-const HEADER: usize = 8;
+use crate::format::{FRAME_HEADER, close_frame, encode_change, encode_snapshot, file_header};
 
 #[derive(Default)]
 struct Buf {
@@ -32,7 +33,9 @@ struct Buf {
 /// The file and what writing it needs; only the caller holding `Journal::writing` touches it.
 pub(crate) struct Out {
     pub path: PathBuf,
-    pub file: File,
+    /// `None` once the store closed (so its lock is let go even while a blocking thread that
+    /// wrote for it still holds the journal).
+    pub file: Option<File>,
     pub len: u64,
     pub fsync: bool,
     pub min_compact: u64,
@@ -44,9 +47,11 @@ pub(crate) struct Out {
 /// The changes of calls not yet written, the file, and where the writing stands.
 ///
 /// There is no writer thread: a caller waiting for its frames to be written takes the turn to
-/// write if nobody has it, and writes every frame sealed by then, its own and the others', in
-/// one `write`; whoever waits meanwhile is woken when it is done and either finds its frames
-/// written or takes the next turn (group commit, the way the SQLite store's writer does it).
+/// write if nobody has it and hands it to a blocking thread, which writes every frame sealed by
+/// then, its own and the others', in one `write`, and goes on with whatever was sealed meanwhile
+/// until a look finds nothing new; whoever waits is woken after each write and either finds its
+/// frames written or takes the next turn (group commit, the way the SQLite store's writer does
+/// it).
 pub(crate) struct Journal {
     buf: Mutex<Buf>,
     /// Frame bytes sealed since open: a call waits until `durable` reaches the value it saw.
@@ -127,14 +132,26 @@ impl Journal {
                     .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
             {
-                let grown = self.write_turn();
-                self.end_turn();
-                if grown {
-                    self.start_compaction();
-                }
-                continue;
+                Turn::hand_off(self.clone());
             }
             done.await;
+        }
+    }
+
+    /// Writes what is sealed, again as long as more was sealed during the write: under load one
+    /// blocking thread writes group after group. Stops when a look finds nothing new, the
+    /// compaction waits for the turn, or the log failed. The caller holds the turn.
+    fn write_turns(self: &Arc<Self>) {
+        loop {
+            let written = self.write_turn();
+            if written.grown {
+                self.start_compaction();
+            }
+            if !written.wrote || self.failed.get().is_some() || self.switching.load(Ordering::Acquire) {
+                return;
+            }
+            // Those whose frames this write covered go on; the others wait for the next.
+            self.written.notify_waiters();
         }
     }
 
@@ -143,9 +160,8 @@ impl Journal {
         self.written.notify_waiters();
     }
 
-    /// Writes every sealed frame; true when the file should now be compacted. The caller holds
-    /// the turn.
-    fn write_turn(&self) -> bool {
+    /// Writes every sealed frame. The caller holds the turn.
+    fn write_turn(&self) -> Written {
         let mut out = self.lock_out();
         let (reaches, broken) = {
             let mut b = self.lock();
@@ -162,25 +178,35 @@ impl Journal {
             b.sealed = 0;
             (self.sealed(), b.broken.take())
         };
+        let nothing = Written {
+            wrote: false,
+            grown: false,
+        };
         if let Some(e) = broken {
             self.fail(e);
-            return false;
+            return nothing;
         }
         if out.chunk.is_empty() {
-            return false;
+            return nothing;
         }
         let out = &mut *out;
-        let written = out
-            .file
+        let Some(file) = out.file.as_mut() else {
+            self.fail(format!("writing {}: the store is closed", out.path.display()));
+            return nothing;
+        };
+        let written = file
             .write_all(&out.chunk)
-            .and_then(|()| if out.fsync { out.file.sync_data() } else { Ok(()) });
+            .and_then(|()| if out.fsync { file.sync_data() } else { Ok(()) });
         if let Err(e) = written {
             self.fail(format!("writing {}: {e}", out.path.display()));
-            return false;
+            return nothing;
         }
         out.len += out.chunk.len() as u64;
         self.durable.store(reaches, Ordering::Release);
-        out.len >= out.compact_at
+        Written {
+            wrote: true,
+            grown: out.len >= out.compact_at,
+        }
     }
 
     /// Compacts the file on a thread of its own, unless a compaction is running already.
@@ -326,19 +352,65 @@ impl Journal {
         let _ = self.failed.set(why.into());
     }
 
-    /// Writes what is sealed and not yet written, at close (a caller that stopped waiting, its
-    /// request cancelled, leaves its frames to whoever writes next; at close that is nobody).
-    pub(crate) fn flush_at_close(&self) {
-        if self
+    /// At close: waits for a turn in progress, writes what is sealed and not yet written (a
+    /// caller that stopped waiting, its request cancelled, leaves its frames to whoever writes
+    /// next; at close that is nobody), and closes the file, which lets its lock go. The turn is
+    /// kept: nothing is written after this.
+    pub(crate) fn close(&self) {
+        while self
             .writing
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+            .is_err()
         {
-            if self.failed.get().is_none() {
-                self.write_turn();
-            }
-            self.end_turn();
+            std::thread::sleep(std::time::Duration::from_micros(50));
         }
+        if self.failed.get().is_none() {
+            self.write_turn();
+        }
+        self.lock_out().file = None;
+    }
+}
+
+/// What a write turn did.
+struct Written {
+    /// Something was written.
+    wrote: bool,
+    /// The file reached the size to compact it at.
+    grown: bool,
+}
+
+/// The turn to write, taken by a caller and handed to a blocking thread. A turn must end, and
+/// with every frame sealed before it written: one the runtime drops without running it (it
+/// drops the blocking tasks it has not started when it shuts down) writes where it is dropped.
+struct Turn {
+    journal: Arc<Journal>,
+    ran: bool,
+}
+
+impl Turn {
+    /// Runs the turn the caller took on the runtime's blocking pool (here, outside a runtime).
+    fn hand_off(journal: Arc<Journal>) {
+        let turn = Turn { journal, ran: false };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(move || turn.run());
+            }
+            Err(_) => turn.run(),
+        }
+    }
+
+    fn run(mut self) {
+        self.journal.write_turns();
+        self.ran = true;
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if !self.ran && !std::thread::panicking() {
+            self.journal.write_turns();
+        }
+        self.journal.end_turn();
     }
 }
 
@@ -348,13 +420,12 @@ impl ChangeSink for Journal {
         if b.open.is_none() {
             let start = b.bytes.len();
             b.open = Some(start);
-            b.bytes.extend_from_slice(&[0; HEADER]);
+            b.bytes.extend_from_slice(&[0; FRAME_HEADER]);
         }
-        if let Err(e) = serde_json::to_writer(&mut b.bytes, change) {
+        if let Err(e) = encode_change(change, &mut b.bytes) {
             b.broken
                 .get_or_insert_with(|| format!("a change could not be encoded: {e}"));
         }
-        b.bytes.push(b'\n');
     }
 
     fn seal(&self) {
@@ -374,165 +445,10 @@ impl ChangeSink for Journal {
     }
 }
 
-/// Frames one change per frame (a snapshot's frames need not be atomic together: the snapshot is
-/// written to a file of its own and renamed into place).
-fn encode_snapshot(changes: &[OwnedChange], out: &mut Vec<u8>) -> io::Result<()> {
-    // OwnedChange only deserializes; its shape is Change's, so serialize through a borrowed view.
-    for change in changes {
-        let start = out.len();
-        out.extend_from_slice(&[0; HEADER]);
-        serde_json::to_writer(&mut *out, &borrowed(change)).map_err(io::Error::other)?;
-        out.push(b'\n');
-        close_frame(&mut out[start..])?;
-    }
-    Ok(())
-}
-
-/// Fills in the header of a frame (`frame` is the header's space, then the body): the body's
-/// length and checksum.
-fn close_frame(frame: &mut [u8]) -> io::Result<()> {
-    let (header, body) = frame.split_at_mut(HEADER);
-    let len = u32::try_from(body.len()).map_err(|_| io::Error::other("one call changed more than 4 GiB of data"))?;
-    header[..4].copy_from_slice(&len.to_le_bytes());
-    header[4..].copy_from_slice(&crc32fast::hash(body).to_le_bytes());
-    Ok(())
-}
-
-fn borrowed(c: &OwnedChange) -> Change<'_> {
-    match c {
-        OwnedChange::Task { task, meta } => Change::Task { task, meta },
-        OwnedChange::Agent(a) => Change::Agent(a),
-        OwnedChange::AgentRemoved { namespace, name } => Change::AgentRemoved { namespace, name },
-        OwnedChange::Message(m) => Change::Message(m),
-        OwnedChange::Subscribed {
-            namespace,
-            agent,
-            topic,
-            after,
-        } => Change::Subscribed {
-            namespace,
-            agent,
-            topic,
-            after: *after,
-        },
-        OwnedChange::Unsubscribed {
-            namespace,
-            agent,
-            topic,
-        } => Change::Unsubscribed {
-            namespace,
-            agent,
-            topic,
-        },
-        OwnedChange::Limit { namespace, key, limit } => Change::Limit { namespace, key, limit },
-        OwnedChange::LimitRemoved { namespace, key } => Change::LimitRemoved { namespace, key },
-    }
-}
-
-/// What reading the file at open found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Replayed {
-    pub frames: u64,
-    pub changes: u64,
-    /// Bytes after the last whole frame, cut off (usually a write the last stop interrupted).
-    pub cut_bytes: u64,
-    /// Where the cut bytes were kept, when there were any.
-    pub cut_kept_in: Option<PathBuf>,
-    /// Size of the file after the cut.
-    pub bytes: u64,
-}
-
-/// Reads every whole frame of `file` into `store`, frame by frame, and cuts off what follows the
-/// last one, keeping a copy of it beside the log.
-pub(crate) fn replay(path: &Path, file: &mut File, store: &MemoryStore) -> Result<Replayed, StoreError> {
-    let unreadable = |e: io::Error| StoreError::Other(format!("cannot read the log {}: {e}", path.display()));
-    let len = file.metadata().map_err(unreadable)?.len();
-    file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
-    let mut reader = io::BufReader::with_capacity(1 << 20, &mut *file);
-    let mut at = 0u64;
-    let mut frames = 0u64;
-    let mut header = [0u8; HEADER];
-    let mut body = Vec::new();
-    let mut changes = Vec::new();
-    let mut total = 0u64;
-    while len - at >= HEADER as u64 {
-        reader.read_exact(&mut header).map_err(unreadable)?;
-        let size = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
-        let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
-        if size == 0 || u64::from(size) > len - at - HEADER as u64 {
-            break;
-        }
-        body.resize(size as usize, 0);
-        reader.read_exact(&mut body).map_err(unreadable)?;
-        if crc32fast::hash(&body) != crc {
-            break;
-        }
-        for (i, line) in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).enumerate() {
-            let change: OwnedChange = serde_json::from_slice(line).map_err(|e| {
-                StoreError::Other(format!(
-                    "the log {} has a whole frame at byte {at} whose change {i} cannot be read ({e}): \
-                     it was written by another version or damaged; the server will not start on it",
-                    path.display()
-                ))
-            })?;
-            changes.push(change);
-        }
-        frames += 1;
-        at += (HEADER + body.len()) as u64;
-        // Apply in slices so a long log does not hold every change in memory at once.
-        if changes.len() >= 4096 {
-            total += changes.len() as u64;
-            store.restore(changes.drain(..));
-        }
-    }
-    drop(reader);
-    total += changes.len() as u64;
-    store.restore(changes);
-    let cut = len - at;
-    let mut cut_kept_in = None;
-    if cut > 0 {
-        let kept = keep_cut(path, file, at)
-            .map_err(|e| StoreError::Other(format!("cannot keep the torn end of the log {}: {e}", path.display())))?;
-        tracing::warn!(
-            path = %path.display(),
-            at,
-            bytes = cut,
-            kept_in = %kept.display(),
-            "the log does not end in a whole frame: usually a write the last stop interrupted, whose callers were \
-             never answered; those bytes are cut off the log and kept in the file named here"
-        );
-        file.set_len(at)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| StoreError::Other(format!("cannot cut the torn end of the log {}: {e}", path.display())))?;
-        cut_kept_in = Some(kept);
-    }
-    Ok(Replayed {
-        frames,
-        changes: total,
-        cut_bytes: cut,
-        cut_kept_in,
-        bytes: at,
-    })
-}
-
-/// Copies the bytes of `file` from `at` to its end into a new file beside `path`
-/// (`PATH.cut-MILLIS`, synced) and returns its path.
-fn keep_cut(path: &Path, file: &mut File, at: u64) -> io::Result<PathBuf> {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let kept = beside(path, &format!(".cut-{millis}"));
-    let mut out = OpenOptions::new().write(true).create_new(true).open(&kept)?;
-    file.seek(SeekFrom::Start(at))?;
-    io::copy(file, &mut out)?;
-    out.sync_all()?;
-    sync_dir(&kept)?;
-    Ok(kept)
-}
-
 /// Writes the state, page by page, to `tmp`, synced; returns the file and the entries written.
 fn write_snapshot(store: &MemoryStore, tmp: &Path) -> io::Result<(File, usize)> {
     let mut file = File::create(tmp)?;
+    file.write_all(&file_header())?;
     let mut cursor = ExportCursor::default();
     let mut bytes = Vec::new();
     let mut entries = 0;
@@ -571,7 +487,7 @@ fn copy_tail(path: &Path, len: u64, durable: u64, from: u64, snapshot: &mut File
 /// the log (synced first with durability `full`) and makes it the file written from now on;
 /// returns the old one. `durable` is the position the log's end stands for (everything sealed is
 /// written: the caller holds the turn).
-fn switch_to(out: &mut Out, snapshot: &mut File, tmp: &Path, from: u64, durable: u64) -> io::Result<File> {
+fn switch_to(out: &mut Out, snapshot: &mut File, tmp: &Path, from: u64, durable: u64) -> io::Result<Option<File>> {
     copy_tail(&out.path, out.len, durable, from, snapshot)?;
     // The snapshot and most of the tail were synced before the writers stopped. With durability
     // `normal` the last bit is not: a power loss may cost the last writes, never the snapshot
@@ -591,7 +507,7 @@ fn switch_to(out: &mut Out, snapshot: &mut File, tmp: &Path, from: u64, durable:
     out.len = len;
     // The old file's last handle: closing it frees its blocks and pages, tens of milliseconds
     // for a large log, so the caller does it once the writers go on.
-    Ok(std::mem::replace(&mut out.file, file))
+    Ok(out.file.replace(file))
 }
 
 pub(crate) fn compact_path(path: &Path) -> PathBuf {
@@ -599,7 +515,7 @@ pub(crate) fn compact_path(path: &Path) -> PathBuf {
 }
 
 /// `path` with `suffix` added to its file name.
-fn beside(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn beside(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_owned();
     name.push(suffix);
     path.with_file_name(name)

@@ -14,7 +14,11 @@
 //!   kept in a file beside the log).
 //! - with `fsync` (`full`) it survives a power loss too.
 //!
-//! At open the file is read back frame by frame. When it has grown to twice its size after the
+//! The file starts with a header (magic bytes and a format version; see `format.rs`), checked at
+//! open: a file of another kind or of a newer format is refused, and a log from before headers is
+//! read as format 1. At open the file is read back frame by frame (`replay.rs`): a torn last
+//! write is cut off, but damage with whole frames after it stops the open, unless
+//! [`LogOptions::repair`] asks to cut the log there. When it has grown to twice its size after the
 //! last compaction (and at least [`LogOptions::compact_at_bytes`]), a thread writes a snapshot of
 //! the state beside it, page by page while the store goes on, then copies behind it the frames
 //! written meanwhile and renames it over the log; writes wait only for that copy and rename.
@@ -23,7 +27,9 @@
 //! retention yet, in this store or the SQLite one), start-up reads the whole file, and a
 //! compaction writes the whole state out again.
 
+mod format;
 mod journal;
+mod replay;
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -40,8 +46,9 @@ use agentyard_store::{
 };
 use async_trait::async_trait;
 
-pub use journal::Replayed;
-use journal::{Journal, Out, compact_path, replay};
+use journal::{Journal, Out, compact_path};
+pub use replay::Replayed;
+use replay::replay;
 
 /// How the log store writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +57,11 @@ pub struct LogOptions {
     pub fsync: bool,
     /// The file is not compacted below this size.
     pub compact_at_bytes: u64,
+    /// Open a log damaged before its last frame (a frame that fails its checksum with whole
+    /// frames after it) by cutting it at the damage, losing every change from there on; the cut
+    /// bytes are kept beside it. Without it such a log is refused. A torn last frame is cut
+    /// either way.
+    pub repair: bool,
 }
 
 impl Default for LogOptions {
@@ -57,6 +69,7 @@ impl Default for LogOptions {
         Self {
             fsync: false,
             compact_at_bytes: 64 << 20,
+            repair: false,
         }
     }
 }
@@ -93,10 +106,10 @@ impl LogStore {
                 .map_err(|e| StoreError::Other(format!("cannot remove {}: {e}", leftover.display())))?;
         }
         let mem = Arc::new(MemoryStore::new());
-        let replayed = replay(&path, &mut file, &mem)?;
+        let replayed = replay(&path, &mut file, &mem, options.repair)?;
         let out = Out {
             path: path.clone(),
-            file,
+            file: Some(file),
             len: replayed.bytes,
             fsync: options.fsync,
             min_compact: options.compact_at_bytes,
@@ -148,7 +161,7 @@ impl LogStore {
 impl Drop for LogStore {
     fn drop(&mut self) {
         self.journal.finish_compaction();
-        self.journal.flush_at_close();
+        self.journal.close();
     }
 }
 

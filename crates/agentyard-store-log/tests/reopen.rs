@@ -8,7 +8,9 @@ use agentyard_core::agent::AgentRegistration;
 use agentyard_core::flow::{KeyLimit, RateLimit};
 use agentyard_core::message::{NewMessage, Recipient};
 use agentyard_core::task::Completion;
-use agentyard_core::{AgentName, Capability, Namespace, NewTask, QueueName, TaskCommand, TaskStatus, Timestamp};
+use agentyard_core::{
+    AgentName, Capability, Namespace, NewTask, QueueName, TaskCommand, TaskId, TaskStatus, Timestamp,
+};
 use agentyard_store::{
     AgentStore, Claim, CreateOptions, LimitStore, MessageStore, OwnedChange, SendOptions, Store, StoredLimit,
 };
@@ -357,27 +359,275 @@ async fn a_frame_with_a_wrong_checksum_ends_the_log_there() {
     );
 }
 
-/// Damage with whole frames after it (a bad sector, a stray write) still ends the replay there:
-/// nothing after it can be trusted to follow from what came before. What is cut off is kept
-/// whole beside the log, for whoever looks into it.
+/// The file header of a log this version writes: a frame whose body is the magic bytes and the
+/// format version.
+const HEADER_LEN: usize = 26;
+
+fn assert_headed(bytes: &[u8]) {
+    assert_eq!(
+        &bytes[8..22],
+        b"agentyard-log\0",
+        "the magic bytes, after the header's frame header"
+    );
+    assert_eq!(bytes[22..26], 1u32.to_le_bytes(), "format version 1");
+}
+
+/// Where each frame of changes starts, and its whole length.
+fn frames_of(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut at = HEADER_LEN;
+    let mut out = Vec::new();
+    while at < bytes.len() {
+        let len = 8 + u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        out.push((at, len));
+        at += len;
+    }
+    out
+}
+
+/// A log holding every kind of change: its bytes, and the state after each of its frames.
+async fn log_with_every_kind_of_change(path: &Path) -> Vec<u8> {
+    let s = open(path);
+    every_kind_of_change(&s).await;
+    drop(s);
+    std::fs::read(path).expect("log")
+}
+
+/// What a log holding only the bytes `bytes[..end]` gives back (a copy, opened and closed).
+fn state_of_prefix(dir: &Path, bytes: &[u8], end: usize) -> Vec<OwnedChange> {
+    let copy = dir.join(format!("prefix-{end}.log"));
+    std::fs::write(&copy, &bytes[..end]).expect("write");
+    let s = open(&copy);
+    assert_eq!(s.replayed().cut_bytes, 0, "a prefix of whole frames");
+    s.export()
+}
+
+fn files_beside(path: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(path.parent().expect("dir"))
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("yard.log"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// One flipped byte in a frame in the middle, with whole frames after it (a bad sector, a stray
+/// write): the open is refused, naming the byte, and the file is left as it was. With `repair`
+/// it opens, cut at the damaged frame: exactly the changes from there on are lost, and the bytes
+/// cut off are kept beside the log.
 #[tokio::test]
-async fn damage_in_the_middle_is_cut_off_and_kept_whole() {
+async fn damage_in_the_middle_stops_the_open_unless_repaired() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("yard.log");
-    let mut first = 0;
-    let (s, bytes) = reopen_damaged(&path, |bytes| {
-        first = 8 + u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
-        // A byte inside the second frame's body.
-        bytes[first + 10] ^= 0x55;
-    })
-    .await;
+    let mut bytes = log_with_every_kind_of_change(&path).await;
+    assert_headed(&bytes);
+    let frames = frames_of(&bytes);
+    assert_eq!(frames.len(), 25);
+    let (damaged, _) = frames[12];
+    bytes[damaged + 8 + 20] ^= 0x55;
+    std::fs::write(&path, &bytes).expect("write");
+
+    let err = LogStore::open(&path, LogOptions::default())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains(&format!("damaged at byte {damaged} ")), "{err}");
+    assert!(err.contains("fails its checksum"), "{err}");
+    assert!(err.contains("--repair"), "{err}");
+    assert_eq!(
+        std::fs::read(&path).expect("log"),
+        bytes,
+        "the refused log is left as it was"
+    );
+    assert_eq!(files_beside(&path), ["yard.log"], "nothing cut, nothing kept");
+
+    let expected = state_of_prefix(dir.path(), &bytes, damaged);
+    let repair = LogOptions {
+        repair: true,
+        ..LogOptions::default()
+    };
+    let s = LogStore::open(&path, repair).expect("opens with repair");
     let r = s.replayed().clone();
-    assert_eq!(r.frames, 1, "only the frame before the damage is read");
-    assert_eq!(r.bytes, first as u64);
-    assert_eq!(r.cut_bytes, (bytes.len() - first) as u64);
-    assert_eq!(std::fs::metadata(&path).expect("log").len(), first as u64);
+    assert!(r.repaired, "{r:?}");
+    assert_eq!(r.frames, 12, "the frames before the damage");
+    assert_eq!((r.bytes, r.cut_bytes), (damaged as u64, (bytes.len() - damaged) as u64));
+    same(&s.export(), &expected);
     let kept = std::fs::read(r.cut_kept_in.as_ref().expect("kept")).expect("kept");
-    assert_eq!(kept, bytes[first..], "every byte after the damage, as it was");
+    assert_eq!(kept, bytes[damaged..], "every byte from the damage on, as it was");
+    assert_eq!(
+        std::fs::read(&path).expect("log"),
+        bytes[..damaged],
+        "the log is cut at the damage"
+    );
+    drop(s);
+    let s = open(&path);
+    assert_eq!(
+        (s.replayed().frames, s.replayed().cut_bytes),
+        (12, 0),
+        "and opens again as it was left"
+    );
+}
+
+/// A damaged length (one that now runs past the end of the file, or into the middle of the
+/// next frame) with whole frames behind it is damage too, not a torn tail.
+#[tokio::test]
+async fn a_damaged_frame_length_in_the_middle_stops_the_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("yard.log");
+    let bytes = log_with_every_kind_of_change(&path).await;
+    let (damaged, _) = frames_of(&bytes)[3];
+    for (byte, flip) in [(3, 0x40), (0, 0x01)] {
+        let mut b = bytes.clone();
+        b[damaged + byte] ^= flip;
+        std::fs::write(&path, &b).expect("write");
+        let err = LogStore::open(&path, LogOptions::default())
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains(&format!("damaged at byte {damaged} ")), "{err}");
+        assert_eq!(std::fs::read(&path).expect("log"), b, "left as it was");
+    }
+}
+
+/// A tail of zeros (a file system that grew the file but lost the data of its last write) is a
+/// torn tail: cut and kept.
+#[tokio::test]
+async fn a_tail_of_zeros_is_a_torn_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("yard.log");
+    let bytes = log_with_every_kind_of_change(&path).await;
+    let before = state_of_prefix(dir.path(), &bytes, bytes.len());
+    let mut zeros = bytes.clone();
+    zeros.extend_from_slice(&[0; 5000]);
+    std::fs::write(&path, &zeros).expect("write");
+    let s = open(&path);
+    assert_eq!(s.replayed().cut_bytes, 5000);
+    assert!(!s.replayed().repaired);
+    same(&s.export(), &before);
+}
+
+/// Every frame but the last whole, and the last one's length running past the end (a write cut
+/// short), followed by a few bytes of garbage: nothing valid follows, so it is a torn tail.
+#[tokio::test]
+async fn a_torn_last_frame_is_cut_whatever_is_in_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("yard.log");
+    let bytes = log_with_every_kind_of_change(&path).await;
+    let (last, len) = *frames_of(&bytes).last().expect("frames");
+    assert_eq!(last + len, bytes.len());
+    let before = state_of_prefix(dir.path(), &bytes, last);
+    for end in [last + 3, last + 8, last + len / 2, last + len - 1] {
+        std::fs::write(&path, &bytes[..end]).expect("write");
+        let s = open(&path);
+        assert_eq!(s.replayed().cut_bytes, (end - last) as u64, "cut at {end}");
+        same(&s.export(), &before);
+    }
+}
+
+/// A new log starts with its header; a file that is not a log, or a log of a newer format, is
+/// refused and left alone.
+#[tokio::test]
+async fn the_header_says_what_the_file_is() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("yard.log");
+    drop(open(&path));
+    let bytes = std::fs::read(&path).expect("log");
+    assert_eq!(bytes.len(), HEADER_LEN, "a new log is its header");
+    assert_headed(&bytes);
+    assert!(open(&path).replayed().headed);
+
+    let foreign = b"SQLite format 3\0 and then a database".to_vec();
+    std::fs::write(&path, &foreign).expect("write");
+    let err = LogStore::open(&path, LogOptions::default())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("is not an agentyard log"), "{err}");
+    assert_eq!(std::fs::read(&path).expect("file"), foreign, "left alone");
+
+    // Format version 2, with a frame behind it.
+    let mut newer = bytes.clone();
+    newer[22..26].copy_from_slice(&2u32.to_le_bytes());
+    let crc = crc32fast::hash(&newer[8..26]);
+    newer[4..8].copy_from_slice(&crc.to_le_bytes());
+    newer.extend_from_slice(b"whatever version 2 writes");
+    std::fs::write(&path, &newer).expect("write");
+    let err = LogStore::open(&path, LogOptions::default())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("format version 2") && err.contains("newer agentyard"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&path).expect("file"), newer, "left alone");
+
+    // Only the start of a header: a crash as the file was created. It is written again.
+    std::fs::write(&path, &bytes[..11]).expect("write");
+    let s = open(&path);
+    assert_eq!(s.replayed().bytes, HEADER_LEN as u64);
+    drop(s);
+    assert_eq!(std::fs::read(&path).expect("log"), bytes);
+}
+
+/// A log as the release before headers and records wrote it (the fixture: its frames as that
+/// release made them, JSON of the API types of then): it opens, is appended to as it is, and its
+/// first compaction gives it a header.
+#[tokio::test]
+async fn a_log_from_before_headers_opens_and_gains_one_when_compacted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("yard.log");
+    let mut old = Vec::new();
+    for line in [
+        r#"{"Agent":{"name":"worker-1","namespace":"default","capabilities":["rust"],"slots":4,"metadata":{"host":"a"},"status":"active","last_heartbeat":"2027-01-15T08:00:00.001Z","registered_at":"2027-01-15T08:00:00.001Z","running":0,"inbox_start":0,"inbox_cursor":0}}"#,
+        r#"{"Task":{"task":{"id":"01KBWQ8T3E0000000000000000","namespace":"default","queue":"builds","kind":"compile","title":"Build \"web\" ✓","input":{"repo":"acme/web","n":1,"f":0.5},"status":"running","priority":-3,"required_capabilities":["rust"],"attempt":1,"max_attempts":5,"backoff":{"initial_ms":1500,"max_ms":60000,"multiplier":2.5,"jitter":0.1},"run_at":"2027-01-15T08:00:00.001Z","timeout_ms":90000,"lease":{"agent":"worker-1","token":"01kbwq8t3e00000000000000zz","expires_at":"2027-01-15T08:00:30.002Z","acquired_at":"2027-01-15T08:00:00.002Z"},"idempotency_key":"build-42","concurrency_key":"repo:acme/web","rate_limit_key":null,"correlation_id":"corr-1","artifacts":[{"name":"log","uri":"s3://b/log.txt","media_type":"text/plain","created_at":"2027-01-15T08:00:00.003Z"}],"context":{"plan":{"step":2}},"progress":{"percent":42.5,"message":"linking"},"result":null,"error":null,"version":3,"created_at":"2027-01-15T08:00:00.000Z","updated_at":"2027-01-15T08:00:00.004Z","finished_at":null},"meta":{"context_versions":{"plan":2}}}}"#,
+        r#"{"Agent":{"name":"worker-1","namespace":"default","capabilities":["rust"],"slots":4,"metadata":{"host":"a"},"status":"active","last_heartbeat":"2027-01-15T08:00:00.005Z","registered_at":"2027-01-15T08:00:00.001Z","running":1,"inbox_start":0,"inbox_cursor":0}}"#,
+        r#"{"Message":{"id":"msg-0","seq":1,"namespace":"default","from":null,"to":{"agent":"worker-1"},"body":{"text":"hi"},"correlation_id":null,"reply_to":null,"expires_at":null,"idempotency_key":"k-1","created_at":"2027-01-15T08:00:00.006Z"}}"#,
+    ] {
+        let body = format!("{line}\n");
+        let len = u32::try_from(body.len()).expect("short");
+        old.extend_from_slice(&len.to_le_bytes());
+        old.extend_from_slice(&crc32fast::hash(body.as_bytes()).to_le_bytes());
+        old.extend_from_slice(body.as_bytes());
+    }
+    std::fs::write(&path, &old).expect("write the old log");
+    let options = LogOptions {
+        compact_at_bytes: 8 << 10,
+        ..LogOptions::default()
+    };
+    let s = LogStore::open(&path, options).expect("open");
+    let r = s.replayed().clone();
+    assert_eq!((r.frames, r.changes, r.cut_bytes, r.headed), (4, 4, 0, false));
+    let task = s
+        .get_task(&ns(), TaskId::parse("01KBWQ8T3E0000000000000000").expect("id"))
+        .await
+        .expect("the task");
+    assert_eq!(task.title.as_deref(), Some("Build \"web\" ✓"));
+    assert_eq!(task.lease.as_ref().map(|l| l.agent.as_str()), Some("worker-1"));
+    assert_eq!(task.status, TaskStatus::Running);
+    let worker = s.get_agent(&ns(), &agent("worker-1")).await.expect("agent");
+    assert_eq!(worker.running, 1, "counted from the running tasks");
+    let inbox = s
+        .read_inbox(&ns(), &agent("worker-1"), None, 10, at(0))
+        .await
+        .expect("inbox");
+    assert_eq!(inbox.messages.len(), 1);
+    // Appended to as it is: the old frames stay, no header is put in front of them.
+    s.put_limit(&ns(), "openai", rate(60, 5)).await.expect("put");
+    let now = std::fs::read(&path).expect("log");
+    assert_eq!(now[..old.len()], old[..]);
+    // Until the log grows enough to be compacted: the snapshot has the header.
+    for n in 1..=100 {
+        s.put_limit(&ns(), "churn", rate(n, 1)).await.expect("put");
+    }
+    s.finish_compaction();
+    assert!(s.compactions() >= 1, "the log was compacted");
+    let before = s.export();
+    drop(s);
+    assert_headed(&std::fs::read(&path).expect("log"));
+    let s = open(&path);
+    assert!(s.replayed().headed);
+    same(&s.export(), &before);
 }
 
 #[tokio::test]
@@ -387,6 +637,7 @@ async fn compaction_keeps_every_change() {
     let options = LogOptions {
         fsync: true,
         compact_at_bytes: 16 << 10,
+        ..LogOptions::default()
     };
     let q = queue("churn");
     let before = {
@@ -472,6 +723,7 @@ async fn compactions_while_the_store_changes_lose_nothing() {
     let options = LogOptions {
         fsync: false,
         compact_at_bytes: 8 << 10,
+        ..LogOptions::default()
     };
     let before = {
         let s = Arc::new(LogStore::open(&path, options).expect("open"));
@@ -551,6 +803,7 @@ async fn limits_survive_compaction_and_reopen() {
     let options = LogOptions {
         fsync: false,
         compact_at_bytes: 4 << 10,
+        ..LogOptions::default()
     };
     let tenant = Namespace::parse("tenant-b").expect("valid namespace");
     let before = {
