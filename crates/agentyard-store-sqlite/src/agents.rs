@@ -4,10 +4,10 @@
 
 use agentyard_core::agent::{Agent, AgentRegistration, AgentStatus, DEFAULT_SLOTS};
 use agentyard_core::{AgentName, Capability, Namespace, Task, Timestamp};
+use agentyard_store::record::AgentRecordV1;
 use agentyard_store::{AgentStore, StoreError};
 use async_trait::async_trait;
 use rusqlite::{Connection, Row, params};
-use serde_json::Value;
 
 use crate::error::{corrupt_record, sql_error};
 use crate::store::SqliteStore;
@@ -20,16 +20,11 @@ fn agent_not_found(name: &AgentName) -> StoreError {
     }
 }
 
-/// `running` is left out of the stored document: it is counted on read.
-const NOT_STORED: &str = "running";
-
+/// The document is an [`AgentRecordV1`] (the store's own format, not the API's JSON), which
+/// leaves `running` out: it is counted on read.
 fn encode(agent: &Agent) -> Result<String, StoreError> {
-    let record = || format!("agent {}/{}", agent.namespace, agent.name);
-    let mut value = serde_json::to_value(agent).map_err(|e| corrupt_record(record(), e))?;
-    if let Value::Object(fields) = &mut value {
-        fields.remove(NOT_STORED);
-    }
-    serde_json::to_string(&value).map_err(|e| corrupt_record(record(), e))
+    serde_json::to_string(&AgentRecordV1::from(agent))
+        .map_err(|e| corrupt_record(format!("agent {}/{}", agent.namespace, agent.name), e))
 }
 
 /// Decodes a row whose first three columns are `namespace, name, doc`, with its running count.
@@ -38,14 +33,9 @@ fn decode(row: &Row<'_>, running: u64) -> Result<Agent, StoreError> {
     let name: String = row.get(1).map_err(sql_error)?;
     let doc: String = row.get(2).map_err(sql_error)?;
     let record = || format!("agent {ns}/{name}");
-    let mut value: Value = serde_json::from_str(&doc).map_err(|e| corrupt_record(record(), e))?;
-    match &mut value {
-        Value::Object(fields) => {
-            fields.insert(NOT_STORED.into(), running.into());
-        }
-        _ => return Err(corrupt_record(record(), "not a JSON object")),
-    }
-    let agent: Agent = serde_json::from_value(value).map_err(|e| corrupt_record(record(), e))?;
+    let stored: AgentRecordV1<'_> = serde_json::from_str(&doc).map_err(|e| corrupt_record(record(), e))?;
+    let mut agent = Agent::from(stored);
+    agent.running = running;
     if agent.namespace.as_str() != ns || agent.name.as_str() != name {
         return Err(corrupt_record(
             record(),
@@ -233,7 +223,7 @@ fn touch(
             let reg = AgentRegistration {
                 capabilities: capabilities.unwrap_or_default(),
                 slots: DEFAULT_SLOTS,
-                metadata: Value::Null,
+                metadata: serde_json::Value::Null,
             };
             new_agent(conn, ns, name, reg, now)?
         }

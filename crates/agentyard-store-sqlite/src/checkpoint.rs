@@ -11,9 +11,12 @@
 //! everything in it was copied back.
 //!
 //! Under a write load that never pauses, a passive checkpoint may never catch the log's end, so
-//! the log could grow without bound. When it passes [`WAL_LIMIT_PAGES`] the writer itself runs a
-//! `RESTART` checkpoint after answering a group (waiting for a passive pass that holds the
-//! checkpoint lock, if one does): the next group waits, and the log starts over.
+//! the log could grow without bound. When it passes [`WAL_LIMIT_PAGES`] the writer's connection
+//! runs a `RESTART` checkpoint after answering a group (waiting for a passive pass that holds the
+//! checkpoint lock, if one does): the next group waits, and the log starts over. That checkpoint
+//! copies up to 256 MB and syncs, so it never runs on a caller's thread (an async runtime worker):
+//! a caller whose commit passed the limit leaves it to the writer's relay, on the blocking pool
+//! (`writer.rs`).
 
 use std::cell::Cell;
 use std::ffi::c_int;
@@ -89,6 +92,15 @@ pub(crate) fn checkpoint(conn: &Connection, mode: &str) -> Result<Checkpointed, 
     .map_err(sql_error)
 }
 
+/// What [`Checkpointer::after_commit`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AfterCommit {
+    /// Pages the commit appended to the log.
+    pub appended: u32,
+    /// The log is past its limit: the writer must run [`Checkpointer::checkpoint_at_limit`].
+    pub at_limit: bool,
+}
+
 /// The writer's side: asks the checkpoint thread for a pass as the log grows.
 pub(crate) struct Checkpointer {
     /// `None` only while dropping: closing the channel is what stops the thread.
@@ -98,6 +110,11 @@ pub(crate) struct Checkpointer {
     next_request_at: u32,
     /// The log's size at the last commit; a smaller one means the log started over.
     last_pages: u32,
+    /// [`WAL_LIMIT_PAGES`], lower in tests.
+    limit_pages: u32,
+    /// The threads the checkpoints at the limit ran on, for tests.
+    #[cfg(test)]
+    pub(crate) ran_on: std::sync::Arc<std::sync::Mutex<Vec<std::thread::ThreadId>>>,
 }
 
 impl Checkpointer {
@@ -116,13 +133,20 @@ impl Checkpointer {
             thread: Some(thread),
             next_request_at: CHECKPOINT_PAGES,
             last_pages: 0,
+            limit_pages: WAL_LIMIT_PAGES,
+            #[cfg(test)]
+            ran_on: Default::default(),
         })
     }
 
+    #[cfg(test)]
+    pub(crate) fn set_limit(&mut self, pages: u32) {
+        self.limit_pages = pages;
+    }
+
     /// Called by the writer after each commit with the log's size: requests a pass each time the
-    /// log grew by [`CHECKPOINT_PAGES`], and past [`WAL_LIMIT_PAGES`] checkpoints on `writer`
-    /// itself. Returns how many pages the commit appended to the log.
-    pub(crate) fn after_commit(&mut self, writer: &Connection, pages: u32) -> u32 {
+    /// log grew by [`CHECKPOINT_PAGES`], and says when the log is past [`WAL_LIMIT_PAGES`].
+    pub(crate) fn after_commit(&mut self, pages: u32) -> AfterCommit {
         let appended = if pages < self.last_pages {
             // The log started over with this commit.
             self.next_request_at = CHECKPOINT_PAGES;
@@ -131,21 +155,11 @@ impl Checkpointer {
             pages - self.last_pages
         };
         self.last_pages = pages;
-        if pages >= WAL_LIMIT_PAGES {
-            let started = std::time::Instant::now();
-            match checkpoint(writer, "RESTART") {
-                Ok(done) => tracing::info!(
-                    frames = done.log,
-                    copied = done.copied,
-                    busy = done.busy,
-                    // How long the writer, and every command waiting for it, stood still.
-                    took_ms = started.elapsed().as_millis() as u64,
-                    "the write-ahead log passed its limit; the writer checkpointed it"
-                ),
-                Err(e) => tracing::warn!(error = %e, "checkpointing the write-ahead log on the writer failed"),
-            }
-            self.next_request_at = CHECKPOINT_PAGES;
-            return appended;
+        if pages >= self.limit_pages {
+            return AfterCommit {
+                appended,
+                at_limit: true,
+            };
         }
         if pages >= self.next_request_at {
             self.next_request_at = pages.saturating_add(CHECKPOINT_PAGES);
@@ -157,7 +171,34 @@ impl Checkpointer {
                 );
             }
         }
-        appended
+        AfterCommit {
+            appended,
+            at_limit: false,
+        }
+    }
+
+    /// Checkpoints the whole log on the writer's connection and starts it over: the writer runs
+    /// this, off the async runtime's threads, once [`Checkpointer::after_commit`] found the log
+    /// past its limit.
+    pub(crate) fn checkpoint_at_limit(&mut self, writer: &Connection) {
+        #[cfg(test)]
+        self.ran_on
+            .lock()
+            .expect("test record")
+            .push(std::thread::current().id());
+        let started = std::time::Instant::now();
+        match checkpoint(writer, "RESTART") {
+            Ok(done) => tracing::info!(
+                frames = done.log,
+                copied = done.copied,
+                busy = done.busy,
+                // How long the writer, and every command waiting for it, stood still.
+                took_ms = started.elapsed().as_millis() as u64,
+                "the write-ahead log passed its limit; the writer checkpointed it"
+            ),
+            Err(e) => tracing::warn!(error = %e, "checkpointing the write-ahead log on the writer failed"),
+        }
+        self.next_request_at = CHECKPOINT_PAGES;
     }
 }
 
@@ -209,8 +250,10 @@ mod tests {
                 .expect("insert");
             let pages = take_wal_pages().expect("the commit wrote pages");
             largest = largest.max(pages);
-            if let Some(c) = checkpointer.as_deref_mut() {
-                c.after_commit(writer, pages);
+            if let Some(c) = checkpointer.as_deref_mut()
+                && c.after_commit(pages).at_limit
+            {
+                c.checkpoint_at_limit(writer);
             }
         }
         largest
@@ -272,7 +315,8 @@ mod tests {
         let mut checkpointer = Checkpointer::start(&path, Durability::Normal).expect("start");
         write_a_lot(&writer, None);
         // Pretend the log is at its limit: the writer must checkpoint everything.
-        checkpointer.after_commit(&writer, WAL_LIMIT_PAGES);
+        assert!(checkpointer.after_commit(WAL_LIMIT_PAGES).at_limit);
+        checkpointer.checkpoint_at_limit(&writer);
         reset_wal_pages();
         writer.execute("INSERT INTO t VALUES (1)", []).expect("insert");
         let pages = take_wal_pages().expect("the commit wrote pages");

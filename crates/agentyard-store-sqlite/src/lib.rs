@@ -46,6 +46,8 @@
 //!   per commit group, so an acknowledged write also survives a power loss.
 //!
 //! The path must be a file on a local file system (WAL needs shared memory; not `:memory:`).
+//! One store at a time has a database open, in any process: it holds an exclusive lock on
+//! `PATH.lock` beside it while open, and a second open fails naming the file (`lock.rs`).
 
 mod agents;
 mod checkpoint;
@@ -53,6 +55,7 @@ mod connection;
 mod counts;
 mod error;
 mod limits;
+mod lock;
 mod messages;
 mod migrations;
 mod readers;

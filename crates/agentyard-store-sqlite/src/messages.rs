@@ -9,6 +9,7 @@
 use agentyard_core::agent::Agent;
 use agentyard_core::message::{Message, NewMessage, Recipient, TopicName};
 use agentyard_core::{AgentName, Namespace, Timestamp};
+use agentyard_store::record::MessageRecordV1;
 use agentyard_store::{InboxPage, MessageStore, SendOptions, Sent, StoreError};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -45,9 +46,11 @@ fn destination(to: &Recipient) -> (&'static str, Option<&str>) {
     }
 }
 
+/// The document is a [`MessageRecordV1`] (the store's own format, not the API's JSON).
 fn decode(ns: &Namespace, seq: i64, doc: &str) -> Result<Message, StoreError> {
     let record = || format!("message {ns}/{seq}");
-    let message: Message = serde_json::from_str(doc).map_err(|e| corrupt_record(record(), e))?;
+    let stored: MessageRecordV1<'_> = serde_json::from_str(doc).map_err(|e| corrupt_record(record(), e))?;
+    let message = Message::from(stored);
     if message.seq != seq_value(seq) || &message.namespace != ns {
         return Err(corrupt_record(
             record(),
@@ -82,7 +85,7 @@ fn next_seq(conn: &Connection, ns: &Namespace) -> Result<u64, StoreError> {
 }
 
 fn insert(conn: &Connection, message: &Message) -> Result<(), StoreError> {
-    let doc = serde_json::to_string(message)
+    let doc = serde_json::to_string(&MessageRecordV1::from(message))
         .map_err(|e| corrupt_record(format!("message {}/{}", message.namespace, message.seq), e))?;
     let (kind, to_name) = destination(&message.to);
     let mut stmt = conn

@@ -2,6 +2,14 @@
 //!
 //! Step `i` (0-based) brings the database from version `i` to `i + 1`. Steps are only ever
 //! appended: a released step is never edited, because databases in the field already ran it.
+//!
+//! The documents (`tasks.doc` and `tasks.meta`, `agents.doc`, `messages.doc`) are the store's own
+//! records (`agentyard_store::record`: `TaskRecordV1`, `TaskMetaRecordV1`, `AgentRecordV1`,
+//! `MessageRecordV1`), never the API's JSON, so an API change does not change them. Every schema
+//! version so far holds version 1 of the records, which is the JSON the API types produced when
+//! the records were introduced (the SQL comments below still call it that). A new record version
+//! comes with a step that rewrites the documents: the schema version then says which records a
+//! database holds, and an older agentyard, which refuses a newer schema, never misreads them.
 
 use rusqlite::{Connection, TransactionBehavior};
 

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use crate::checkpoint::Checkpointer;
 use crate::connection::open_writer;
 use crate::counts::Counts;
+use crate::lock::StoreLock;
 use crate::migrations::migrate;
 use crate::readers::Readers;
 use crate::tasks;
@@ -29,6 +30,8 @@ pub struct SqliteStore {
     pub(crate) writer: Writer,
     path: PathBuf,
     durability: Durability,
+    /// Let go last, once the database is closed.
+    _lock: StoreLock,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -43,8 +46,12 @@ impl std::fmt::Debug for SqliteStore {
 impl SqliteStore {
     /// Opens (or creates) the database at `path`, brings its schema up to date and starts the
     /// checkpoint thread and the reader pool. Blocking: call it at startup, not on a hot path.
+    ///
+    /// Only one store may have a database open: while this one is, opening it again (in this
+    /// process or another) fails, naming the file (see `lock.rs`).
     pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref().to_path_buf();
+        let lock = StoreLock::take(&path)?;
         let mut conn = open_writer(&path, options.durability)?;
         migrate(&mut conn)?;
         let counts = Counts::load(&conn)?;
@@ -63,6 +70,7 @@ impl SqliteStore {
             writer,
             path,
             durability: options.durability,
+            _lock: lock,
         })
     }
 

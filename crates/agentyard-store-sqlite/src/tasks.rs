@@ -4,7 +4,9 @@
 //! transaction, the readers inside the implicit one of a single statement. All of them use
 //! cached prepared statements, since the same dozen statements run over and over.
 
+use agentyard_core::task::TaskMeta;
 use agentyard_core::{AgentName, Capability, Namespace, QueueName, Task, TaskId, TaskStatus, Timestamp};
+use agentyard_store::record::{TaskMetaRecordV1, TaskRecordV1};
 use agentyard_store::{Page, StoreError, TaskFilter};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
@@ -45,23 +47,27 @@ fn text<'r>(row: &'r Row<'_>, index: usize, id: &str, what: &str) -> Result<&'r 
     }
 }
 
-/// Decodes a row whose first three columns are `id, doc, meta`.
+/// Decodes a row whose first three columns are `id, doc, meta`: a [`TaskRecordV1`] and a
+/// [`TaskMetaRecordV1`] (the store's own format, not the API's JSON; see `migrations.rs`).
 fn decode(row: &Row<'_>) -> Result<Task, StoreError> {
     let id: String = row.get(0).map_err(sql_error)?;
     let doc = text(row, 1, &id, "document")?;
     let meta = text(row, 2, &id, "metadata")?;
-    let mut task: Task = serde_json::from_str(doc).map_err(|e| corrupt(&id, "document", e))?;
+    let record: TaskRecordV1<'_> = serde_json::from_str(doc).map_err(|e| corrupt(&id, "document", e))?;
+    let mut task = Task::from(record);
     if task.id.to_string() != id {
         return Err(corrupt(&id, "document", format!("it holds task {}", task.id)));
     }
-    task.meta = serde_json::from_str(meta).map_err(|e| corrupt(&id, "metadata", e))?;
+    let meta: TaskMetaRecordV1<'_> = serde_json::from_str(meta).map_err(|e| corrupt(&id, "metadata", e))?;
+    task.meta = TaskMeta::from(meta);
     Ok(task)
 }
 
 fn encode(task: &Task) -> Result<(String, String), StoreError> {
     // Serializing our own types into a string cannot fail short of a bug; report it, never panic.
-    let doc = serde_json::to_string(task).map_err(|e| corrupt_id(task.id, "document", e))?;
-    let meta = serde_json::to_string(&task.meta).map_err(|e| corrupt_id(task.id, "metadata", e))?;
+    let doc = serde_json::to_string(&TaskRecordV1::from(task)).map_err(|e| corrupt_id(task.id, "document", e))?;
+    let meta =
+        serde_json::to_string(&TaskMetaRecordV1::from(&task.meta)).map_err(|e| corrupt_id(task.id, "metadata", e))?;
     Ok((doc, meta))
 }
 

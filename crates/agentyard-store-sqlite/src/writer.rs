@@ -11,7 +11,9 @@
 //! 6,700 per second on this 2-core machine, BENCHMARKS.md), while under load the relay is the
 //! writer and the groups grow with the load; and no caller ever commits more than one group, so
 //! none waits out the others' load. A commit that waits for an fsync (`Durability::Full`) runs
-//! in `block_in_place`, so the async runtime moves the caller's other work elsewhere.
+//! in `block_in_place`, so the async runtime moves the caller's other work elsewhere. The
+//! checkpoint a commit may call for when the write-ahead log passed its limit (`checkpoint.rs`)
+//! is never run by a caller: the relay runs it, before its next group.
 //!
 //! A group runs in one `BEGIN IMMEDIATE … COMMIT`. A command that fails (a version conflict, a
 //! lease mismatch) fails alone: task commands check everything before they write
@@ -211,6 +213,8 @@ struct Shared {
     conn: Mutex<Option<Connected>>,
     /// A relay is committing (or about to): callers need not start another.
     relay: AtomicBool,
+    /// The write-ahead log passed its limit: the relay checkpoints it before its next group.
+    checkpoint_due: AtomicBool,
     tally: Tally,
 }
 
@@ -240,6 +244,7 @@ impl Writer {
                 checkpointer,
             })),
             relay: AtomicBool::new(false),
+            checkpoint_due: AtomicBool::new(false),
             tally: Tally::default(),
         };
         Ok(Self {
@@ -329,8 +334,10 @@ impl Shared {
             commit();
         }
         drop(held);
-        // Commands that came in meanwhile (and found the connection held) are the relay's.
-        if !lock(&shared.waiting).is_empty() {
+        // Commands that came in meanwhile (and found the connection held) are the relay's, and
+        // so is a checkpoint this commit called for: it may take seconds, and this is the
+        // caller's thread, an async runtime worker.
+        if !lock(&shared.waiting).is_empty() || shared.checkpoint_due.load(Ordering::Acquire) {
             Shared::start_relay(shared);
         }
     }
@@ -350,26 +357,36 @@ impl Shared {
         }
     }
 
-    /// Commits groups until nothing waits. Under steady load this is the writer: callers queue
-    /// their commands and it commits them in groups as large as the load makes them.
+    /// Commits groups until nothing waits, and runs the checkpoint a commit called for. Under
+    /// steady load this is the writer: callers queue their commands and it commits them in
+    /// groups as large as the load makes them.
     fn relay(&self) {
         loop {
             {
                 let mut held = lock(&self.conn);
                 match held.as_mut() {
-                    Some(connected) => self.commit_until_none_waits(connected),
-                    None => fail_all(&mut lock(&self.waiting), "the SQLite store is closed"),
+                    Some(connected) => {
+                        self.checkpoint_if_due(connected);
+                        self.commit_until_none_waits(connected);
+                    }
+                    None => {
+                        // Closed: the connection's close checkpointed the whole log.
+                        self.checkpoint_due.store(false, Ordering::Release);
+                        fail_all(&mut lock(&self.waiting), "the SQLite store is closed");
+                    }
                 }
             }
             self.relay.store(false, Ordering::Release);
-            // A command may have come in after the last look, seen the flag still up and left
-            // it to this relay.
-            if lock(&self.waiting).is_empty() || self.relay.swap(true, Ordering::AcqRel) {
+            // A command (or a checkpoint) may have come in after the last look, seen the flag
+            // still up and left it to this relay.
+            let idle = lock(&self.waiting).is_empty() && !self.checkpoint_due.load(Ordering::Acquire);
+            if idle || self.relay.swap(true, Ordering::AcqRel) {
                 return;
             }
         }
     }
 
+    /// Off the callers' threads only: the relay, or the store closing.
     fn commit_until_none_waits(&self, connected: &mut Connected) {
         loop {
             let mut group = self.take_group();
@@ -377,6 +394,13 @@ impl Shared {
                 return;
             }
             self.commit(connected, &mut group);
+            self.checkpoint_if_due(connected);
+        }
+    }
+
+    fn checkpoint_if_due(&self, connected: &mut Connected) {
+        if self.checkpoint_due.swap(false, Ordering::AcqRel) {
+            connected.checkpointer.checkpoint_at_limit(&connected.conn);
         }
     }
 
@@ -428,10 +452,16 @@ impl Shared {
         for job in group.drain(..) {
             job.answer(answer.as_ref().map(|_| ()));
         }
-        // After answering: a checkpoint at the log's limit must not hold back this group.
+        // After answering: a checkpoint at the log's limit must not hold back this group, and
+        // it runs where `checkpoint_if_due` is called, never on a caller's thread.
         if let Some(pages) = pages {
-            let appended = checkpointer.after_commit(conn, pages);
-            self.tally.wal_pages.fetch_add(u64::from(appended), Ordering::Relaxed);
+            let after = checkpointer.after_commit(pages);
+            self.tally
+                .wal_pages
+                .fetch_add(u64::from(after.appended), Ordering::Relaxed);
+            if after.at_limit {
+                self.checkpoint_due.store(true, Ordering::Release);
+            }
         }
     }
 }
@@ -991,5 +1021,47 @@ mod tests {
             stats.groups < stats.commands,
             "some commands shared a group ({stats:?})"
         );
+    }
+
+    /// A caller whose commit takes the write-ahead log past its limit is answered without
+    /// checkpointing it: the checkpoint runs on the relay's blocking thread, never on the
+    /// caller's (here the test's own thread, the current-thread runtime's only worker), and the
+    /// log starts over.
+    #[tokio::test]
+    async fn the_checkpoint_at_the_limit_runs_off_the_callers_thread() {
+        use std::time::Duration;
+
+        use crate::checkpoint::Checkpointer;
+        use crate::connection::open_writer;
+        use crate::{Durability, migrations};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.db");
+        let mut conn = open_writer(&path, Durability::Normal).expect("open");
+        migrations::migrate(&mut conn).expect("migrate");
+        let counts = Counts::load(&conn).expect("counts");
+        let mut checkpointer = Checkpointer::start(&path, Durability::Normal).expect("checkpointer");
+        checkpointer.set_limit(40);
+        let ran_on = checkpointer.ran_on.clone();
+        let writer = Writer::start(conn, counts, checkpointer, false).expect("writer");
+        let caller = std::thread::current().id();
+        for _ in 0..100 {
+            let t = task();
+            writer.run(move |ctx| ctx.insert(&t)).await.expect("insert");
+        }
+        for _ in 0..500 {
+            if !ran_on.lock().expect("record").is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let threads = ran_on.lock().expect("record").clone();
+        assert!(!threads.is_empty(), "the log passed its limit and was checkpointed");
+        assert!(
+            threads.iter().all(|t| *t != caller),
+            "never on the caller's thread: {threads:?} (caller {caller:?})"
+        );
+        let stats = writer.stats();
+        assert!(stats.wal_pages > 40, "{stats:?}");
     }
 }

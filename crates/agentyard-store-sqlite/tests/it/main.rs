@@ -1,6 +1,7 @@
 //! SQLite-specific behaviour beyond the shared conformance suite: what survives a reopen or a
 //! `kill -9`, durability settings, group commit under concurrency, damaged rows; agents and
-//! messages (`agents.rs`); dispatch limits (`limits.rs`).
+//! messages (`agents.rs`); dispatch limits (`limits.rs`); the stored documents (`documents.rs`);
+//! one store per file (`lock.rs`).
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -19,7 +20,9 @@ use tempfile::TempDir;
 
 mod agent_model;
 mod agents;
+mod documents;
 mod limits;
+mod lock;
 mod model;
 
 const T0: i64 = 1_800_000_000_000;
