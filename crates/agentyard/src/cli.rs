@@ -54,6 +54,12 @@ pub struct ServeArgs {
     /// per commit group, survives power loss) [default: normal]
     #[arg(long, env = "AGENTYARD_DURABILITY")]
     pub durability: Option<String>,
+    /// Open a log store (log://PATH) damaged before its last frame by cutting it at the damage:
+    /// every change from there on is lost, and the cut bytes are kept in PATH.cut-MILLIS. Without
+    /// it such a log stops the start (a torn last write is cut either way). Only a flag, never an
+    /// environment variable or a file setting: it is a decision for one start
+    #[arg(long)]
+    pub repair: bool,
     /// Most waiting (queued + scheduled) tasks per queue; creates beyond it get 429
     /// [default: 1000000]
     #[arg(long, env = "AGENTYARD_MAX_QUEUE_DEPTH")]

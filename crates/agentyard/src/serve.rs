@@ -34,6 +34,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         StoreUrl::Log(path) => {
             let options = LogOptions {
                 fsync: settings.durability == Durability::Full,
+                repair: settings.repair,
                 ..LogOptions::default()
             };
             let store = LogStore::open(path, options)
@@ -46,6 +47,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 changes = r.changes,
                 cut_bytes = r.cut_bytes,
                 cut_kept_in = r.cut_kept_in.as_ref().map(|p| p.display().to_string()),
+                repaired = r.repaired,
                 "read the log back"
             );
             Arc::new(store)

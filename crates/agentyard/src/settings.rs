@@ -74,6 +74,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub store: StoreUrl,
     pub durability: agentyard_store_sqlite::Durability,
+    /// `--repair`: open a damaged log store by cutting it at the damage (log store only).
+    pub repair: bool,
     pub max_queue_depth: u64,
     pub lease_ms: u64,
     pub body_limit: usize,
@@ -161,6 +163,13 @@ impl Settings {
             .clone()
             .or(file.store)
             .unwrap_or_else(|| "sqlite://agentyard.db".to_owned());
+        let store = StoreUrl::parse(&store)?;
+        if args.repair && !matches!(store, StoreUrl::Log(_)) {
+            bail!(
+                "--repair applies to the log store (log://PATH) only, and the store is {store}; a SQLite or \
+                 PostgreSQL database is repaired with its own tools"
+            );
+        }
         let durability = args
             .durability
             .clone()
@@ -247,8 +256,9 @@ impl Settings {
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7070))),
-            store: StoreUrl::parse(&store)?,
+            store,
             durability,
+            repair: args.repair,
             max_queue_depth,
             lease_ms,
             body_limit,
@@ -303,6 +313,7 @@ mod tests {
             listen: None,
             store: None,
             durability: None,
+            repair: false,
             max_queue_depth: None,
             lease_ms: None,
             body_limit: None,
@@ -385,6 +396,23 @@ mod tests {
         assert_eq!(s.durability, agentyard_store_sqlite::Durability::Full);
         assert_eq!(s.store, StoreUrl::Sqlite("agentyard.db".into()));
         assert_eq!(s.max_queue_depth, 1_000_000);
+    }
+
+    #[test]
+    fn repair_is_for_the_log_store_only() {
+        let mut a = args();
+        a.repair = true;
+        a.store = Some("log://yard.log".into());
+        assert!(Settings::resolve(&a).expect("resolve").repair);
+        for store in ["sqlite://yard.db", "memory://"] {
+            a.store = Some(store.into());
+            let err = Settings::resolve(&a).unwrap_err().to_string();
+            assert!(
+                err.contains("--repair applies to the log store") && err.contains(store),
+                "{err}"
+            );
+        }
+        assert!(!Settings::resolve(&args()).expect("resolve").repair);
     }
 
     #[test]
