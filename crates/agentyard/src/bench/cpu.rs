@@ -14,65 +14,34 @@ pub fn ticks(pid: &str) -> Option<u64> {
 
 /// `utime + stime` of a `/proc/<pid>/stat` line.
 fn parse_ticks(stat: &str) -> Option<u64> {
-    let [utime, stime, _, _] = parse_times(stat)?;
+    let [utime, stime, _, _] = parse_stat(stat)?.times;
     Some(utime + stime)
 }
 
-/// `utime`, `stime`, `cutime` and `cstime` (fields 14 to 17) of a `/proc/<pid>/stat` line.
-fn parse_times(stat: &str) -> Option<[u64; 4]> {
+/// What the bench reads of a `/proc/<pid>/stat` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// The parent process (field 4).
+    pub ppid: u32,
+    /// `utime`, `stime`, `cutime` and `cstime` (fields 14 to 17), in clock ticks: the process's
+    /// own time and that of the children it waited for.
+    pub times: [u64; 4],
+}
+
+/// Parses a `/proc/<pid>/stat` line.
+pub fn parse_stat(stat: &str) -> Option<Stat> {
     // Field 2, the command name, is in parentheses and may hold spaces and parentheses: the
     // fields are counted from its last `)`, field 3 first.
     let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace().skip(11);
+    let mut fields = rest.split_whitespace();
+    let ppid = fields.nth(1)?.parse().ok()?;
+    let mut fields = fields.skip(9);
     let mut times = [0; 4];
     for t in &mut times {
         // The children's times are signed in the kernel's format, though never negative.
         *t = fields.next()?.parse::<i64>().ok()?.max(0) as u64;
     }
-    Some(times)
-}
-
-/// Whether a process is one of PostgreSQL's: its command name (`comm`) or its command line
-/// starts with `postgres` (the postmaster, `postgres: 15/main: checkpointer`, a backend, …).
-fn is_postgres(comm: &str, cmdline: &[u8]) -> bool {
-    comm.trim_end().starts_with("postgres") || cmdline.starts_with(b"postgres")
-}
-
-/// CPU time of every PostgreSQL process on this machine so far, in clock ticks, with how many
-/// there are; `None` when `/proc` shows none (the database runs elsewhere, or `/proc` hides
-/// other users' processes).
-///
-/// Each process counts its own time and that of its children it reaped: a backend that ended
-/// (a closed connection) moves its time into the postmaster's, so the sum never goes back and
-/// the difference of two readings is what PostgreSQL spent between them.
-pub fn postgres_ticks() -> Option<(u64, usize)> {
-    let mut total = 0;
-    let mut found = 0;
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
-            continue;
-        };
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        let cmdline = if comm.starts_with("postgres") {
-            Vec::new()
-        } else {
-            std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()
-        };
-        if !is_postgres(&comm, &cmdline) {
-            continue;
-        }
-        // A process that ended since it was listed is counted by its parent.
-        let Some(times) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|stat| parse_times(&stat))
-        else {
-            continue;
-        };
-        total += times.iter().sum::<u64>();
-        found += 1;
-    }
-    (found > 0).then_some((total, found))
+    Some(Stat { ppid, times })
 }
 
 /// CPU times at the start of a measured stretch.
@@ -118,17 +87,21 @@ mod tests {
         assert_eq!(parse_ticks(line), Some(731 + 129));
         assert_eq!(parse_ticks("4242 (short) S 1"), None);
         assert_eq!(parse_ticks("no parenthesis at all"), None);
-        assert_eq!(parse_times(line), Some([731, 129, 0, 0]));
-        let reaped = "7 (postgres) S 1 7 7 0 -1 4194304 1 2 0 0 24 381 8059 5807 20 0 1 0 3101 1";
-        assert_eq!(parse_times(reaped), Some([24, 381, 8059, 5807]));
-    }
-
-    #[test]
-    fn postgres_processes_are_told_by_name_or_command_line() {
-        assert!(is_postgres("postgres\n", b""));
-        assert!(is_postgres("x", b"postgres: 15/main: walwriter "));
-        assert!(!is_postgres("agentyard\n", b"/usr/bin/agentyard\0serve"));
-        assert!(!is_postgres("psql\n", b"psql\0-h\0localhost"));
+        assert_eq!(
+            parse_stat(line),
+            Some(Stat {
+                ppid: 1,
+                times: [731, 129, 0, 0]
+            })
+        );
+        let reaped = "7 (postgres) S 2283 7 7 0 -1 4194304 1 2 0 0 24 381 8059 5807 20 0 1 0 3101 1";
+        assert_eq!(
+            parse_stat(reaped),
+            Some(Stat {
+                ppid: 2283,
+                times: [24, 381, 8059, 5807]
+            })
+        );
     }
 
     #[test]

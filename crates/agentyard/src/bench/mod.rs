@@ -10,6 +10,7 @@ mod drain;
 mod enqueue;
 mod latency;
 mod messages;
+mod pg_procs;
 mod pg_reference;
 mod postgres;
 mod report;
@@ -70,8 +71,8 @@ pub struct Bench {
     durability: String,
     /// Servers of the drain and latency suites (PostgreSQL only).
     nodes: usize,
-    /// Whether PostgreSQL's processes are this machine's, their CPU time to be read.
-    db_cpu: bool,
+    /// PostgreSQL's processes on this machine, whose CPU time to read.
+    db_cpu: Option<pg_procs::PgProcs>,
     n: Option<u64>,
     concurrency: usize,
     rate: u64,
@@ -181,7 +182,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         build: if cfg!(debug_assertions) { "debug" } else { "release" }.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };
-    let mut db_cpu = false;
+    let mut db_cpu = None;
     if let Some(db) = &db {
         settings.synchronous_commit = Some(db.synchronous_commit().await?);
         let dropped = db.drop_stale_schemas().await?;
@@ -191,15 +192,13 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
                 db.shown()
             );
         }
-        let source = match (db.local(), cpu::postgres_ticks()) {
-            (Ok(()), Some((_, found))) => {
-                db_cpu = true;
-                format!("the PostgreSQL processes of this machine, from /proc ({found} at the start)")
+        settings.db_cpu = Some(match pg_procs::choose(db.local(), db.postmaster().await?) {
+            Ok((which, source)) => {
+                db_cpu = Some(which);
+                source
             }
-            (Ok(()), None) => "not reported: no PostgreSQL process can be read in /proc".to_owned(),
-            (Err(why), _) => format!("not reported: {why}"),
-        };
-        settings.db_cpu = Some(source);
+            Err(why) => format!("not reported: {why}"),
+        });
     }
     if cfg!(debug_assertions) && !args.smoke {
         eprintln!("note: this is a debug build; build with --release for figures that mean something");
@@ -277,7 +276,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         if args.smoke { " (smoke run)" } else { "" }
     );
     if let Some(source) = &report.settings.db_cpu
-        && !db_cpu
+        && db_cpu.is_none()
     {
         println!("CPU µs DB (PostgreSQL's CPU per task): {source}");
     }

@@ -19,6 +19,7 @@ use anyhow::{Context, bail};
 use tokio::sync::Barrier;
 
 use crate::bench::cpu;
+use crate::bench::pg_procs::{self, PgProcs};
 use crate::bench::postgres::{BenchSchema, PgUrl};
 
 /// Connections looping at once, as many as the bar's claimers.
@@ -32,9 +33,9 @@ pub struct Measured {
     pub db_cpu_us_per_task: Option<f64>,
 }
 
-/// Runs the loop over `n` rows on a schema of its own (dropped afterwards); `db_cpu` says
-/// whether PostgreSQL's processes are this machine's, to be read.
-pub async fn reference_loop(db: &PgUrl, n: u32, db_cpu: bool) -> anyhow::Result<Measured> {
+/// Runs the loop over `n` rows on a schema of its own (dropped afterwards); `db_cpu`: the
+/// database's processes on this machine, whose CPU time to read.
+pub async fn reference_loop(db: &PgUrl, n: u32, db_cpu: Option<PgProcs>) -> anyhow::Result<Measured> {
     let schema = BenchSchema::create(db).await?;
     let table = format!("{}.ref_jobs", schema.name());
     let admin = db.connect().await?;
@@ -74,7 +75,7 @@ pub async fn reference_loop(db: &PgUrl, n: u32, db_cpu: bool) -> anyhow::Result<
             }
         }));
     }
-    let before = db_cpu.then(cpu::postgres_ticks).flatten();
+    let before = db_cpu.and_then(pg_procs::ticks);
     let start = Instant::now();
     start_line.wait().await;
     let mut deleted = 0;
@@ -85,7 +86,7 @@ pub async fn reference_loop(db: &PgUrl, n: u32, db_cpu: bool) -> anyhow::Result<
             .context("the PostgreSQL reference loop failed")?;
     }
     let elapsed = start.elapsed();
-    let after = db_cpu.then(cpu::postgres_ticks).flatten();
+    let after = db_cpu.and_then(pg_procs::ticks);
     drop(schema);
     if deleted != u64::from(n) {
         bail!("the PostgreSQL reference loop deleted {deleted} of {n} rows");

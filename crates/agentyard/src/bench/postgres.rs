@@ -120,6 +120,18 @@ impl PgUrl {
         Ok(row.get(0))
     }
 
+    /// The pid of the postmaster serving this database, when it runs on this machine and
+    /// `/proc` shows it: the parent of a connection's backend, read while the connection is open.
+    pub async fn postmaster(&self) -> anyhow::Result<Option<u32>> {
+        let client = self.connect().await?;
+        let backend: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+        let postmaster = u32::try_from(backend)
+            .ok()
+            .and_then(crate::bench::pg_procs::postmaster_of);
+        drop(client);
+        Ok(postmaster)
+    }
+
     /// Drops the schemas that bench runs which died (killed, interrupted) left behind, once they
     /// are old enough that no run can still be using them; answers how many went.
     pub async fn drop_stale_schemas(&self) -> anyhow::Result<usize> {

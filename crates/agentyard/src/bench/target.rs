@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use crate::bench::Bench;
 use crate::bench::cpu::{self, CpuMark};
+use crate::bench::pg_procs::{self, PgProcs};
 use crate::bench::postgres::BenchSchema;
 use crate::bench::server::ServerProcess;
 
@@ -20,8 +21,8 @@ pub struct Target {
     /// Declared before the schema, so the nodes stop before it is dropped.
     servers: Vec<ServerProcess>,
     _schema: Option<BenchSchema>,
-    /// Whether to read PostgreSQL's CPU time.
-    db_cpu: bool,
+    /// PostgreSQL's processes, whose CPU time to read.
+    db_cpu: Option<PgProcs>,
 }
 
 impl Target {
@@ -48,7 +49,7 @@ impl Target {
         CpuMark {
             server: servers.filter(|s| !s.is_empty()).map(|s| s.iter().sum()),
             bench: cpu::ticks("self"),
-            db: self.db_cpu.then(cpu::postgres_ticks).flatten().map(|(ticks, _)| ticks),
+            db: self.db_cpu.and_then(pg_procs::ticks).map(|(ticks, _)| ticks),
         }
     }
 }
