@@ -221,10 +221,10 @@ fn read_layout(file: &mut File, len: u64) -> io::Result<Result<Layout, Refused>>
     file.seek(SeekFrom::Start(0))?;
     file.read_exact(&mut head)?;
     layout(&head, |body_len| {
-        let mut body = vec![0; body_len.min(MAX_HEADER_BODY) as usize];
+        let mut body = Vec::new();
         file.seek(SeekFrom::Start(FRAME_HEADER as u64))?;
-        let read = file.take(u64::from(body_len)).read(&mut body)?;
-        body.truncate(read);
+        file.take(u64::from(body_len.min(MAX_HEADER_BODY)))
+            .read_to_end(&mut body)?;
         Ok(body)
     })
 }
@@ -254,19 +254,26 @@ fn start_fresh(path: &Path, file: &mut File, len: u64) -> Result<Replayed, Store
 
 /// Where the first whole frame after byte `from` starts, if there is one: a frame header whose
 /// length fits in the file, a body that looks like changes (`{` … `\n`) and a good checksum.
-/// Byte by byte, through a window of the file: only bytes that could be a header are looked at
-/// closer, and in JSON text none can (four text bytes read as a length are over 500 MB).
+/// Byte by byte, through a window of the file that moves forward: only a header whose length
+/// fits is looked at closer (its body's first and last bytes, then its checksum), and in JSON
+/// text none fits (four text bytes read as a length are over 500 MB).
 fn next_whole_frame(file: &mut File, from: u64, len: u64) -> io::Result<Option<u64>> {
-    let mut window = Window::new(file, len);
+    let mut window = Window {
+        start: 0,
+        buf: Vec::new(),
+    };
+    let mut probe = Vec::new();
     let mut at = from + 1;
     while at + FRAME_HEADER as u64 + 2 <= len {
-        let header: [u8; FRAME_HEADER] = window.bytes(at, FRAME_HEADER)?.try_into().expect("8 bytes");
+        let header: [u8; FRAME_HEADER] = window.bytes(file, len, at)?.try_into().expect("8 bytes");
         let (size, crc) = frame_header(&header);
         let body_at = at + FRAME_HEADER as u64;
         if size >= 2 && u64::from(size) <= len - body_at {
-            let first = window.bytes(body_at, 1)?[0];
-            let last = window.bytes(body_at + u64::from(size) - 1, 1)?[0];
-            if first == b'{' && last == b'\n' && crc32fast::hash(window.bytes(body_at, size as usize)?) == crc {
+            let ends = [
+                read_at(file, body_at, 1, &mut probe)?[0],
+                read_at(file, body_at + u64::from(size) - 1, 1, &mut probe)?[0],
+            ];
+            if ends == [b'{', b'\n'] && crc32fast::hash(read_at(file, body_at, size as usize, &mut probe)?) == crc {
                 return Ok(Some(at));
             }
         }
@@ -275,38 +282,33 @@ fn next_whole_frame(file: &mut File, from: u64, len: u64) -> io::Result<Option<u
     Ok(None)
 }
 
-/// A part of the file in memory, moved along as it is read.
-struct Window<'f> {
-    file: &'f mut File,
-    len: u64,
+/// `n` bytes of `file` at `at`, read into `buf`.
+fn read_at<'b>(file: &mut File, at: u64, n: usize, buf: &'b mut Vec<u8>) -> io::Result<&'b [u8]> {
+    buf.resize(n, 0);
+    file.seek(SeekFrom::Start(at))?;
+    file.read_exact(buf)?;
+    Ok(buf)
+}
+
+/// A part of the file in memory, moved forward as frame headers are looked for.
+struct Window {
     start: u64,
     buf: Vec<u8>,
 }
 
-impl<'f> Window<'f> {
+impl Window {
     const SIZE: usize = 1 << 20;
 
-    fn new(file: &'f mut File, len: u64) -> Self {
-        Self {
-            file,
-            len,
-            start: 0,
-            buf: Vec::new(),
-        }
-    }
-
-    /// `n` bytes at `at`, which must be inside the file.
-    fn bytes(&mut self, at: u64, n: usize) -> io::Result<&[u8]> {
-        let inside = at >= self.start && at + n as u64 <= self.start + self.buf.len() as u64;
-        if !inside {
-            let want = n.max(Self::SIZE).min((self.len - at) as usize);
-            self.buf.resize(want, 0);
-            self.file.seek(SeekFrom::Start(at))?;
-            self.file.read_exact(&mut self.buf)?;
+    /// The frame header's bytes at `at`, which must be inside the file (of length `len`).
+    fn bytes(&mut self, file: &mut File, len: u64, at: u64) -> io::Result<&[u8]> {
+        let end = at + FRAME_HEADER as u64;
+        if at < self.start || end > self.start + self.buf.len() as u64 {
+            let want = Self::SIZE.max(FRAME_HEADER).min((len - at) as usize);
+            read_at(file, at, want, &mut self.buf)?;
             self.start = at;
         }
         let from = (at - self.start) as usize;
-        Ok(&self.buf[from..from + n])
+        Ok(&self.buf[from..from + FRAME_HEADER])
     }
 }
 

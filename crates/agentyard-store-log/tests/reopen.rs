@@ -489,21 +489,32 @@ async fn a_damaged_frame_length_in_the_middle_stops_the_open() {
     }
 }
 
-/// A tail of zeros (a file system that grew the file but lost the data of its last write) is a
-/// torn tail: cut and kept.
+/// A tail of zeros (a file system that grew the file but lost the data of its last write), or of
+/// garbage, with no whole frame in it, is a torn tail: cut and kept.
 #[tokio::test]
-async fn a_tail_of_zeros_is_a_torn_write() {
+async fn a_tail_of_zeros_or_garbage_is_a_torn_write() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("yard.log");
     let bytes = log_with_every_kind_of_change(&path).await;
     let before = state_of_prefix(dir.path(), &bytes, bytes.len());
-    let mut zeros = bytes.clone();
-    zeros.extend_from_slice(&[0; 5000]);
-    std::fs::write(&path, &zeros).expect("write");
-    let s = open(&path);
-    assert_eq!(s.replayed().cut_bytes, 5000);
-    assert!(!s.replayed().repaired);
-    same(&s.export(), &before);
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let garbage: Vec<u8> = (0..100_000)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect();
+    for tail in [vec![0; 5000], garbage] {
+        let mut damaged = bytes.clone();
+        damaged.extend_from_slice(&tail);
+        std::fs::write(&path, &damaged).expect("write");
+        let s = open(&path);
+        assert_eq!(s.replayed().cut_bytes, tail.len() as u64);
+        assert!(!s.replayed().repaired);
+        same(&s.export(), &before);
+    }
 }
 
 /// Every frame but the last whole, and the last one's length running past the end (a write cut
