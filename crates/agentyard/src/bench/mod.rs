@@ -182,24 +182,10 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         build: if cfg!(debug_assertions) { "debug" } else { "release" }.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };
-    let mut db_cpu = None;
-    if let Some(db) = &db {
-        settings.synchronous_commit = Some(db.synchronous_commit().await?);
-        let dropped = db.drop_stale_schemas().await?;
-        if dropped > 0 {
-            eprintln!(
-                "dropped {dropped} schemas that earlier bench runs left on {}",
-                db.shown()
-            );
-        }
-        settings.db_cpu = Some(match pg_procs::choose(db.local(), db.postmaster().await?) {
-            Ok((which, source)) => {
-                db_cpu = Some(which);
-                source
-            }
-            Err(why) => format!("not reported: {why}"),
-        });
-    }
+    let db_cpu = match &db {
+        Some(db) => prepare_postgres(db, &mut settings).await?,
+        None => None,
+    };
     if cfg!(debug_assertions) && !args.smoke {
         eprintln!("note: this is a debug build; build with --release for figures that mean something");
     }
@@ -275,10 +261,8 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         report.machine.reference_loop_tasks_per_s.unwrap_or_default(),
         if args.smoke { " (smoke run)" } else { "" }
     );
-    if let Some(source) = &report.settings.db_cpu
-        && db_cpu.is_none()
-    {
-        println!("CPU µs DB (PostgreSQL's CPU per task): {source}");
+    if let Some(source) = &report.settings.db_cpu {
+        println!("CPU µs DB, PostgreSQL's per task: {source}");
     }
     for suite in suites {
         let outcome = match suite {
@@ -335,6 +319,26 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         println!("\nwrote {}", path.display());
     }
     Ok(())
+}
+
+/// With `--store postgres`, before the suites: the database's durability noted in the settings,
+/// schemas of earlier runs that died dropped, and which PostgreSQL processes' CPU time to read
+/// (the settings say which, or why none).
+async fn prepare_postgres(db: &postgres::PgUrl, settings: &mut Settings) -> anyhow::Result<Option<pg_procs::PgProcs>> {
+    settings.synchronous_commit = Some(db.synchronous_commit().await?);
+    let dropped = db.drop_stale_schemas().await?;
+    if dropped > 0 {
+        eprintln!(
+            "dropped {dropped} schemas that earlier bench runs left on {}",
+            db.shown()
+        );
+    }
+    let (which, source) = match pg_procs::choose(db.local(), db.postmaster().await?) {
+        Ok((which, source)) => (Some(which), source),
+        Err(why) => (None, format!("not reported: {why}")),
+    };
+    settings.db_cpu = Some(source);
+    Ok(which)
 }
 
 /// `--only` must pick at least one workload of a suite that has several to pick from.
