@@ -1,5 +1,5 @@
 //! Server settings: where to listen, lease defaults, backpressure and body limits, loop pacing,
-//! agent liveness, keyed dispatch limits and per-agent API rates.
+//! agent liveness, keyed dispatch limits, per-agent API rates, connection timeouts and TLS.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use agentyard_core::Namespace;
 use agentyard_core::flow::RateLimit;
+
+pub use crate::http::Tls;
 
 /// Everything the server needs to know besides its store and clock.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +41,20 @@ pub struct ServerConfig {
     pub namespaces: BTreeMap<Namespace, NamespaceConfig>,
     /// How often an idle Server-Sent-Events stream sends a keep-alive comment.
     pub sse_keep_alive: Duration,
+    /// How long a request's headers may take: from accepting the connection (TLS handshake
+    /// included) for its first request, from the first byte for later ones. Then it is closed.
+    pub header_timeout: Duration,
+    /// How long a request body may take to arrive in full once the handler reads it; a slower
+    /// one gets 400 and the connection is closed.
+    pub body_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// Most connections open at once. At the cap, the connection that has waited longest without
+    /// a request in progress is closed for a new one; when every one is serving a request, new
+    /// ones wait in the listen backlog. Lowered at start to what the descriptor limit allows.
+    pub max_connections: usize,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP.
+    pub tls: Option<Tls>,
 }
 
 /// The limits of one key, as configured (see [`KeyLimit`]).
@@ -86,6 +102,11 @@ impl Default for ServerConfig {
             limits: BTreeMap::new(),
             namespaces: BTreeMap::new(),
             sse_keep_alive: Duration::from_secs(15),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 10_000,
+            tls: None,
         }
     }
 }

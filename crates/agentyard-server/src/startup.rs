@@ -1,25 +1,22 @@
-//! Start-up: the router with its layers, and `run`, which serves it with the timer loop and the
-//! agent expiry loop beside it until the shutdown future completes, then drains gracefully.
+//! Start-up: the router with its layers, and `run`, which serves it (through
+//! [`crate::http::connections`]) with the timer loop and the agent expiry loop beside it until the
+//! shutdown future completes, then drains gracefully.
 
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
 use agentyard_store::RemoteChange;
 
 use crate::api::{self, ApiError};
 use crate::dispatch::{AgentExpiry, Timers};
-use crate::metrics;
 use crate::state::AppState;
+use crate::{http, metrics};
 
 /// The whole HTTP API, ready to serve (or to call in tests without a socket).
 pub fn router(state: AppState) -> Router {
@@ -43,22 +40,15 @@ pub fn router(state: AppState) -> Router {
             response
         }
     });
-    router
+    let router = router
         .route("/openapi.json", openapi)
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response_with_state(
             state.clone(),
             metrics::count_problems,
-        ))
-        .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
-                .on_request(())
-                .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
-        )
-        .with_state(state)
+        ));
+    http::layers(router, &state.config).with_state(state)
 }
 
 async fn no_such_route(method: Method, uri: Uri) -> Response {
@@ -106,9 +96,9 @@ async fn watch_other_nodes(state: &AppState) {
     state.fleet.limits.use_shared_buckets(shared);
 }
 
-/// Serves the API on `listener` and runs the timer loop until `shutdown` completes; then stops
-/// accepting connections, releases parked long-poll claimers, finishes requests in flight and
-/// stops the loop.
+/// Serves the API on `listener` (HTTPS when the config has TLS) and runs the timer loop until
+/// `shutdown` completes; then stops accepting connections, releases parked long-poll claimers,
+/// finishes requests in flight and stops the loop.
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -123,19 +113,13 @@ pub async fn run(
     let timers = tokio::spawn(Timers::new(state.clone()).run(stopped(stop_rx.clone())));
     let agents = tokio::spawn(AgentExpiry::new(state.clone()).run(stopped(stop_rx)));
     let dispatch = state.dispatch.clone();
+    let config = state.config.clone();
     let app = router(state);
-    // Answers are small and latency matters (long polls, claim → complete loops): no Nagle.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            dispatch.shut_down();
-        })
-        .await;
+    let served = http::connections::serve(listener, app, &config, async move {
+        shutdown.await;
+        dispatch.shut_down();
+    })
+    .await;
     let _ = stop_tx.send(true);
     if let Err(e) = timers.await {
         tracing::error!(error = %e, "the timer loop panicked");

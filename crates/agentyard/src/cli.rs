@@ -87,6 +87,29 @@ pub struct ServeArgs {
     /// How many requests an agent may make at once above its rate [default: 60]
     #[arg(long, env = "AGENTYARD_AGENT_BURST")]
     pub agent_burst: Option<u32>,
+    /// How long a request's headers may take (a new connection's from its accept, TLS handshake
+    /// included; a kept-alive one's from their first byte), in milliseconds [default: 10000]
+    #[arg(long, env = "AGENTYARD_HEADER_TIMEOUT_MS")]
+    pub header_timeout_ms: Option<u64>,
+    /// How long a request body may take to arrive in full, in milliseconds; slower ones get 400
+    /// [default: 30000]
+    #[arg(long, env = "AGENTYARD_BODY_TIMEOUT_MS")]
+    pub body_timeout_ms: Option<u64>,
+    /// How long a kept-alive connection may wait for its next request, in milliseconds
+    /// [default: 120000]
+    #[arg(long, env = "AGENTYARD_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Most connections open at once (never more than the descriptor limit allows); at the cap
+    /// the longest-waiting idle connection is closed for a new one, and when all are serving
+    /// requests new ones wait [default: 10000]
+    #[arg(long, env = "AGENTYARD_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key)
+    #[arg(long, env = "AGENTYARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(long, env = "AGENTYARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Where the server is and how to print.

@@ -1,8 +1,10 @@
 //! `agentyard serve`: opens the store named by the settings and runs the server until a signal.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use agentyard_core::SystemClock;
+use agentyard_server::config::Tls;
 use agentyard_server::{AppState, ServerConfig};
 use agentyard_store::{MemoryStore, Yard};
 use agentyard_store_log::{LogOptions, LogStore};
@@ -17,6 +19,21 @@ use crate::settings::{LogFormat, Settings, StoreUrl};
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(&args)?;
     init_logging(settings.log_format);
+    let tls = match &settings.tls {
+        Some(files) => Some(
+            Tls::from_pem_files(&files.cert, &files.key)
+                .with_context(|| format!("cannot serve HTTPS with --tls-cert {}", files.cert.display()))?,
+        ),
+        None => None,
+    };
+    // Connections are descriptors: let the cap (--max-connections) have what the system allows.
+    match agentyard_server::http::connections::raise_descriptor_limit() {
+        Ok((before, after)) if before != after => {
+            tracing::info!(before, after, "raised the descriptor limit to the hard limit");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the descriptor limit"),
+    }
     let store: Arc<dyn Yard> = match &settings.store {
         StoreUrl::Memory => {
             tracing::warn!("using the memory store: nothing survives a restart");
@@ -69,15 +86,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         agent_rate: settings.agent_rate,
         limits: settings.limits.clone(),
         namespaces: settings.namespaces.clone(),
+        header_timeout: Duration::from_millis(settings.header_timeout_ms),
+        body_timeout: Duration::from_millis(settings.body_timeout_ms),
+        idle_timeout: Duration::from_millis(settings.idle_timeout_ms),
+        max_connections: settings.max_connections,
+        tls,
         ..ServerConfig::default()
     };
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, store = %settings.store, durability = settings.durability.as_str(), "agentyard is listening");
+    tracing::info!(%addr, %scheme, store = %settings.store, durability = settings.durability.as_str(), "agentyard is listening");
     // Scripts and tests read this line to learn the address (useful with port 0).
-    println!("listening on http://{addr}");
+    println!("listening on {scheme}://{addr}");
     let state = AppState::new(store, Arc::new(SystemClock), config);
     agentyard_server::startup::run(listener, state, shutdown_signal()).await?;
     tracing::info!("stopped");

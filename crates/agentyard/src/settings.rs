@@ -86,6 +86,19 @@ pub struct Settings {
     pub agent_rate: Option<RateLimit>,
     pub limits: BTreeMap<String, LimitConfig>,
     pub namespaces: BTreeMap<Namespace, NamespaceConfig>,
+    pub header_timeout_ms: u64,
+    pub body_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub max_connections: usize,
+    /// HTTPS when set.
+    pub tls: Option<TlsFiles>,
+}
+
+/// `--tls-cert` and `--tls-key`: PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Burst of the per-agent API rate when only the rate is given.
@@ -113,6 +126,12 @@ struct FileSettings {
     agent_timeout_ms: Option<u64>,
     agent_rate_per_minute: Option<u32>,
     agent_burst: Option<u32>,
+    header_timeout_ms: Option<u64>,
+    body_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    max_connections: Option<usize>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     /// `[limits.openai]`: `rate_per_minute`, `burst`, `max_concurrent`.
     #[serde(default)]
     limits: BTreeMap<String, LimitRequest>,
@@ -213,6 +232,37 @@ impl Settings {
             args.agent_rate_per_minute.or(file.agent_rate_per_minute).unwrap_or(0),
             args.agent_burst.or(file.agent_burst),
         )?;
+        let timeout = |flag: &str, value: Option<u64>, default: u64| -> anyhow::Result<u64> {
+            let ms = value.unwrap_or(default);
+            if ms < 100 {
+                bail!("--{flag} must be at least 100");
+            }
+            Ok(ms)
+        };
+        let header_timeout_ms = timeout(
+            "header-timeout-ms",
+            args.header_timeout_ms.or(file.header_timeout_ms),
+            10_000,
+        )?;
+        let body_timeout_ms = timeout("body-timeout-ms", args.body_timeout_ms.or(file.body_timeout_ms), 30_000)?;
+        let idle_timeout_ms = timeout(
+            "idle-timeout-ms",
+            args.idle_timeout_ms.or(file.idle_timeout_ms),
+            120_000,
+        )?;
+        let max_connections = args.max_connections.or(file.max_connections).unwrap_or(10_000);
+        if max_connections == 0 {
+            bail!("--max-connections must be at least 1");
+        }
+        let tls = match (
+            args.tls_cert.clone().or(file.tls_cert),
+            args.tls_key.clone().or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => bail!("--tls-cert needs --tls-key"),
+            (None, Some(_)) => bail!("--tls-key needs --tls-cert"),
+        };
         let mut limits = BTreeMap::new();
         for (key, req) in file.limits {
             let l = req
@@ -247,6 +297,11 @@ impl Settings {
             namespaces.insert(parsed, config);
         }
         Ok(Settings {
+            header_timeout_ms,
+            body_timeout_ms,
+            idle_timeout_ms,
+            max_connections,
+            tls,
             max_inbox_depth,
             agent_timeout_ms,
             agent_rate,
@@ -322,6 +377,12 @@ mod tests {
             agent_timeout_ms: None,
             agent_rate_per_minute: None,
             agent_burst: None,
+            header_timeout_ms: None,
+            body_timeout_ms: None,
+            idle_timeout_ms: None,
+            max_connections: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 
@@ -396,6 +457,50 @@ mod tests {
         assert_eq!(s.durability, agentyard_store_sqlite::Durability::Full);
         assert_eq!(s.store, StoreUrl::Sqlite("agentyard.db".into()));
         assert_eq!(s.max_queue_depth, 1_000_000);
+    }
+
+    #[test]
+    fn connection_settings_come_from_flags_the_file_or_defaults() {
+        let s = Settings::resolve(&args()).expect("resolve");
+        assert_eq!(
+            (
+                s.header_timeout_ms,
+                s.body_timeout_ms,
+                s.idle_timeout_ms,
+                s.max_connections
+            ),
+            (10_000, 30_000, 120_000, 10_000)
+        );
+        assert_eq!(s.tls, None);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("yard.toml");
+        std::fs::write(
+            &path,
+            "idle_timeout_ms = 5000\nmax_connections = 64\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n",
+        )
+        .expect("write");
+        let mut a = args();
+        a.config = Some(path.clone());
+        a.header_timeout_ms = Some(2_000);
+        let s = Settings::resolve(&a).expect("resolve");
+        assert_eq!(
+            (s.header_timeout_ms, s.idle_timeout_ms, s.max_connections),
+            (2_000, 5_000, 64)
+        );
+        assert_eq!(
+            s.tls,
+            Some(TlsFiles {
+                cert: "c.pem".into(),
+                key: "k.pem".into()
+            })
+        );
+        std::fs::write(&path, "tls_cert = \"c.pem\"\n").expect("write");
+        let err = Settings::resolve(&a).unwrap_err().to_string();
+        assert!(err.contains("--tls-key"), "{err}");
+        let mut a = args();
+        a.header_timeout_ms = Some(5);
+        let err = Settings::resolve(&a).unwrap_err().to_string();
+        assert!(err.contains("--header-timeout-ms"), "{err}");
     }
 
     #[test]

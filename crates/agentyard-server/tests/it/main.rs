@@ -15,6 +15,7 @@ mod backends;
 mod agents;
 mod backpressure;
 mod conflicts;
+mod connections;
 mod dispatch;
 mod errors;
 mod fleet;
@@ -23,6 +24,7 @@ mod limits;
 mod messages;
 mod openapi;
 mod pagination;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
