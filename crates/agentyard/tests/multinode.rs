@@ -753,6 +753,11 @@ async fn a_keyed_rate_limit_holds_for_the_whole_fleet() {
             node.name
         );
     }
+    // The limit is stored: a node started now has it from the start.
+    let late = Node::start("node-d", &schema.url, &[]);
+    let limits = late.client.limits().await.expect("GET /v1/limits on a new node");
+    assert!(limits.contains(&set), "node-d lists {limits:?}");
+    drop(late);
     drop(nodes);
     drop(schema);
 }
