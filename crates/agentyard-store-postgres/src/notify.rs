@@ -19,9 +19,11 @@ use tokio_postgres::{AsyncMessage, NoTls};
 /// What a transaction tells other nodes. Payloads are `node|kind|fields…`; names cannot hold `|`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Notice {
+    /// `ready` tasks of the queue became ready (see [`ReadyCount`]).
     TasksReady {
         namespace: String,
         queue: String,
+        ready: ReadyCount,
     },
     /// `kind` is `a` (agent), `t` (topic) or `b` (broadcast, empty name).
     MessageSent {
@@ -35,7 +37,11 @@ pub(crate) enum Notice {
 impl Notice {
     pub(crate) fn encode(&self, node: &str) -> String {
         match self {
-            Notice::TasksReady { namespace, queue } => format!("{node}|t|{namespace}|{queue}"),
+            Notice::TasksReady {
+                namespace,
+                queue,
+                ready,
+            } => format!("{node}|t|{namespace}|{queue}|{ready}"),
             Notice::MessageSent { namespace, kind, name } => format!("{node}|m|{namespace}|{kind}|{name}"),
             Notice::LimitsChanged => format!("{node}|l"),
         }
@@ -55,6 +61,25 @@ impl Notice {
     }
 }
 
+/// How many claimers a notice of ready tasks should wake: the tasks, or every claimer of the
+/// queue when some need capabilities (any of them may be the one able to run them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct ReadyCount(pub(crate) usize);
+
+impl ReadyCount {
+    pub(crate) const ALL: ReadyCount = ReadyCount(usize::MAX);
+}
+
+impl std::fmt::Display for ReadyCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if *self == Self::ALL {
+            f.write_str("*")
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
 /// Reads a payload; `None` for one of this node's own or one it cannot read.
 fn decode(payload: &str, own_node: &str) -> Option<RemoteChange> {
     let mut parts = payload.split('|');
@@ -66,6 +91,11 @@ fn decode(payload: &str, own_node: &str) -> Option<RemoteChange> {
         "t" => Some(RemoteChange::TasksReady {
             namespace: Namespace::parse(parts.next()?).ok()?,
             queue: QueueName::parse(parts.next()?).ok()?,
+            // `*`: some need capabilities, wake every claimer of the queue.
+            ready: match parts.next()? {
+                "*" => usize::MAX,
+                n => n.parse().ok()?,
+            },
         }),
         "m" => {
             let namespace = Namespace::parse(parts.next()?).ok()?;
@@ -183,10 +213,24 @@ mod tests {
                 Notice::TasksReady {
                     namespace: "default".into(),
                     queue: "emails".into(),
+                    ready: ReadyCount(3),
                 },
                 RemoteChange::TasksReady {
                     namespace: ns.clone(),
                     queue: QueueName::parse("emails").expect("valid"),
+                    ready: 3,
+                },
+            ),
+            (
+                Notice::TasksReady {
+                    namespace: "default".into(),
+                    queue: "emails".into(),
+                    ready: ReadyCount::ALL,
+                },
+                RemoteChange::TasksReady {
+                    namespace: ns.clone(),
+                    queue: QueueName::parse("emails").expect("valid"),
+                    ready: usize::MAX,
                 },
             ),
             (

@@ -10,7 +10,7 @@ use agentyard_store::StoreError;
 use deadpool_postgres::Transaction;
 
 use crate::error::pg_error;
-use crate::notify::Notice;
+use crate::notify::{Notice, ReadyCount};
 
 /// An error inside a transaction: the driver's (kept whole, so deadlocks can be retried) or the
 /// store's own (a refused command).
@@ -59,6 +59,8 @@ fn slot(s: TaskStatus) -> usize {
 pub(crate) struct Work<'a> {
     pub tx: Transaction<'a>,
     deltas: BTreeMap<(String, String), [i64; 6]>,
+    /// Queues that got ready tasks, and how many claimers that should wake on other nodes.
+    ready: BTreeMap<(String, String), ReadyCount>,
     notices: BTreeSet<Notice>,
 }
 
@@ -67,6 +69,7 @@ impl<'a> Work<'a> {
         Self {
             tx,
             deltas: BTreeMap::new(),
+            ready: BTreeMap::new(),
             notices: BTreeSet::new(),
         }
     }
@@ -99,10 +102,16 @@ impl<'a> Work<'a> {
         let frees_slot =
             task.concurrency_key.is_some() && !matches!(task.status, TaskStatus::Running | TaskStatus::Queued);
         if task.status == TaskStatus::Queued || frees_slot {
-            self.notices.insert(Notice::TasksReady {
-                namespace: task.namespace.as_str().to_owned(),
-                queue: task.queue.as_str().to_owned(),
-            });
+            let picky = !task.required_capabilities.is_empty();
+            let entry = self
+                .ready
+                .entry((task.namespace.as_str().to_owned(), task.queue.as_str().to_owned()))
+                .or_insert(ReadyCount(0));
+            *entry = if picky || *entry == ReadyCount::ALL {
+                ReadyCount::ALL
+            } else {
+                ReadyCount(entry.0 + 1)
+            };
         }
     }
 
@@ -135,7 +144,14 @@ impl<'a> Work<'a> {
                 )
                 .await?;
         }
-        let notices = std::mem::take(&mut self.notices);
+        let mut notices = std::mem::take(&mut self.notices);
+        for ((namespace, queue), ready) in std::mem::take(&mut self.ready) {
+            notices.insert(Notice::TasksReady {
+                namespace,
+                queue,
+                ready,
+            });
+        }
         if !notices.is_empty() {
             let payloads: Vec<String> = notices.iter().map(|n| n.encode(node)).collect();
             let stmt = self.tx.prepare_cached(NOTIFY).await?;

@@ -79,7 +79,8 @@ async fn other_nodes_hear_of_ready_tasks_messages_and_limits() {
         next(&mut heard_by_b).await,
         RemoteChange::TasksReady {
             namespace: ns(),
-            queue: q("emails")
+            queue: q("emails"),
+            ready: 1,
         }
     );
 

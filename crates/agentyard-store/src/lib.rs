@@ -135,8 +135,14 @@ pub trait DispatchGate: Send + Sync {
 /// be waiting for. Only stores shared by several nodes (PostgreSQL) report these.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RemoteChange {
-    /// Tasks of the queue became ready, or one that held a concurrency key finished.
-    TasksReady { namespace: Namespace, queue: QueueName },
+    /// `ready` tasks of the queue became ready (or freed a concurrency key's slot): as many
+    /// parked claimers may find one. `usize::MAX` when some need capabilities, so any parked
+    /// claimer may be the one able to run them.
+    TasksReady {
+        namespace: Namespace,
+        queue: QueueName,
+        ready: usize,
+    },
     /// A message went to an agent, a topic or everyone (`Recipient`).
     MessageSent {
         namespace: Namespace,

@@ -94,7 +94,11 @@ impl Dispatch {
     /// Limits changes are the caller's to reload.
     pub fn remote_changed(&self, change: &RemoteChange) {
         match change {
-            RemoteChange::TasksReady { namespace, queue } => self.waiters.wake(namespace, queue, usize::MAX),
+            RemoteChange::TasksReady {
+                namespace,
+                queue,
+                ready,
+            } => self.waiters.wake(namespace, queue, *ready),
             RemoteChange::MessageSent { namespace, to } => self.inboxes.message_to(namespace, to),
             RemoteChange::LimitsChanged => {}
             RemoteChange::Resync => {
