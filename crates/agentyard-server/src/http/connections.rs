@@ -35,18 +35,20 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{Request, Response};
+use futures::task::AtomicWaker;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
 use crate::config::ServerConfig;
+use crate::http::body::BodyDeadline;
 
 /// Descriptors left for everything but connections (store files and pool connections, the
 /// listener, the runtime) when the descriptor limit sizes the connection cap; half the limit
@@ -71,11 +73,9 @@ where
         header_ms: millis(config.header_timeout),
         idle_ms: millis(config.idle_timeout),
     };
+    let body_deadline = BodyDeadline::new(config.body_timeout);
     let tls = config.tls.as_ref().map(|t| t.acceptor());
     let open = Arc::new(Connections::new(connection_cap(config.max_connections)));
-    // Each connection task holds a receiver; `closed()` tells when the last one has gone.
-    let (done_tx, done_rx) = watch::channel(());
-    let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = pin!(shutdown);
     let mut failures = FailureLog::default();
     let mut next_id = 0u64;
@@ -108,14 +108,12 @@ where
         let guard = Open {
             id: next_id,
             open: open.clone(),
-            _done: done_rx.clone(),
         };
-        let connection = open.insert(next_id);
         let task = ConnectionTask {
             app: app.clone(),
-            connection,
+            connection: open.insert(next_id),
             limits,
-            stop: stop_rx.clone(),
+            body_deadline,
         };
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -124,9 +122,8 @@ where
         });
     }
     drop(listener);
-    let _ = stop_tx.send(true);
-    drop(done_rx);
-    done_tx.closed().await;
+    open.stop_all();
+    open.all_gone().await;
     Ok(())
 }
 
@@ -210,7 +207,11 @@ impl FailureLog {
     fn note(&mut self, e: &io::Error) {
         self.since += 1;
         if self.last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-            tracing::warn!(error = %e, failures = self.since, "cannot accept a connection; closing the longest-waiting idle one");
+            tracing::warn!(
+                error = %e,
+                failures = self.since,
+                "cannot accept a connection; closing the longest-waiting idle one, if any, to make room"
+            );
             self.last = Some(Instant::now());
             self.since = 0;
         }
@@ -270,7 +271,7 @@ impl Connections {
             return false;
         };
         victim.evicted.store(true, Relaxed);
-        victim.wake.notify_one();
+        victim.waker.wake();
         true
     }
 
@@ -291,6 +292,26 @@ impl Connections {
         }
     }
 
+    /// Tells every connection the server is shutting down (see [`Close::Shutdown`]).
+    fn stop_all(&self) {
+        for c in self.lock().values() {
+            c.stopping.store(true, Relaxed);
+            c.waker.wake();
+        }
+    }
+
+    /// Returns when every connection has gone.
+    async fn all_gone(&self) {
+        loop {
+            let mut ended = pin!(self.ended.notified());
+            ended.as_mut().enable();
+            if self.lock().is_empty() {
+                return;
+            }
+            ended.await;
+        }
+    }
+
     /// After accepting failed for want of resources: closes a waiting connection and waits for
     /// it to go (or a moment, when none is waiting).
     async fn relieve(&self) {
@@ -308,7 +329,6 @@ impl Connections {
 struct Open {
     id: u64,
     open: Arc<Connections>,
-    _done: watch::Receiver<()>,
 }
 
 impl Drop for Open {
@@ -333,18 +353,23 @@ struct Connection {
     /// When the first byte arrived after `waiting_since`; [`NEVER`] before.
     first_byte_at: AtomicU64,
     evicted: AtomicBool,
-    /// Wakes `closing` to look again: evicted, or a kept-alive connection's next request began.
-    wake: Notify,
+    /// The server is shutting down.
+    stopping: AtomicBool,
+    /// Wakes the connection's [`Closing`] when the accept loop evicts it or stops.
+    waker: AtomicWaker,
 }
 
-/// Why a connection was closed before it ended by itself.
-#[derive(Debug, Clone, Copy)]
-enum Closed {
+/// Why a connection is to be closed before it ends by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Close {
     /// The TLS handshake or a request's headers took longer than the header timeout.
     SlowHeaders,
     Idle,
     /// The cap was reached (or descriptors ran out) and it had waited longest.
     Evicted,
+    /// The server is shutting down: close now if waiting, else once the request in progress
+    /// is answered.
+    Shutdown,
 }
 
 impl Connection {
@@ -356,7 +381,8 @@ impl Connection {
             waiting_since: AtomicU64::new(0),
             first_byte_at: AtomicU64::new(NEVER),
             evicted: AtomicBool::new(false),
-            wake: Notify::new(),
+            stopping: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
         };
         connection.waiting_since.store(connection.now_ms(), Relaxed);
         connection
@@ -367,44 +393,91 @@ impl Connection {
     }
 
     /// When a waiting connection must be closed, and why; `None` while it serves a request.
-    fn deadline(&self, limits: Limits) -> Option<(u64, Closed)> {
+    fn deadline(&self, limits: Limits) -> Option<(u64, Close)> {
         if self.busy.load(Relaxed) > 0 {
             return None;
         }
         let since = self.waiting_since.load(Relaxed);
         if !self.served.load(Relaxed) {
-            return Some((since.saturating_add(limits.header_ms), Closed::SlowHeaders));
+            return Some((since.saturating_add(limits.header_ms), Close::SlowHeaders));
         }
         Some(match self.first_byte_at.load(Relaxed) {
-            NEVER => (since.saturating_add(limits.idle_ms), Closed::Idle),
-            first => (first.saturating_add(limits.header_ms), Closed::SlowHeaders),
+            NEVER => (since.saturating_add(limits.idle_ms), Close::Idle),
+            first => (first.saturating_add(limits.header_ms), Close::SlowHeaders),
         })
     }
 
-    /// Completes when the connection must be closed: out of time while waiting, or evicted.
-    async fn closing(&self, limits: Limits) -> Closed {
-        // While it serves a request nothing is due, and once the request has ended nothing is
-        // due sooner than the shorter timeout after: looking again at that period is never late.
-        let period = limits.header_ms.min(limits.idle_ms).max(1);
+    /// Completes when the connection must be closed: out of time while waiting, evicted, or
+    /// the server shutting down (once; polled again, it goes on timing the connection).
+    fn closing(&self, limits: Limits) -> Closing<'_> {
+        Closing {
+            connection: self,
+            limits,
+            armed: NEVER,
+            told_to_stop: false,
+            sleep: tokio::time::sleep_until(self.epoch),
+        }
+    }
+}
+
+pin_project! {
+    /// See [`Connection::closing`]. It is polled with the connection's HTTP future in the same
+    /// task, after it, so it sees a request begin or end (the deadline move) without a wake-up of
+    /// its own: per request it costs a few atomic loads and at most one move of its timer.
+    struct Closing<'a> {
+        connection: &'a Connection,
+        limits: Limits,
+        // When the timer is due (ms since `epoch`); `NEVER` when it is not armed.
+        armed: u64,
+        told_to_stop: bool,
+        #[pin]
+        sleep: tokio::time::Sleep,
+    }
+}
+
+impl Future for Closing<'_> {
+    type Output = Close;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Close> {
+        let mut this = self.project();
+        let c = *this.connection;
+        c.waker.register(cx.waker());
+        if !*this.told_to_stop && c.stopping.load(Relaxed) {
+            *this.told_to_stop = true;
+            return Poll::Ready(Close::Shutdown);
+        }
+        if c.evicted.load(Relaxed) {
+            // The accept loop may have looked just before a request arrived.
+            if c.busy.load(Relaxed) == 0 {
+                return Poll::Ready(Close::Evicted);
+            }
+            c.evicted.store(false, Relaxed);
+        }
         loop {
-            let now = self.now_ms();
-            let wake = match self.deadline(limits) {
-                Some((at, why)) if at <= now => return why,
-                Some((at, _)) => at,
-                None => now.saturating_add(period),
-            };
-            let wake = self.epoch + Duration::from_millis(wake);
-            tokio::select! {
-                () = tokio::time::sleep_until(wake) => {}
-                () = self.wake.notified() => {}
-            }
-            if self.evicted.load(Relaxed) {
-                // The accept loop may have looked just before a request arrived.
-                if self.busy.load(Relaxed) == 0 {
-                    return Closed::Evicted;
+            match c.deadline(*this.limits) {
+                // Due sooner than the timer: move the timer (a later deadline is found when the
+                // timer fires, so an answer sent does not move it).
+                Some((at, why)) if at < *this.armed => {
+                    if at <= c.now_ms() {
+                        return Poll::Ready(why);
+                    }
+                    this.sleep.as_mut().reset(c.epoch + Duration::from_millis(at));
+                    *this.armed = at;
                 }
-                self.evicted.store(false, Relaxed);
+                Some(_) => {}
+                // Serving a request: nothing is due, and once it has ended nothing is due
+                // sooner than the shorter timeout after; looking again at that period is
+                // never late.
+                None if *this.armed == NEVER => {
+                    let period = this.limits.header_ms.min(this.limits.idle_ms).max(1);
+                    let at = c.now_ms().saturating_add(period);
+                    this.sleep.as_mut().reset(c.epoch + Duration::from_millis(at));
+                    *this.armed = at;
+                }
+                None => {}
             }
+            ready!(this.sleep.as_mut().poll(cx));
+            *this.armed = NEVER;
         }
     }
 }
@@ -435,11 +508,11 @@ struct ConnectionTask {
     app: Router,
     connection: Arc<Connection>,
     limits: Limits,
-    stop: watch::Receiver<bool>,
+    body_deadline: BodyDeadline,
 }
 
 impl ConnectionTask {
-    async fn run(mut self, tcp: TcpStream, tls: Option<TlsAcceptor>) {
+    async fn run(self, tcp: TcpStream, tls: Option<TlsAcceptor>) {
         let io = Watched {
             io: tcp,
             connection: self.connection.clone(),
@@ -449,12 +522,12 @@ impl ConnectionTask {
         };
         let connection = self.connection.clone();
         let handshake = tokio::select! {
+            biased;
             handshake = acceptor.accept(io) => handshake,
             why = connection.closing(self.limits) => {
                 tracing::debug!(reason = ?why, "closed a connection during its TLS handshake");
                 return;
             }
-            _ = self.stop.wait_for(|stop| *stop) => return,
         };
         match handshake {
             Ok(stream) => self.serve(stream).await,
@@ -462,22 +535,24 @@ impl ConnectionTask {
         }
     }
 
-    async fn serve<I>(mut self, io: I)
+    async fn serve<I>(self, io: I)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let service = Answering {
             app: self.app,
             connection: self.connection.clone(),
+            body_deadline: self.body_deadline,
         };
         let mut http = hyper::server::conn::http1::Builder::new();
         // Timed by `Connection::closing` instead (see the module's doc).
         http.header_read_timeout(None).max_buf_size(MAX_READ_BUFFER);
         let mut http = pin!(http.serve_connection(TokioIo::new(io), service));
         let mut closing = pin!(self.connection.closing(self.limits));
-        let mut draining = false;
         loop {
             tokio::select! {
+                // The connection first, then `closing`, which reads what it did (see `Closing`).
+                biased;
                 done = http.as_mut() => {
                     if let Err(e) = done {
                         tracing::debug!(error = %e, "connection ended with an error");
@@ -485,16 +560,13 @@ impl ConnectionTask {
                     return;
                 }
                 why = &mut closing => {
+                    if why == Close::Shutdown && self.connection.busy.load(Relaxed) > 0 {
+                        // Answer the request in progress, then close.
+                        http.as_mut().graceful_shutdown();
+                        continue;
+                    }
                     tracing::debug!(reason = ?why, "closed a waiting connection");
                     return;
-                }
-                _ = self.stop.wait_for(|stop| *stop), if !draining => {
-                    if self.connection.busy.load(Relaxed) == 0 {
-                        return;
-                    }
-                    // Finish the request in progress, then close.
-                    http.as_mut().graceful_shutdown();
-                    draining = true;
                 }
             }
         }
@@ -515,12 +587,6 @@ impl AsyncRead for Watched {
         let c = &this.connection;
         if buf.filled().len() > before && c.first_byte_at.load(Relaxed) == NEVER {
             c.first_byte_at.store(c.now_ms(), Relaxed);
-            if c.served.load(Relaxed) {
-                // A kept-alive connection's deadline moves from the idle timeout to the sooner
-                // header timeout: `closing` must look again. (A new connection's deadline is
-                // its accept's, which a byte does not change.)
-                c.wake.notify_one();
-            }
         }
         read
     }
@@ -557,6 +623,7 @@ impl AsyncWrite for Watched {
 struct Answering {
     app: Router,
     connection: Arc<Connection>,
+    body_deadline: BodyDeadline,
 }
 
 impl hyper::service::Service<Request<Incoming>> for Answering {
@@ -566,8 +633,9 @@ impl hyper::service::Service<Request<Incoming>> for Answering {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let busy = Busy::start(&self.connection);
+        let req = req.map(|body| self.body_deadline.apply(body));
         Answered {
-            future: self.app.clone().call(req.map(Body::new)),
+            future: self.app.clone().call(req),
             busy: Some(busy),
         }
     }
@@ -639,18 +707,18 @@ mod tests {
         let c = Arc::new(Connection::new(Instant::now()));
         let since = c.waiting_since.load(Relaxed);
         // New: its headers are due the header timeout after the accept, bytes or not.
-        assert!(matches!(c.deadline(limits()), Some((at, Closed::SlowHeaders)) if at == since + 10));
+        assert!(matches!(c.deadline(limits()), Some((at, Close::SlowHeaders)) if at == since + 10));
         c.first_byte_at.store(since + 5, Relaxed);
-        assert!(matches!(c.deadline(limits()), Some((at, Closed::SlowHeaders)) if at == since + 10));
+        assert!(matches!(c.deadline(limits()), Some((at, Close::SlowHeaders)) if at == since + 10));
         // Serving a request: nothing is due.
         let busy = Busy::start(&c);
         assert!(c.deadline(limits()).is_none());
         drop(busy);
         // Kept alive: idle until a byte comes, then the header timeout from that byte.
         let idle_since = c.waiting_since.load(Relaxed);
-        assert!(matches!(c.deadline(limits()), Some((at, Closed::Idle)) if at == idle_since + 100));
+        assert!(matches!(c.deadline(limits()), Some((at, Close::Idle)) if at == idle_since + 100));
         c.first_byte_at.store(idle_since + 50, Relaxed);
-        assert!(matches!(c.deadline(limits()), Some((at, Closed::SlowHeaders)) if at == idle_since + 60));
+        assert!(matches!(c.deadline(limits()), Some((at, Close::SlowHeaders)) if at == idle_since + 60));
     }
 
     #[test]
