@@ -7,9 +7,8 @@
 //! accepted; a kept-alive one may wait the idle timeout for the next request, and once that
 //! request's first byte arrives its headers must be complete within the header timeout. A
 //! connection past its time is dropped (closed without an answer). hyper's own
-//! `header_read_timeout` is left off: its clock also runs while a kept-alive connection waits, so
-//! it cannot tell a slow header from an idle connection, and it is not armed before a new
-//! connection's first byte.
+//! `header_read_timeout` is left off: its clock also runs while a kept-alive connection waits for
+//! its next request, so it cannot tell a slow header from an idle connection.
 //!
 //! At most `max_connections` are open (fewer if the descriptor limit leaves less room, see
 //! [`connection_cap`]). To accept one more at the cap, the connection that has been waiting
