@@ -67,7 +67,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX tasks_leases ON tasks (lease_expires_at, id) WHERE status = 'running';
     CREATE UNIQUE INDEX tasks_idempotency ON tasks (namespace, idempotency_key) WHERE idempotency_key IS NOT NULL;
     CREATE INDEX tasks_by_queue ON tasks (namespace, queue, id);
-    CREATE INDEX tasks_by_status ON tasks (namespace, status, id) WHERE status <> 'running';
+    -- Listing by status, for the statuses that pile up. Not for queued tasks: a claim's
+    -- `namespace = … AND status = 'queued'` would match it, and the planner took it over the ready
+    -- index, reading and sorting every queued task of the namespace per claim (measured: 6,300
+    -- index entries read per claim over 10,000 tasks). Queued and running tasks are listed from
+    -- the ready and running indexes.
+    CREATE INDEX tasks_by_status ON tasks (namespace, status, id) WHERE status NOT IN ('running', 'queued');
     CREATE INDEX tasks_running_by_agent ON tasks (namespace, lease_agent, id) WHERE status = 'running';
     CREATE INDEX tasks_running_by_key ON tasks (namespace, concurrency_key)
         WHERE status = 'running' AND concurrency_key IS NOT NULL;
