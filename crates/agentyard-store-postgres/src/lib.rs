@@ -27,6 +27,7 @@
 //! `synchronous_commit = on` it survives the node, the database process, and a power loss.
 
 mod agents;
+mod claim;
 mod config;
 mod error;
 mod limits;
