@@ -186,7 +186,7 @@ async fn register(
     reg: AgentRegistration,
     now: Timestamp,
 ) -> TxResult<Agent> {
-    let agent = match load(&w.tx, ns, name, true).await? {
+    let agent = match load(w.tx, ns, name, true).await? {
         Some(mut a) => {
             a.capabilities = reg.capabilities;
             a.slots = reg.slots;
@@ -195,10 +195,10 @@ async fn register(
             a.last_heartbeat = now;
             a
         }
-        None => new_agent(&w.tx, ns, name, reg, now).await?,
+        None => new_agent(w.tx, ns, name, reg, now).await?,
     };
-    save(&w.tx, &agent).await?;
-    with_running(&w.tx, agent).await
+    save(w.tx, &agent).await?;
+    with_running(w.tx, agent).await
 }
 
 async fn touch(
@@ -208,7 +208,7 @@ async fn touch(
     capabilities: Option<Vec<Capability>>,
     now: Timestamp,
 ) -> TxResult<Agent> {
-    let agent = match load(&w.tx, ns, name, true).await? {
+    let agent = match load(w.tx, ns, name, true).await? {
         Some(mut a) => {
             if a.status == AgentStatus::Gone {
                 a.status = AgentStatus::Active;
@@ -223,19 +223,19 @@ async fn touch(
                 slots: DEFAULT_SLOTS,
                 metadata: Value::Null,
             };
-            new_agent(&w.tx, ns, name, reg, now).await?
+            new_agent(w.tx, ns, name, reg, now).await?
         }
     };
-    save(&w.tx, &agent).await?;
-    with_running(&w.tx, agent).await
+    save(w.tx, &agent).await?;
+    with_running(w.tx, agent).await
 }
 
 /// Loads a registered agent locked, changes it, stores it and returns its view.
 async fn change(w: &mut Work<'_>, ns: &Namespace, name: &AgentName, f: impl FnOnce(&mut Agent)) -> TxResult<Agent> {
-    let mut agent = require(&w.tx, ns, name, true).await?;
+    let mut agent = require(w.tx, ns, name, true).await?;
     f(&mut agent);
-    save(&w.tx, &agent).await?;
-    with_running(&w.tx, agent).await
+    save(w.tx, &agent).await?;
+    with_running(w.tx, agent).await
 }
 
 async fn delete(w: &mut Work<'_>, ns: &Namespace, name: &AgentName, now: Timestamp) -> TxResult<Vec<Task>> {
@@ -245,7 +245,7 @@ async fn delete(w: &mut Work<'_>, ns: &Namespace, name: &AgentName, now: Timesta
     if w.tx.execute(&stmt, &[&ns.as_str(), &name.as_str()]).await? == 0 {
         return Err(agent_not_found(name).into());
     }
-    messages::unsubscribe_all(&w.tx, ns, name).await?;
+    messages::unsubscribe_all(w.tx, ns, name).await?;
     release_all(w, ns, name, now, &format!("agent {name} was removed")).await
 }
 
@@ -264,10 +264,10 @@ async fn expire(w: &mut Work<'_>, now: Timestamp, timeout_ms: u64) -> TxResult<V
     let mut out = Vec::with_capacity(silent.len());
     for mut agent in silent {
         agent.status = AgentStatus::Gone;
-        save(&w.tx, &agent).await?;
+        save(w.tx, &agent).await?;
         let reason = format!("agent {} stopped heartbeating", agent.name);
         let released = release_all(w, &agent.namespace, &agent.name, now, &reason).await?;
-        let agent = with_running(&w.tx, agent).await?;
+        let agent = with_running(w.tx, agent).await?;
         out.push((agent, released));
     }
     Ok(out)

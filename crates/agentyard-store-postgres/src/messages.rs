@@ -224,7 +224,7 @@ async fn send(
     now: Timestamp,
 ) -> TxResult<Sent> {
     if let Some(key) = &message.idempotency_key
-        && let Some(original) = find_by_idempotency_key(&w.tx, ns, key).await?
+        && let Some(original) = find_by_idempotency_key(w.tx, ns, key).await?
     {
         return Ok(Sent {
             message: original,
@@ -232,9 +232,9 @@ async fn send(
         });
     }
     if let Recipient::Agent { agent } = &message.to {
-        let to = agents::require(&w.tx, ns, agent, false).await?;
+        let to = agents::require(w.tx, ns, agent, false).await?;
         if let Some(limit) = options.max_inbox_depth {
-            let depth = depth(&w.tx, ns, &to, now).await?;
+            let depth = depth(w.tx, ns, &to, now).await?;
             if depth >= limit {
                 return Err(StoreError::InboxFull {
                     agent: agent.clone(),
@@ -245,10 +245,10 @@ async fn send(
             }
         }
     }
-    let seq = next_seq(&w.tx, ns).await?;
+    let seq = next_seq(w.tx, ns).await?;
     // Two senders of one key wait on the sequence row in turn: the second finds the first's.
     if let Some(key) = &message.idempotency_key
-        && let Some(original) = find_by_idempotency_key(&w.tx, ns, key).await?
+        && let Some(original) = find_by_idempotency_key(w.tx, ns, key).await?
     {
         return Ok(Sent {
             message: original,
@@ -256,7 +256,7 @@ async fn send(
         });
     }
     let stored = message.into_message(ns.clone(), seq, now);
-    insert(&w.tx, &stored).await?;
+    insert(w.tx, &stored).await?;
     w.notify(Notice::message(ns, &stored.to));
     Ok(Sent {
         message: stored,
@@ -265,24 +265,24 @@ async fn send(
 }
 
 async fn ack(w: &mut Work<'_>, ns: &Namespace, name: &AgentName, cursor: u64) -> TxResult<Agent> {
-    let latest = latest_seq(&w.tx, ns).await?;
+    let latest = latest_seq(w.tx, ns).await?;
     if cursor > latest {
         return Err(StoreError::Invalid {
             message: format!("cursor {cursor} is past the latest message ({latest})"),
         }
         .into());
     }
-    let mut agent = agents::require(&w.tx, ns, name, true).await?;
+    let mut agent = agents::require(w.tx, ns, name, true).await?;
     if cursor > agent.inbox_cursor {
         agent.inbox_cursor = cursor;
-        agents::save(&w.tx, &agent).await?;
+        agents::save(w.tx, &agent).await?;
     }
     Ok(agent)
 }
 
 async fn subscribe(w: &mut Work<'_>, ns: &Namespace, name: &AgentName, topic: &TopicName) -> TxResult<bool> {
-    agents::require(&w.tx, ns, name, false).await?;
-    let start = latest_seq(&w.tx, ns).await?;
+    agents::require(w.tx, ns, name, false).await?;
+    let start = latest_seq(w.tx, ns).await?;
     let stmt =
         w.tx.prepare_cached(
             "INSERT INTO subscriptions (namespace, agent, topic, start_seq) VALUES ($1, $2, $3, $4) \
@@ -296,7 +296,7 @@ async fn subscribe(w: &mut Work<'_>, ns: &Namespace, name: &AgentName, topic: &T
 }
 
 async fn unsubscribe(w: &mut Work<'_>, ns: &Namespace, name: &AgentName, topic: &TopicName) -> TxResult<bool> {
-    agents::require(&w.tx, ns, name, false).await?;
+    agents::require(w.tx, ns, name, false).await?;
     let stmt =
         w.tx.prepare_cached("DELETE FROM subscriptions WHERE namespace = $1 AND agent = $2 AND topic = $3")
             .await?;

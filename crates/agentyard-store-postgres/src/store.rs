@@ -127,43 +127,47 @@ fn rand_u64() -> u64 {
 /// Runs `$body` (an expression using `$w: &mut Work`, evaluating to `TxResult<T>`) in a write
 /// transaction of `$store`, then writes the counts and notifications it owes and commits. A
 /// transaction PostgreSQL rolled back to break a deadlock is run again (a few times).
+///
+/// The transaction costs no round trip of its own: `BEGIN` goes out with the body's first
+/// statement, and `COMMIT` with the counts and notifications (see [`Work::settle_and_commit`]).
+/// A call dropped half-way (its request was cancelled) closes the connection rather than lending
+/// it out inside the open transaction; PostgreSQL then rolls it back.
+///
+/// [`Work::settle_and_commit`]: crate::work::Work::settle_and_commit
 macro_rules! write_tx {
     ($store:expr, |$w:ident| $body:expr) => {{
         let store: &$crate::store::PgStore = $store;
         let mut attempt: u32 = 0;
         loop {
-            let mut client = store.client().await?;
-            let tx = match client.transaction().await {
-                Ok(tx) => tx,
-                // A pooled connection PostgreSQL closed (it restarted) fails at the first thing
-                // sent, before anything of this call ran: try again on a fresh one.
-                Err(e) if e.code().is_none() && attempt < 2 => {
-                    attempt += 1;
-                    continue;
-                }
-                Err(e) => break Err($crate::error::pg_error(e)),
-            };
-            let mut $w = $crate::work::Work::new(tx);
-            let result: $crate::work::TxResult<_> = async {
+            let mut open = $crate::work::OpenTx::new(store.client().await?);
+            let mut $w = $crate::work::Work::new(open.client());
+            let begin = $w.tx.batch_execute("BEGIN");
+            let body = async {
                 let value = $body?;
-                $w.settle(&store.channel, &store.node).await?;
+                $w.settle_and_commit(&store.channel, &store.node).await?;
                 Ok(value)
-            }
-            .await;
-            match result {
-                Ok(value) => {
-                    $w.tx.commit().await.map_err($crate::error::pg_error)?;
+            };
+            let (begun, result): (_, $crate::work::TxResult<_>) = tokio::join!(begin, body);
+            match (begun, result) {
+                (Ok(()), Ok(value)) => {
+                    open.finished();
                     break Ok(value);
                 }
-                Err($crate::work::TxError::Pg(e)) if $crate::error::is_retryable(&e) && attempt < 8 => {
+                // A pooled connection PostgreSQL closed (it restarted) fails at the first thing
+                // sent, before anything of this call ran: try again on a fresh one.
+                (Err(e), _) if e.code().is_none() && attempt < 2 => {
                     attempt += 1;
-                    drop($w);
+                }
+                (Err(e), _) => break Err($crate::error::pg_error(e)),
+                (Ok(()), Err($crate::work::TxError::Pg(e))) if $crate::error::is_retryable(&e) && attempt < 8 => {
+                    attempt += 1;
+                    open.roll_back().await;
                     tokio::time::sleep(std::time::Duration::from_millis(u64::from(attempt) * 2)).await;
                 }
-                Err(e) => {
-                    // Rolled back here rather than on drop, so the connection goes back to the
-                    // pool idle and holds no lock meanwhile (a refused command is common).
-                    let _ = $w.tx.rollback().await;
+                (Ok(()), Err(e)) => {
+                    // Rolled back here, so the connection goes back to the pool idle and holds
+                    // no lock meanwhile (a refused command is common).
+                    open.roll_back().await;
                     break Err(e.into_store());
                 }
             }

@@ -1,13 +1,13 @@
 //! One write transaction and what it owes the database before it commits: the per-queue count
 //! deltas of the tasks it moved, and the notifications other nodes wait for. Both are written
-//! once, at the end, in the same transaction, so a change, its counts and its wake-ups commit
-//! together or not at all.
+//! once, at the end, in the same transaction and the same round trip as its `COMMIT`, so a
+//! change, its counts and its wake-ups commit together or not at all.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use agentyard_core::{Namespace, QueueName, Task, TaskStatus};
 use agentyard_store::StoreError;
-use deadpool_postgres::Transaction;
+use deadpool_postgres::Object;
 
 use crate::error::pg_error;
 use crate::notify::{Notice, ReadyCount};
@@ -55,9 +55,48 @@ fn slot(s: TaskStatus) -> usize {
     }
 }
 
+/// A pooled connection with a transaction open on it (see `write_tx!`): unless the transaction
+/// was finished (committed or rolled back), dropping it closes the connection instead of
+/// returning it to the pool, and PostgreSQL rolls the transaction back.
+pub(crate) struct OpenTx {
+    conn: Option<Object>,
+}
+
+impl OpenTx {
+    pub(crate) fn new(conn: Object) -> Self {
+        Self { conn: Some(conn) }
+    }
+
+    pub(crate) fn client(&self) -> &Object {
+        self.conn.as_ref().expect("an open transaction holds its connection")
+    }
+
+    /// The transaction committed: the connection may go back to the pool.
+    pub(crate) fn finished(&mut self) {
+        self.conn = None;
+    }
+
+    /// Rolls the transaction back; the connection goes back to the pool only if that worked.
+    pub(crate) async fn roll_back(&mut self) {
+        if let Some(conn) = &self.conn
+            && conn.batch_execute("ROLLBACK").await.is_ok()
+        {
+            self.finished();
+        }
+    }
+}
+
+impl Drop for OpenTx {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            drop(Object::take(conn));
+        }
+    }
+}
+
 /// A write transaction with its pending counts and notifications.
 pub(crate) struct Work<'a> {
-    pub tx: Transaction<'a>,
+    pub tx: &'a Object,
     deltas: BTreeMap<(String, String), [i64; 6]>,
     /// Queues that got ready tasks, and how many claimers that should wake on other nodes.
     ready: BTreeMap<(String, String), ReadyCount>,
@@ -65,7 +104,7 @@ pub(crate) struct Work<'a> {
 }
 
 impl<'a> Work<'a> {
-    pub(crate) fn new(tx: Transaction<'a>) -> Self {
+    pub(crate) fn new(tx: &'a Object) -> Self {
         Self {
             tx,
             deltas: BTreeMap::new(),
@@ -120,29 +159,23 @@ impl<'a> Work<'a> {
         self.notices.insert(notice);
     }
 
-    /// Writes the counts and queues the notifications, in this transaction.
-    pub(crate) async fn settle(&mut self, channel: &str, node: &str) -> TxResult<()> {
+    /// Writes the counts, queues the notifications and commits, all in one round trip: the
+    /// statements are prepared first (cached per connection), then sent together with `COMMIT`
+    /// behind them. Should one fail, PostgreSQL rolls back at the `COMMIT`, and its error is
+    /// what this returns.
+    pub(crate) async fn settle_and_commit(&mut self, channel: &str, node: &str) -> TxResult<()> {
         let deltas = std::mem::take(&mut self.deltas);
         let deltas: Vec<_> = deltas.into_iter().filter(|(_, d)| d.iter().any(|n| *n != 0)).collect();
-        if !deltas.is_empty() {
-            let (mut ns, mut queue) = (Vec::new(), Vec::new());
-            let mut cols: [Vec<i64>; 6] = Default::default();
-            // Sorted by (namespace, queue) by the map: every transaction locks counter rows in
-            // the same order, so two on one shard wait, never deadlock.
-            for ((n, q), d) in deltas {
-                ns.push(n);
-                queue.push(q);
-                for (col, v) in cols.iter_mut().zip(d) {
-                    col.push(v);
-                }
+        let (mut ns, mut queue) = (Vec::new(), Vec::new());
+        let mut cols: [Vec<i64>; 6] = Default::default();
+        // Sorted by (namespace, queue) by the map: every transaction locks counter rows in the
+        // same order, so two on one shard wait, never deadlock.
+        for ((n, q), d) in deltas {
+            ns.push(n);
+            queue.push(q);
+            for (col, v) in cols.iter_mut().zip(d) {
+                col.push(v);
             }
-            let stmt = self.tx.prepare_cached(ADD_COUNTS).await?;
-            self.tx
-                .execute(
-                    &stmt,
-                    &[&ns, &queue, &cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5]],
-                )
-                .await?;
         }
         let mut notices = std::mem::take(&mut self.notices);
         for ((namespace, queue), ready) in std::mem::take(&mut self.ready) {
@@ -152,11 +185,39 @@ impl<'a> Work<'a> {
                 ready,
             });
         }
-        if !notices.is_empty() {
-            let payloads: Vec<String> = notices.iter().map(|n| n.encode(node)).collect();
-            let stmt = self.tx.prepare_cached(NOTIFY).await?;
-            self.tx.execute(&stmt, &[&channel, &payloads]).await?;
-        }
+        let payloads: Vec<String> = notices.iter().map(|n| n.encode(node)).collect();
+        let add_counts = match ns.is_empty() {
+            true => None,
+            false => Some(self.tx.prepare_cached(ADD_COUNTS).await?),
+        };
+        let notify = match payloads.is_empty() {
+            true => None,
+            false => Some(self.tx.prepare_cached(NOTIFY).await?),
+        };
+        let tx = self.tx;
+        let counted = async {
+            match &add_counts {
+                Some(stmt) => tx
+                    .execute(
+                        stmt,
+                        &[&ns, &queue, &cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5]],
+                    )
+                    .await
+                    .map(drop),
+                None => Ok(()),
+            }
+        };
+        let notified = async {
+            match &notify {
+                Some(stmt) => tx.execute(stmt, &[&channel, &payloads]).await.map(drop),
+                None => Ok(()),
+            }
+        };
+        // Polled in this order, so sent in this order.
+        let (counted, notified, committed) = tokio::join!(counted, notified, tx.batch_execute("COMMIT"));
+        counted?;
+        notified?;
+        committed?;
         Ok(())
     }
 }
