@@ -10,7 +10,7 @@ use agentyard_store::{Claim, StoreError};
 
 use crate::record::{TASK_COLUMN_COUNT, TASK_COLUMNS, decode, id_bytes, ms, u64_col};
 use crate::tasks::{to_i64, write_state};
-use crate::work::{TxResult, Work};
+use crate::work::{TxError, TxResult, Work};
 
 /// How many ready tasks a claim may pass over because a dispatch limit holds them back, before
 /// it gives up (as on SQLite).
@@ -36,6 +36,95 @@ const CLAIM_ROUND: &str = "WITH picked AS ( \
      SELECT COLUMNS, true FROM leased \
      UNION ALL \
      SELECT COLUMNS, false FROM tasks WHERE (namespace, id) IN (SELECT namespace, id FROM picked WHERE NOT free)";
+
+/// The first round of a claim on its own, outside any transaction: [`CLAIM_ROUND`] plus the
+/// claimed tasks' count deltas, so the statement is the whole change (PostgreSQL runs it as one
+/// transaction) and a claim of keyless tasks, or of an empty queue, costs one round trip. The
+/// keyed tasks it comes across are only looked at: its locks end with it, so they are left for
+/// [`claim_tasks`] in a transaction of its own.
+const CLAIM_FREE: &str = "WITH picked AS ( \
+       SELECT namespace, id, concurrency_key IS NULL AND rate_limit_key IS NULL AS free FROM tasks \
+       WHERE namespace = $1 AND queue = $2 AND status = 'queued' \
+         AND required_capabilities <@ $3::text[] \
+       ORDER BY priority DESC, run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED), \
+     leased AS ( \
+       UPDATE tasks AS t SET status = 'running', attempt = t.attempt + 1, lease_agent = $5::text, \
+         lease_token = replace(gen_random_uuid()::text, '-', ''), lease_acquired_at = $6::int8, \
+         lease_expires_at = CASE WHEN t.timeout_ms IS NULL THEN $6::int8 + $7::int8 ELSE least($6::int8 + $7::int8, $6::int8 + t.timeout_ms) END, \
+         progress = NULL, version = t.version + 1, updated_at = $6::int8 \
+       FROM picked AS p WHERE t.namespace = p.namespace AND t.id = p.id AND p.free \
+       RETURNING t.*), \
+     counted AS ( \
+       INSERT INTO queue_counts AS c (namespace, queue, shard, scheduled, queued, running, succeeded, failed, cancelled) \
+       SELECT $1, $2, pg_backend_pid() % 64, 0, -count(*), count(*), 0, 0, 0 FROM leased HAVING count(*) > 0 \
+       ON CONFLICT (namespace, queue, shard) DO UPDATE SET \
+         queued = c.queued + excluded.queued, running = c.running + excluded.running) \
+     SELECT COLUMNS, true FROM leased \
+     UNION ALL \
+     SELECT COLUMNS, false FROM tasks WHERE (namespace, id) IN (SELECT namespace, id FROM picked WHERE NOT free)";
+
+/// What the first round of a claim leased, and how many more tasks the claim still wants from a
+/// transaction of its own (0 when the round met no keyed task: the queue had no more for it).
+pub(crate) struct FreeRound {
+    pub leased: Vec<Task>,
+    pub rest: u32,
+}
+
+/// Runs [`CLAIM_FREE`] on `client`, outside a transaction.
+pub(crate) async fn claim_free(
+    client: &deadpool_postgres::Object,
+    ns: &Namespace,
+    claim: &Claim,
+    now: Timestamp,
+) -> Result<FreeRound, TxError> {
+    if claim.max == 0 {
+        return Ok(FreeRound {
+            leased: Vec::new(),
+            rest: 0,
+        });
+    }
+    let caps: Vec<&str> = claim.capabilities.iter().map(Capability::as_str).collect();
+    let stmt = client
+        .prepare_cached(&CLAIM_FREE.replace("COLUMNS", TASK_COLUMNS))
+        .await?;
+    let rows = client
+        .query(
+            &stmt,
+            &[
+                &ns.as_str(),
+                &claim.queue.as_str(),
+                &caps,
+                &i64::from(claim.max),
+                &claim.agent.as_str(),
+                &ms(now),
+                &u64_col(claim.lease_ms),
+            ],
+        )
+        .await?;
+    let mut leased = Vec::with_capacity(rows.len());
+    let mut keyed = false;
+    for row in &rows {
+        if row
+            .try_get::<_, bool>(TASK_COLUMN_COUNT)
+            .map_err(|e| StoreError::Other(e.to_string()))?
+        {
+            leased.push(decode(row)?);
+        } else {
+            keyed = true;
+        }
+    }
+    let taken = u32::try_from(leased.len()).unwrap_or(u32::MAX);
+    leased.sort_by(claim_order);
+    Ok(FreeRound {
+        rest: if keyed { claim.max.saturating_sub(taken) } else { 0 },
+        leased,
+    })
+}
+
+/// Claim order: higher priority first, then earlier `run_at`, then older.
+pub(crate) fn claim_order(a: &Task, b: &Task) -> std::cmp::Ordering {
+    (std::cmp::Reverse(a.priority), a.run_at, a.id).cmp(&(std::cmp::Reverse(b.priority), b.run_at, b.id))
+}
 
 /// Claims up to `claim.max` ready tasks: the ready index in claim order, tasks locked by other
 /// claimers skipped, those the agent cannot run never read. Tasks without dispatch keys are
@@ -107,9 +196,7 @@ pub(crate) async fn claim_tasks(
     write_state(w, &moved).await?;
     leased.append(&mut admitted);
     // Claim order, whichever way each was leased.
-    leased.sort_by(|a, b| {
-        (std::cmp::Reverse(a.priority), a.run_at, a.id).cmp(&(std::cmp::Reverse(b.priority), b.run_at, b.id))
-    });
+    leased.sort_by(claim_order);
     Ok(leased)
 }
 

@@ -17,7 +17,7 @@ use tokio_postgres::types::ToSql;
 use crate::error::pg_error;
 use crate::record::{TASK_COLUMNS, TaskColumns, decode, id_bytes, ms, u64_col};
 use crate::store::{PgStore, write_tx};
-use crate::work::{TxResult, Work};
+use crate::work::{TxError, TxResult, Work};
 
 pub(crate) fn to_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -628,7 +628,34 @@ impl Store for PgStore {
     }
 
     async fn claim_tasks(&self, ns: &Namespace, claim: &Claim, now: Timestamp) -> Result<Vec<Task>, StoreError> {
-        write_tx!(self, |w| crate::claim::claim_tasks(&mut w, ns, claim, now).await)
+        // Keyless tasks in one statement; a transaction only for what keyed ones need (or when
+        // the statement could not run: a closed connection or a deadlock is tried again there).
+        // The connection goes back to the pool before the transaction below takes one.
+        let first = {
+            let client = self.client().await?;
+            let first = crate::claim::claim_free(&client, ns, claim, now).await;
+            if matches!(&first, Err(TxError::Pg(e)) if e.code().is_none()) {
+                // Most likely closed (PostgreSQL restarted): not lent out again.
+                drop(deadpool_postgres::Object::take(client));
+            }
+            first
+        };
+        let (mut leased, rest) = match first {
+            Ok(round) => (round.leased, round.rest),
+            Err(TxError::Pg(e)) if e.code().is_none() || crate::error::is_retryable(&e) => (Vec::new(), claim.max),
+            Err(e) => return Err(e.into_store()),
+        };
+        if rest == 0 {
+            return Ok(leased);
+        }
+        let rest_claim = Claim {
+            max: rest,
+            ..claim.clone()
+        };
+        let mut more = write_tx!(self, |w| crate::claim::claim_tasks(&mut w, ns, &rest_claim, now).await)?;
+        leased.append(&mut more);
+        leased.sort_by(crate::claim::claim_order);
+        Ok(leased)
     }
 
     async fn expire_leases(&self, now: Timestamp, limit: usize) -> Result<Vec<Task>, StoreError> {
