@@ -58,7 +58,8 @@ const WRITE_STATE: &str = "UPDATE tasks AS t SET \
                  $14::int8[], $15::int8[], $16::int8[], $17::text[]) \
        AS u(namespace, id, status, attempt, run_at, lease_agent, lease_token, lease_expires_at, \
             lease_acquired_at, progress, result, error, artifacts, version, updated_at, finished_at, finished_by) \
-     WHERE t.namespace = u.namespace AND t.id = u.id";
+     WHERE t.namespace = ANY($1::text[]) AND t.id = ANY($2::bytea[]) \
+       AND t.namespace = u.namespace AND t.id = u.id";
 
 /// Writes every field a client may change as well (an update), one task.
 const WRITE_ALL: &str = "UPDATE tasks SET \
@@ -484,8 +485,9 @@ async fn complete_at_once(
 const COMPLETE_AT_ONCE: &str = "UPDATE tasks AS t SET status = 'succeeded', result = u.result, \
      lease_agent = NULL, lease_token = NULL, lease_expires_at = NULL, lease_acquired_at = NULL, \
      finished_at = $2::int8, finished_by = u.token, version = t.version + 1, updated_at = $2::int8 \
-     FROM (SELECT * FROM unnest($3::bytea[], $4::text[], $5::jsonb[]) AS u(id, token, result) ORDER BY id) AS u \
-     WHERE t.namespace = $1 AND t.id = u.id AND t.status = 'running' AND t.lease_token = u.token \
+     FROM unnest($3::bytea[], $4::text[], $5::jsonb[]) AS u(id, token, result) \
+     WHERE t.namespace = $1 AND t.id = ANY($3::bytea[]) AND t.id = u.id \
+       AND t.status = 'running' AND t.lease_token = u.token \
      RETURNING COLUMNS";
 
 /// [`TASK_COLUMNS`] with each column prefixed (`t.`), for statements that join.
