@@ -52,6 +52,7 @@ pub mod kinds {
     pub const LEASE_CONFLICT: &str = "/problems/lease-conflict";
     pub const INVALID_TRANSITION: &str = "/problems/invalid-transition";
     pub const PAYLOAD_TOO_LARGE: &str = "/problems/payload-too-large";
+    pub const REQUEST_TIMEOUT: &str = "/problems/request-timeout";
     pub const BACKPRESSURE: &str = "/problems/backpressure";
     pub const INBOX_FULL: &str = "/problems/inbox-full";
     pub const RATE_LIMITED: &str = "/problems/rate-limited";

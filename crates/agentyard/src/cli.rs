@@ -91,7 +91,7 @@ pub struct ServeArgs {
     /// included; a kept-alive one's from their first byte), in milliseconds [default: 10000]
     #[arg(long, env = "AGENTYARD_HEADER_TIMEOUT_MS")]
     pub header_timeout_ms: Option<u64>,
-    /// How long a request body may take to arrive in full, in milliseconds; slower ones get 400
+    /// How long a request body may take to arrive in full, in milliseconds; slower ones get 408
     /// [default: 30000]
     #[arg(long, env = "AGENTYARD_BODY_TIMEOUT_MS")]
     pub body_timeout_ms: Option<u64>,

@@ -68,6 +68,10 @@ pub enum ApiError {
     PayloadTooLarge {
         limit: usize,
     },
+    /// The request body did not arrive within the body timeout.
+    RequestTimeout {
+        timeout_ms: u64,
+    },
     Backpressure {
         queue: QueueName,
         depth: u64,
@@ -146,6 +150,11 @@ impl ApiError {
                 "/problems/payload-too-large",
                 "Payload too large",
             ),
+            RequestTimeout { .. } => (
+                StatusCode::REQUEST_TIMEOUT,
+                "/problems/request-timeout",
+                "Request body too slow",
+            ),
             Backpressure { .. } => (StatusCode::TOO_MANY_REQUESTS, "/problems/backpressure", "Queue is full"),
             InboxFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "/problems/inbox-full", "Inbox is full"),
             RateLimited { .. } => (
@@ -201,6 +210,9 @@ impl ApiError {
             ),
             LeaseConflict { detail, .. } | InvalidTransition { detail, .. } => detail.clone(),
             PayloadTooLarge { limit } => format!("the request body is larger than the limit of {limit} bytes"),
+            RequestTimeout { timeout_ms } => format!(
+                "the request body did not arrive within {timeout_ms} ms of its headers (the server's --body-timeout-ms)"
+            ),
             Backpressure { queue, depth, limit } => {
                 format!("queue {queue} holds {depth} waiting tasks; its limit is {limit}; retry later")
             }
@@ -551,6 +563,7 @@ mod tests {
                 },
             ),
             ("payload_too_large", ApiError::PayloadTooLarge { limit: 1024 }),
+            ("request_timeout", ApiError::RequestTimeout { timeout_ms: 30_000 }),
             (
                 "backpressure",
                 ApiError::Backpressure {

@@ -34,12 +34,28 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                 ApiError::PayloadTooLarge {
                     limit: state.config.body_limit_bytes,
                 }
+            } else if let Some(late) = timed_out(&r) {
+                ApiError::RequestTimeout {
+                    timeout_ms: u64::try_from(late.timeout.as_millis()).unwrap_or(u64::MAX),
+                }
             } else {
                 ApiError::MalformedBody(format!("cannot read the body: {}", r.body_text()))
             }
         })?;
         parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// The body deadline's error, if that is why the body could not be read.
+fn timed_out<'a>(rejection: &'a (dyn std::error::Error + 'static)) -> Option<&'a crate::http::BodyTimedOut> {
+    let mut cause = Some(rejection);
+    while let Some(e) = cause {
+        if let Some(late) = e.downcast_ref::<crate::http::BodyTimedOut>() {
+            return Some(late);
+        }
+        cause = e.source();
+    }
+    None
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

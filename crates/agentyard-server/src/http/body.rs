@@ -2,7 +2,7 @@
 //! request's headers. tower-http's `RequestBodyTimeoutLayer` restarts its clock at every frame,
 //! so a client sending one byte every few seconds would hold its connection (and a slot under
 //! the connection cap) for as long as it likes; this is a deadline for the body as a whole. A
-//! handler reading past it gets an error (the JSON extractor answers 400) and hyper closes the
+//! handler reading past it gets an error (the JSON extractor answers 408) and hyper closes the
 //! connection, whose body was not read to its end.
 //!
 //! It is put around the body where hyper hands it over (`connections`), not as a tower layer:

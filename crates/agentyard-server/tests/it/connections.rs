@@ -272,7 +272,8 @@ async fn a_body_that_trickles_in_is_cut_at_the_body_timeout() {
     let took = start.elapsed();
     trickle.abort();
     let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("/problems/request-timeout"), "{answer}");
     assert!(answer.contains("did not arrive within 500 ms"), "{answer}");
     assert!(
         took >= Duration::from_millis(450) && took < Duration::from_secs(4),

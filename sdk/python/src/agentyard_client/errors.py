@@ -120,6 +120,10 @@ class MethodNotAllowed(ApiError):
     """405."""
 
 
+class RequestTimeout(BadRequest):
+    """408: the request body did not arrive within the server's ``--body-timeout-ms``."""
+
+
 class PayloadTooLarge(ApiError):
     """413: the body is over the server's ``--body-limit`` (``limit`` bytes)."""
 
@@ -236,6 +240,7 @@ _BY_TYPE: dict[str, type[ApiError]] = {
     "/problems/lease-conflict": LeaseConflict,
     "/problems/invalid-transition": InvalidTransition,
     "/problems/payload-too-large": PayloadTooLarge,
+    "/problems/request-timeout": RequestTimeout,
     "/problems/backpressure": Backpressure,
     "/problems/inbox-full": InboxFull,
     "/problems/rate-limited": RateLimited,
@@ -247,6 +252,7 @@ _BY_STATUS: dict[int, type[ApiError]] = {
     400: BadRequest,
     404: NotFound,
     405: MethodNotAllowed,
+    408: RequestTimeout,
     409: Conflict,
     412: PreconditionFailed,
     413: PayloadTooLarge,
