@@ -71,7 +71,7 @@ pub enum ClientError {
         retry_after_secs: Option<u64>,
     },
     /// The request did not get an answer (connection refused, reset, timed out).
-    #[error("cannot reach the agentyard server: {0}")]
+    #[error("cannot reach the agentyard server")]
     Transport(#[source] reqwest::Error),
     /// The answer was not what this client understands.
     #[error("unexpected answer from the agentyard server: {0}")]

@@ -444,6 +444,21 @@ impl Client {
         let path = format!("/v1/limits/{}", encode_segment(key));
         self.call(self.request(Method::PUT, &path).json(req)).await
     }
+
+    /// `DELETE /v1/limits/{key}`: the key goes back to the defaults (a `not-found` problem when
+    /// the namespace set none for it).
+    pub async fn delete_limit(&self, key: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/limits/{}", encode_segment(key));
+        let response = self
+            .request(Method::DELETE, &path)
+            .send()
+            .await
+            .map_err(ClientError::Transport)?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        decode::<serde_json::Value>(response).await.map(drop)
+    }
 }
 
 /// Percent-encodes a free-text path segment (limit keys may hold `/`, spaces, …).

@@ -159,12 +159,32 @@ pub async fn limit(cmd: LimitCommand) -> anyhow::Result<()> {
             if c.json {
                 return print_json(&l);
             }
-            let rate = match (l.rate_per_minute, l.burst) {
-                (Some(r), Some(b)) => format!("{r} per minute (burst {b})"),
-                _ => "no rate limit".to_owned(),
-            };
-            let concurrency = l.max_concurrent.map_or("1 (the default)".to_owned(), |m| m.to_string());
-            println!("{}: {rate}; at most {concurrency} running", l.key);
+            let mut said = Vec::new();
+            if let Some(r) = l.rate_per_minute {
+                let burst = l.burst.map(|b| format!(" (bursts of {b})")).unwrap_or_default();
+                said.push(format!(
+                    "tasks with rate_limit_key {:?} start at most {r} a minute{burst}",
+                    l.key
+                ));
+            }
+            if let Some(m) = l.max_concurrent {
+                said.push(format!(
+                    "tasks with concurrency_key {:?} run at most {m} at once",
+                    l.key
+                ));
+            }
+            if said.is_empty() {
+                println!("{:?}: no limits set (a concurrency key runs one task at a time)", l.key);
+            } else {
+                println!("{}", said.join("; "));
+            }
+        }
+        LimitCommand::Delete { client: c, key } => {
+            client(&c)?.delete_limit(&key).await?;
+            if c.json {
+                return print_json(&serde_json::json!({"key": key, "deleted": true}));
+            }
+            println!("{key:?}: limits removed; the configuration file's or the defaults apply");
         }
     }
     Ok(())

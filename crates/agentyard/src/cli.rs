@@ -167,17 +167,20 @@ pub enum TaskCommand {
     Get {
         #[command(flatten)]
         client: ClientArgs,
+        /// The task id (as `task create` or `task list` print it).
         id: String,
     },
     /// List tasks, newest last.
     List {
         #[command(flatten)]
         client: ClientArgs,
+        /// Only this queue.
         #[arg(long, short)]
         queue: Option<String>,
         /// queued, scheduled, running, succeeded, failed (the dead-letter view) or cancelled.
         #[arg(long, short)]
         status: Option<String>,
+        /// Tasks per page.
         #[arg(long, default_value_t = 50)]
         limit: u32,
         /// Continue after a previous page.
@@ -188,15 +191,19 @@ pub enum TaskCommand {
     Claim {
         #[command(flatten)]
         client: ClientArgs,
+        /// The queue.
         #[arg(long, short)]
         queue: String,
+        /// The agent acting (created when the server first hears of it).
         #[arg(long, short)]
         agent: String,
+        /// Most tasks to take at once.
         #[arg(long, default_value_t = 1)]
         max: u32,
         /// Wait up to this long for a task to arrive.
         #[arg(long, default_value_t = 0)]
         wait_ms: u64,
+        /// Lease length in milliseconds (default: the server's --lease-ms).
         #[arg(long)]
         lease_ms: Option<u64>,
         /// Capabilities this agent offers (repeat or comma-separate).
@@ -207,6 +214,7 @@ pub enum TaskCommand {
     Complete {
         #[command(flatten)]
         client: ClientArgs,
+        /// The task id (as `task create` or `task list` print it).
         id: String,
         /// The lease token the claim returned.
         #[arg(long, short)]
@@ -219,11 +227,15 @@ pub enum TaskCommand {
     Fail {
         #[command(flatten)]
         client: ClientArgs,
+        /// The task id (as `task create` or `task list` print it).
         id: String,
+        /// The lease token the claim returned.
         #[arg(long, short)]
         token: String,
+        /// What went wrong, for whoever reads the dead-letter view.
         #[arg(long, short)]
         message: String,
+        /// A short error kind, e.g. timeout or rate_limited.
         #[arg(long, default_value = "error")]
         kind: String,
         /// Do not retry: send the task to the dead-letter view now.
@@ -234,12 +246,14 @@ pub enum TaskCommand {
     Cancel {
         #[command(flatten)]
         client: ClientArgs,
+        /// The task id (as `task create` or `task list` print it).
         id: String,
     },
     /// Put a failed task back on its queue with fresh attempts.
     Redrive {
         #[command(flatten)]
         client: ClientArgs,
+        /// The task id (as `task create` or `task list` print it).
         id: String,
     },
 }
@@ -314,12 +328,14 @@ pub enum AgentCommand {
     Get {
         #[command(flatten)]
         client: ClientArgs,
+        /// The agent name.
         name: String,
     },
     /// Register an agent (or replace its registration); it becomes active.
     Register {
         #[command(flatten)]
         client: ClientArgs,
+        /// The agent name.
         name: String,
         /// Capabilities it offers (repeat or comma-separate).
         #[arg(long = "capability", value_delimiter = ',')]
@@ -335,18 +351,21 @@ pub enum AgentCommand {
     Heartbeat {
         #[command(flatten)]
         client: ClientArgs,
+        /// The agent name.
         name: String,
     },
     /// Let an agent finish what it holds and give it nothing new.
     Drain {
         #[command(flatten)]
         client: ClientArgs,
+        /// The agent name.
         name: String,
     },
     /// Remove an agent; the tasks it held go back to their queues.
     Remove {
         #[command(flatten)]
         client: ClientArgs,
+        /// The agent name.
         name: String,
     },
 }
@@ -415,6 +434,7 @@ pub enum MsgCommand {
     Tail {
         #[command(flatten)]
         client: ClientArgs,
+        /// The agent whose inbox to follow.
         #[arg(long, short)]
         agent: String,
         /// Start after this seq instead of after the acknowledged cursor.
@@ -444,16 +464,20 @@ pub enum MsgCommand {
     Subscribe {
         #[command(flatten)]
         client: ClientArgs,
+        /// The agent to subscribe.
         #[arg(long, short)]
         agent: String,
+        /// The topic name.
         topic: String,
     },
     /// Unsubscribe an agent from a topic.
     Unsubscribe {
         #[command(flatten)]
         client: ClientArgs,
+        /// The agent to unsubscribe.
         #[arg(long, short)]
         agent: String,
+        /// The topic name.
         topic: String,
     },
 }
@@ -465,10 +489,12 @@ pub enum LimitCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Set the limits of a key (replacing what it had, until the server restarts).
+    /// Set the limits of a key in this namespace, replacing what it had (stored: they outlive
+    /// restarts and hold for every node).
     Set {
         #[command(flatten)]
         client: ClientArgs,
+        /// The key: a rate_limit_key or concurrency_key of tasks.
         key: String,
         /// Tasks with this rate_limit_key handed out per minute.
         #[arg(long)]
@@ -479,5 +505,12 @@ pub enum LimitCommand {
         /// Tasks with this concurrency_key running at once.
         #[arg(long)]
         max_concurrent: Option<u64>,
+    },
+    /// Remove the limits of a key: it goes back to the configuration file's, or to the defaults.
+    Delete {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The key: a rate_limit_key or concurrency_key of tasks.
+        key: String,
     },
 }

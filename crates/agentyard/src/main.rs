@@ -28,6 +28,11 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if let Some(agentyard_client::ClientError::Transport(_)) = e.downcast_ref() {
+                eprintln!(
+                    "hint: is `agentyard serve` running there? Point to another server with --url or AGENTYARD_URL"
+                );
+            }
             std::process::ExitCode::FAILURE
         }
     }

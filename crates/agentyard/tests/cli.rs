@@ -160,6 +160,55 @@ fn agents_messages_and_limits_from_the_command_line() {
     let limits = json(&server, &["limit", "list"]);
     assert_eq!(limits[0]["key"], "openai");
     assert_eq!(limits[0]["burst"], 5);
+
+    // What a person reads: a rate key says nothing of concurrency, and the reverse.
+    let said = run(&server, &["limit", "set", "openai", "--rate-per-minute", "60"]);
+    assert_eq!(
+        said.trim(),
+        r#"tasks with rate_limit_key "openai" start at most 60 a minute (bursts of 1)"#
+    );
+    let said = run(&server, &["limit", "set", "repo-a", "--max-concurrent", "2"]);
+    assert_eq!(
+        said.trim(),
+        r#"tasks with concurrency_key "repo-a" run at most 2 at once"#
+    );
+    let said = run(&server, &["limit", "delete", "repo-a"]);
+    assert!(said.contains("limits removed"), "{said}");
+    let limits = json(&server, &["limit", "list"]);
+    assert_eq!(limits.as_array().map(Vec::len), Some(1), "{limits}");
+    let out = Command::new(env!("CARGO_BIN_EXE_agentyard"))
+        .args(["limit", "delete", "repo-a"])
+        .env("AGENTYARD_URL", &server.url)
+        .env_remove("AGENTYARD_NAMESPACE")
+        .output()
+        .expect("run agentyard");
+    assert!(!out.status.success(), "deleting a key with no limits fails");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("404"), "{stderr}");
+}
+
+#[test]
+fn an_unreachable_server_is_said_once_with_a_hint() {
+    // A port nobody listens on: bind one, then let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let out = Command::new(env!("CARGO_BIN_EXE_agentyard"))
+        .args(["limit", "list"])
+        .env("AGENTYARD_URL", format!("http://127.0.0.1:{port}"))
+        .env_remove("AGENTYARD_NAMESPACE")
+        .output()
+        .expect("run agentyard");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("cannot reach the agentyard server").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: is `agentyard serve` running there?"), "{stderr}");
 }
 
 #[test]
