@@ -64,6 +64,19 @@ fn check_text(field: &str, value: &Option<String>) -> Result<(), FieldError> {
     }
 }
 
+/// A dispatch key (`concurrency_key`, `rate_limit_key`, a limit's key): text as [`check_text`]
+/// takes it, without control characters (they would reach log lines and terminals as they are).
+fn check_key(field: &str, value: &Option<String>) -> Result<(), FieldError> {
+    check_text(field, value)?;
+    match value {
+        Some(v) if v.chars().any(char::is_control) => Err(FieldError::new(
+            field,
+            "must not hold control characters (newlines, tabs, escapes)",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Partial backoff policy: fields left out take the defaults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -145,12 +158,12 @@ impl CreateTaskRequest {
             ("kind", &self.kind),
             ("title", &self.title),
             ("idempotency_key", &self.idempotency_key),
-            ("concurrency_key", &self.concurrency_key),
-            ("rate_limit_key", &self.rate_limit_key),
             ("correlation_id", &self.correlation_id),
         ] {
             check_text(field, value)?;
         }
+        check_key("concurrency_key", &self.concurrency_key)?;
+        check_key("rate_limit_key", &self.rate_limit_key)?;
         let max_attempts = self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
         if !(1..=MAX_ATTEMPTS_LIMIT).contains(&max_attempts) {
             return Err(FieldError::new(
@@ -759,6 +772,7 @@ impl LimitRequest {
         if key.is_empty() || key.len() > MAX_TEXT_LEN {
             return Err(FieldError::new("key", format!("must be 1 to {MAX_TEXT_LEN} bytes")));
         }
+        check_key("key", &Some(key.clone()))?;
         if self.rate_per_minute.is_none() && self.burst.is_none() && self.max_concurrent.is_none() {
             return Err(FieldError::new(
                 "body",
@@ -902,6 +916,36 @@ mod tests {
         assert_eq!(limit(Some(0), None, None).unwrap_err(), "rate_per_minute");
         assert_eq!(limit(Some(1), Some(0), None).unwrap_err(), "burst");
         assert_eq!(limit(None, None, Some(0)).unwrap_err(), "max_concurrent");
+    }
+
+    #[test]
+    fn dispatch_keys_hold_no_control_characters() {
+        let forged = "openai\n2026-12-07T00:00:00Z INFO agentyard: all is well \u{1b}[2K";
+        let refused = LimitRequest {
+            rate_per_minute: Some(60),
+            burst: None,
+            max_concurrent: None,
+        }
+        .into_limit(forged.into())
+        .unwrap_err();
+        assert_eq!(refused.field, "key");
+        assert!(refused.message.contains("control characters"), "{}", refused.message);
+        for field in ["concurrency_key", "rate_limit_key"] {
+            let mut req: CreateTaskRequest = serde_json::from_value(serde_json::json!({
+                "queue": "q", "input": {}, field: "a\tb"
+            }))
+            .unwrap();
+            assert_eq!(
+                req.clone().into_new_task(Timestamp::from_millis(0)).unwrap_err().field,
+                field
+            );
+            req.concurrency_key = Some("repo: acme/web (main)".into());
+            req.rate_limit_key = Some("provider:openai/gpt-4o".into());
+            assert!(
+                req.into_new_task(Timestamp::from_millis(0)).is_ok(),
+                "printable keys pass"
+            );
+        }
     }
 
     #[test]

@@ -191,6 +191,15 @@ async fn limits_are_checked(backend: Backend) {
         .send_raw(reqwest::Method::PUT, "/v1/limits/openai", r#"{"burst": 3}"#)
         .await;
     assert_eq!((status, body["field"].as_str()), (422, Some("rate_per_minute")));
+    // A key that would forge a log line (newline, then escape codes) is refused.
+    let (status, body) = app
+        .send_raw(
+            reqwest::Method::PUT,
+            "/v1/limits/openai%0A2026-12-07%20INFO%20fine%1B%5B2K",
+            r#"{"rate_per_minute": 60}"#,
+        )
+        .await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("key")), "{body}");
     let set = app
         .client
         .set_limit(
