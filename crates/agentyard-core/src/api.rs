@@ -27,6 +27,10 @@ pub const MIN_LEASE_MS: u64 = 100;
 pub const MAX_LEASE_MS: u64 = 24 * 3_600_000;
 /// Most attempts a task may ask for.
 pub const MAX_ATTEMPTS_LIMIT: u32 = 1_000;
+/// Furthest a task may be scheduled ahead (`run_at`, `delay_ms`): one year.
+pub const MAX_DELAY_MS: u64 = 365 * 24 * 3_600_000;
+/// Most tasks of one concurrency key a limit may let run at once.
+pub const MAX_CONCURRENT_LIMIT: u64 = 1_000_000;
 
 /// A request field that is out of range or inconsistent. Becomes a 422 naming `field`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -185,19 +189,22 @@ impl CreateTaskRequest {
             .map_err(|(f, m)| FieldError::new(format!("backoff.{f}"), m))?;
         let run_at = match (self.run_at, self.delay_ms) {
             (Some(_), Some(_)) => return Err(FieldError::new("delay_ms", "give either run_at or delay_ms, not both")),
+            (Some(t), None) if t > now.add_millis(MAX_DELAY_MS) => {
+                return Err(FieldError::new("run_at", "must be at most one year from now"));
+            }
             (Some(t), None) => Some(t),
-            (None, Some(d)) if d > crate::backoff::MAX_BACKOFF_MS * 52 => {
+            (None, Some(d)) if d > MAX_DELAY_MS => {
                 return Err(FieldError::new("delay_ms", "must be at most one year"));
             }
             (None, Some(d)) => Some(now.add_millis(d)),
             (None, None) => None,
         };
         if let Some(t) = self.timeout_ms
-            && t < MIN_LEASE_MS
+            && !(MIN_LEASE_MS..=MAX_LEASE_MS).contains(&t)
         {
             return Err(FieldError::new(
                 "timeout_ms",
-                format!("must be at least {MIN_LEASE_MS}"),
+                format!("must be between {MIN_LEASE_MS} and {MAX_LEASE_MS} (24 hours)"),
             ));
         }
         let mut caps = self.required_capabilities.unwrap_or_default();
@@ -791,8 +798,14 @@ impl LimitRequest {
                 Some(limit)
             }
         };
-        if self.max_concurrent == Some(0) {
-            return Err(FieldError::new("max_concurrent", "must be at least 1"));
+        if self
+            .max_concurrent
+            .is_some_and(|m| !(1..=MAX_CONCURRENT_LIMIT).contains(&m))
+        {
+            return Err(FieldError::new(
+                "max_concurrent",
+                format!("must be between 1 and {MAX_CONCURRENT_LIMIT}"),
+            ));
         }
         Ok(Limit {
             key,
@@ -916,6 +929,34 @@ mod tests {
         assert_eq!(limit(Some(0), None, None).unwrap_err(), "rate_per_minute");
         assert_eq!(limit(Some(1), Some(0), None).unwrap_err(), "burst");
         assert_eq!(limit(None, None, Some(0)).unwrap_err(), "max_concurrent");
+        assert_eq!(
+            limit(None, None, Some(MAX_CONCURRENT_LIMIT + 1)).unwrap_err(),
+            "max_concurrent"
+        );
+        assert!(limit(None, None, Some(MAX_CONCURRENT_LIMIT)).is_ok());
+    }
+
+    #[test]
+    fn times_of_a_new_task_are_bounded() {
+        let now = Timestamp::from_millis(1_000_000);
+        let task = |extra: serde_json::Value| {
+            let mut body = serde_json::json!({"queue": "q", "input": {}});
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            serde_json::from_value::<CreateTaskRequest>(body)
+                .unwrap()
+                .into_new_task(now)
+                .map_err(|e| e.field)
+        };
+        assert_eq!(task(json!({"timeout_ms": MAX_LEASE_MS + 1})).unwrap_err(), "timeout_ms");
+        assert!(task(json!({"timeout_ms": MAX_LEASE_MS})).is_ok());
+        assert_eq!(task(json!({"delay_ms": MAX_DELAY_MS + 1})).unwrap_err(), "delay_ms");
+        let far = now.add_millis(MAX_DELAY_MS + 1);
+        assert_eq!(task(json!({"run_at": far})).unwrap_err(), "run_at");
+        assert!(task(json!({"run_at": now.add_millis(MAX_DELAY_MS)})).is_ok());
+        assert!(
+            task(json!({"run_at": Timestamp::from_millis(0)})).is_ok(),
+            "a past run_at is due now"
+        );
     }
 
     #[test]

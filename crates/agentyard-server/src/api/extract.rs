@@ -71,6 +71,13 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 /// Parses a JSON body, reporting where a value of the wrong shape is (`tasks[3].queue`).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every request body is an object; serde would also take a struct from an array of its
+    // fields in order (`["q"]` for `{"queue": "q"}`).
+    if let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace())
+        && *first == b'['
+    {
+        return Err(ApiError::invalid("body", "must be a JSON object, not an array"));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -245,6 +252,7 @@ mod tests {
             Err(("422", "backoff.initial_ms")),
         );
         check::<CreateTaskRequest>(r#"[]"#, Err(("422", "body")));
+        check::<CreateTaskRequest>(r#" ["q"]"#, Err(("422", "body")));
         check::<BatchCreateRequest>(
             r#"{"tasks":[{"queue":"a"},{"queue":"B"}]}"#,
             Err(("422", "tasks[1].queue")),
