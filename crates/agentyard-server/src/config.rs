@@ -11,6 +11,9 @@ use agentyard_core::flow::RateLimit;
 pub use crate::http::Tls;
 
 /// Everything the server needs to know besides its store and clock.
+/// The default of [`ServerConfig::answer_budget_bytes`]: 8 MiB.
+pub const DEFAULT_ANSWER_BUDGET_BYTES: usize = 8 * 1024 * 1024;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     /// Where `agentyard serve` binds (the server itself takes a bound listener).
@@ -23,6 +26,9 @@ pub struct ServerConfig {
     pub max_inbox_depth: Option<u64>,
     /// Largest request body accepted; larger ones get 413.
     pub body_limit_bytes: usize,
+    /// Bytes of JSON a list answer may hold: a page stops at the item that passes it (keeping at
+    /// least one) and gives the cursor of the rest.
+    pub answer_budget_bytes: usize,
     /// Longest the timer loop sleeps between checks, even when nothing is due: bounds how late
     /// it notices a change made by another node sharing the store.
     pub timer_max_sleep: Duration,
@@ -95,6 +101,7 @@ impl Default for ServerConfig {
             max_queue_depth: Some(1_000_000),
             max_inbox_depth: Some(100_000),
             body_limit_bytes: 1024 * 1024,
+            answer_budget_bytes: DEFAULT_ANSWER_BUDGET_BYTES,
             timer_max_sleep: Duration::from_secs(1),
             claim_recheck: Duration::from_secs(1),
             agent_timeout_ms: 30_000,

@@ -81,6 +81,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         default_lease_ms: settings.lease_ms,
         max_queue_depth: Some(settings.max_queue_depth),
         body_limit_bytes: settings.body_limit,
+        answer_budget_bytes: settings.answer_budget,
         max_inbox_depth: Some(settings.max_inbox_depth),
         agent_timeout_ms: settings.agent_timeout_ms,
         agent_rate: settings.agent_rate,

@@ -79,6 +79,7 @@ pub struct Settings {
     pub max_queue_depth: u64,
     pub lease_ms: u64,
     pub body_limit: usize,
+    pub answer_budget: usize,
     pub log_format: LogFormat,
     pub max_inbox_depth: u64,
     pub agent_timeout_ms: u64,
@@ -121,6 +122,7 @@ struct FileSettings {
     max_queue_depth: Option<u64>,
     lease_ms: Option<u64>,
     body_limit: Option<usize>,
+    answer_budget: Option<usize>,
     log_format: Option<String>,
     max_inbox_depth: Option<u64>,
     agent_timeout_ms: Option<u64>,
@@ -212,6 +214,13 @@ impl Settings {
         let body_limit = args.body_limit.or(file.body_limit).unwrap_or(1024 * 1024);
         if body_limit < 1024 {
             bail!("--body-limit must be at least 1024 bytes");
+        }
+        let answer_budget = args
+            .answer_budget
+            .or(file.answer_budget)
+            .unwrap_or(agentyard_server::config::DEFAULT_ANSWER_BUDGET_BYTES);
+        if answer_budget < 64 * 1024 {
+            bail!("--answer-budget must be at least 65536 bytes");
         }
         let log_format = match args.log_format.clone().or(file.log_format).as_deref() {
             None | Some("auto") => LogFormat::Auto,
@@ -317,6 +326,7 @@ impl Settings {
             max_queue_depth,
             lease_ms,
             body_limit,
+            answer_budget,
             log_format,
         })
     }
@@ -372,6 +382,7 @@ mod tests {
             max_queue_depth: None,
             lease_ms: None,
             body_limit: None,
+            answer_budget: None,
             log_format: None,
             max_inbox_depth: None,
             agent_timeout_ms: None,

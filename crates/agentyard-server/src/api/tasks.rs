@@ -7,7 +7,7 @@ use agentyard_core::api::{
     UpdateTaskRequest,
 };
 use agentyard_core::{Completion, LeaseToken, Namespace, QueueName, Task, TaskCommand, TaskId, TaskStatus};
-use agentyard_store::{CreateOptions, StoreError, TaskFilter};
+use agentyard_store::{CreateOptions, Page, StoreError, TaskFilter};
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -219,10 +219,30 @@ pub async fn list_tasks(
     let Query(params) = params.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let (filter, limit, after) = params.parse()?;
     let page = s.store.list_tasks(&ns, &filter, after, limit).await?;
-    Ok(Json(TaskPage {
-        items: page.items,
-        next_cursor: page.next.map(|id| id.to_string()),
-    }))
+    Ok(Json(within_budget(page, s.config.answer_budget_bytes)))
+}
+
+/// The page as an answer of at most `budget` bytes of tasks: it stops before the task that would
+/// pass the budget (keeping at least one) and gives the cursor of what it left out.
+fn within_budget(page: Page, budget: usize) -> TaskPage {
+    let total = page.items.len();
+    let mut used = 0usize;
+    let mut items = Vec::with_capacity(total);
+    for task in page.items {
+        // Measured by writing it, as the answer will (lists are not a hot path).
+        let size = serde_json::to_vec(&task).map_or(0, |json| json.len() + 1);
+        if !items.is_empty() && used + size > budget {
+            break;
+        }
+        used += size;
+        items.push(task);
+    }
+    let next_cursor = if items.len() < total {
+        items.last().map(|t: &Task| t.id.to_string())
+    } else {
+        page.next.map(|id| id.to_string())
+    };
+    TaskPage { items, next_cursor }
 }
 
 /// Query of `PATCH /v1/tasks/{id}`.

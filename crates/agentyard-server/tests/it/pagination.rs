@@ -85,7 +85,55 @@ async fn bad_list_parameters_are_422_naming_the_parameter(backend: Backend) {
     }
 }
 
+/// Big tasks: a page stops at the answer budget and its cursor leads to the rest.
+async fn a_page_of_big_tasks_stops_at_the_answer_budget(backend: Backend) {
+    let config = agentyard_server::config::ServerConfig {
+        answer_budget_bytes: 256 * 1024,
+        ..agentyard_server::config::ServerConfig::default()
+    };
+    let app = TestApp::spawn_with(backend, config).await;
+    let c = &app.client;
+    let big = "x".repeat(100 * 1024);
+    let mut created = Vec::new();
+    for i in 0..9 {
+        let task = CreateTaskRequest::new(q("big"), json!({"i": i, "blob": big}));
+        created.push(c.create_task(&task).await.unwrap().id);
+    }
+    let mut walked = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut sizes = Vec::new();
+    loop {
+        let page = c.list_tasks(None, None, Some(1000), cursor.as_deref()).await.unwrap();
+        sizes.push(page.items.len());
+        walked.extend(page.items.iter().map(|t| t.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    // About 100 KB a task under a 256 KiB budget: two a page.
+    assert_eq!(sizes, [2, 2, 2, 2, 1], "page sizes");
+    assert_eq!(walked, created, "every task once, in creation order");
+
+    // A task over the budget on its own still comes, alone.
+    let huge = "y".repeat(300 * 1024);
+    for _ in 0..2 {
+        c.create_task(&CreateTaskRequest::new(q("huge"), json!({"blob": huge})))
+            .await
+            .unwrap();
+    }
+    let first = c.list_tasks(Some(&q("huge")), None, None, None).await.unwrap();
+    assert_eq!(first.items.len(), 1);
+    let rest = c
+        .list_tasks(Some(&q("huge")), None, None, first.next_cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!((rest.items.len(), rest.next_cursor), (1, None));
+    app.stop().await;
+}
+
 backend_tests!(
     pages_walk_every_task_exactly_once_in_creation_order,
     bad_list_parameters_are_422_naming_the_parameter,
+    a_page_of_big_tasks_stops_at_the_answer_budget,
 );
