@@ -203,6 +203,9 @@ impl ListParams {
 }
 
 /// List tasks in creation order, a page at a time.
+///
+/// A page holds at most `limit` tasks and at most the server's answer budget of JSON
+/// (`--answer-budget`, 8 MiB by default): a page of big tasks stops early, with a cursor.
 #[utoipa::path(
     get, path = "/v1/tasks", tag = "tasks",
     params(ListParams),
