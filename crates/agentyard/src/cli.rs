@@ -70,7 +70,7 @@ pub struct ServeArgs {
     /// Largest request body, in bytes [default: 1048576]
     #[arg(long, env = "AGENTYARD_BODY_LIMIT")]
     pub body_limit: Option<usize>,
-    /// Most bytes of JSON in one list answer: a page stops early and gives a cursor [default: 8388608]
+    /// Most bytes of JSON in one task list or inbox read: a page stops early and gives a cursor [default: 8388608]
     #[arg(long, env = "AGENTYARD_ANSWER_BUDGET")]
     pub answer_budget: Option<usize>,
     /// Log format: pretty, json, or auto (pretty on a terminal) [default: auto]

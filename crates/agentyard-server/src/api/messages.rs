@@ -143,7 +143,9 @@ fn number(field: &str, value: Option<String>, range: std::ops::RangeInclusive<u6
 /// broadcasts since it registered, in one sequence order; expired messages are skipped.
 ///
 /// With `wait_ms`, waits for a message when none is there. Reading does not acknowledge:
-/// acknowledge with `POST …/inbox/ack` once the messages are handled.
+/// acknowledge with `POST …/inbox/ack` once the messages are handled. An answer holds at most
+/// the server's answer budget of JSON (`--answer-budget`, 8 MiB by default): a read of big
+/// messages stops early, and its `cursor` leads on from there.
 #[utoipa::path(
     get, path = "/v1/agents/{name}/inbox", tag = "messages", operation_id = "read_inbox",
     params(("name" = String, Path, description = "Agent name"), InboxParams),
@@ -183,10 +185,33 @@ pub async fn read_inbox(
             s.config.claim_recheck,
         )
         .await?;
-    Ok(Json(InboxResponse {
-        messages: page.messages,
-        cursor: page.cursor,
-    }))
+    Ok(Json(within_budget(
+        page.messages,
+        page.cursor,
+        s.config.answer_budget_bytes,
+    )))
+}
+
+/// The messages as an answer of at most `budget` bytes of messages: it stops before the message
+/// that would pass the budget (keeping at least one), and its cursor is then the last one kept,
+/// so reading on from it brings the rest.
+fn within_budget(messages: Vec<Message>, cursor: u64, budget: usize) -> InboxResponse {
+    let total = messages.len();
+    let mut used = 0usize;
+    let mut kept = Vec::with_capacity(total);
+    for m in messages {
+        let size = serde_json::to_vec(&m).map_or(0, |json| json.len() + 1);
+        if !kept.is_empty() && used + size > budget {
+            break;
+        }
+        used += size;
+        kept.push(m);
+    }
+    let cursor = match kept.last() {
+        Some(last) if kept.len() < total => last.seq,
+        _ => cursor,
+    };
+    InboxResponse { messages: kept, cursor }
 }
 
 /// Acknowledge the inbox up to a cursor: those messages are not read again by default.

@@ -406,7 +406,48 @@ async fn bad_sends_name_the_field(backend: Backend) {
     app.stop().await;
 }
 
+/// Big messages: a read stops at the answer budget and its cursor leads to the rest.
+async fn an_inbox_read_of_big_messages_stops_at_the_answer_budget(backend: Backend) {
+    let config = ServerConfig {
+        answer_budget_bytes: 256 * 1024,
+        ..ServerConfig::default()
+    };
+    let app = TestApp::spawn_with(backend, config).await;
+    register(&app, "reader").await;
+    let big = "z".repeat(100 * 1024);
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        let req = SendMessageRequest::to_agent(agent("reader"), json!({"i": i, "blob": big}));
+        sent.push(app.client.send_message(&req).await.unwrap().seq);
+    }
+    let mut read = Vec::new();
+    let mut sizes = Vec::new();
+    let mut after = None;
+    loop {
+        let page = app
+            .client
+            .inbox(&agent("reader"), after, None, Some(1000))
+            .await
+            .unwrap();
+        if page.messages.is_empty() {
+            break;
+        }
+        sizes.push(page.messages.len());
+        read.extend(page.messages.iter().map(|m| m.seq));
+        assert_eq!(
+            Some(page.cursor),
+            read.last().copied(),
+            "the cursor is the last message given"
+        );
+        after = Some(page.cursor);
+    }
+    assert_eq!(sizes, [2, 2, 1], "reads of about 100 KB messages under 256 KiB");
+    assert_eq!(read, sent, "every message once, in order");
+    app.stop().await;
+}
+
 backend_tests!(
+    an_inbox_read_of_big_messages_stops_at_the_answer_budget,
     direct_topic_and_broadcast_share_one_inbox_order,
     a_long_poll_is_woken_by_a_send,
     the_stream_delivers_in_order_and_resumes_after_the_last_event_id,
