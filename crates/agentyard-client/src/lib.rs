@@ -12,7 +12,7 @@ use agentyard_core::api::{
     AckRequest, AckResponse, AgentList, BatchCreateResponse, ClaimRequest, ClaimResponse, CompleteItem,
     CompleteManyResponse, CompleteRequest, CreateTaskRequest, FailRequest, HeartbeatRequest, InboxResponse, Limit,
     LimitList, LimitRequest, QueueList, QueueStats, RegisterAgentRequest, RemovedAgent, SendMessageRequest,
-    Subscriptions, TaskPage, UpdateTaskRequest,
+    Subscriptions, TaskPage, TopicList, UpdateTaskRequest,
 };
 use agentyard_core::message::{Message, TopicName};
 use agentyard_core::{AgentName, Namespace, QueueName, Task, TaskId, TaskStatus};
@@ -425,6 +425,14 @@ impl Client {
     pub async fn subscribe(&self, name: &AgentName, topic: &TopicName) -> Result<Subscriptions, ClientError> {
         self.call(self.request(Method::PUT, &format!("/v1/agents/{name}/subscriptions/{topic}")))
             .await
+    }
+
+    /// `GET /v1/agents/{name}/subscriptions`: the agent's topics, in name order.
+    pub async fn subscriptions(&self, name: &AgentName) -> Result<Vec<TopicName>, ClientError> {
+        let list: TopicList = self
+            .call(self.request(Method::GET, &format!("/v1/agents/{name}/subscriptions")))
+            .await?;
+        Ok(list.topics)
     }
 
     /// `DELETE /v1/agents/{name}/subscriptions/{topic}`.

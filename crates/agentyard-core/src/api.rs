@@ -748,6 +748,13 @@ pub struct AckResponse {
     pub cursor: u64,
 }
 
+/// `GET /v1/agents/{name}/subscriptions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TopicList {
+    /// Every topic the agent subscribes to, in name order.
+    pub topics: Vec<TopicName>,
+}
+
 /// `PUT|DELETE /v1/agents/{name}/subscriptions/{topic}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Subscriptions {

@@ -104,6 +104,7 @@ def test_async_agents_messages_and_limits(server: Server, namespace: str) -> Non
         assert (await c.heartbeat_agent("a1")).status == AgentStatus.ACTIVE
         assert [x.name for x in await c.list_agents()] == ["a1", "a2"]
         assert (await c.subscribe("a1", "news")).topics == ["news"]
+        assert await c.subscriptions("a1") == ["news"]
         assert (await c.unsubscribe("a1", "news")).changed
 
         m = await c.send_message({"hi": 1}, to="a1", sender="a2", correlation_id="c")

@@ -414,11 +414,14 @@ def test_subscriptions(client: Client) -> None:
     assert s.topics == ["alerts"] and s.changed
     assert client.subscribe("a1", "alerts").changed is False
     assert client.subscribe("a1", "deploys").topics == ["alerts", "deploys"]
+    assert client.subscriptions("a1") == ["alerts", "deploys"]
     u = client.unsubscribe("a1", "alerts")
     assert u.topics == ["deploys"] and u.changed
     assert client.unsubscribe("a1", "alerts").changed is False
     with pytest.raises(NotFound):
         client.subscribe("ghost", "alerts")
+    with pytest.raises(NotFound):
+        client.subscriptions("ghost")
 
 
 # -- messages ----------------------------------------------------------------------------------

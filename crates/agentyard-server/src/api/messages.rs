@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use agentyard_core::api::{
     AckRequest, AckResponse, DEFAULT_INBOX_PAGE, InboxResponse, MAX_INBOX_PAGE, MAX_WAIT_MS, SendMessageRequest,
-    Subscriptions,
+    Subscriptions, TopicList,
 };
 use agentyard_core::message::{Message, Recipient, TopicName};
 use agentyard_core::{AgentName, Namespace, Timestamp};
@@ -390,6 +390,26 @@ async fn subscription(
     };
     let topics = s.store.subscriptions(ns, &name).await?;
     Ok(Json(Subscriptions { topics, changed }))
+}
+
+/// The topics the agent subscribes to.
+#[utoipa::path(
+    get, path = "/v1/agents/{name}/subscriptions", tag = "messages", operation_id = "list_subscriptions",
+    params(("name" = String, Path, description = "Agent name")),
+    responses(
+        (status = 200, description = "The agent's topics", body = TopicList),
+        (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_subscriptions(
+    State(s): State<AppState>,
+    Ns(ns): Ns,
+    AgentParam(name): AgentParam,
+) -> Result<Json<TopicList>, ApiError> {
+    let mut topics = s.store.subscriptions(&ns, &name).await?;
+    topics.sort();
+    Ok(Json(TopicList { topics }))
 }
 
 /// Subscribe the agent to a topic: it receives the topic's messages sent from now on.

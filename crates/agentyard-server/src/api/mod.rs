@@ -49,6 +49,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(messages::ack_inbox))
         .routes(routes!(messages::stream_inbox))
         .routes(routes!(messages::subscribe, messages::unsubscribe))
+        .routes(routes!(messages::list_subscriptions))
         .routes(routes!(limits::list_limits))
         .routes(routes!(limits::set_limit, limits::get_limit, limits::delete_limit))
 }

@@ -36,6 +36,16 @@ async fn direct_topic_and_broadcast_share_one_inbox_order(backend: Backend) {
             .unwrap()
             .changed
     );
+    app.client.subscribe(&agent("bob"), &topic("alerts")).await.unwrap();
+    assert_eq!(
+        app.client.subscriptions(&agent("bob")).await.unwrap(),
+        [topic("alerts"), topic("news")],
+        "an agent's topics, in name order"
+    );
+    assert_eq!(app.client.subscriptions(&agent("cat")).await.unwrap(), []);
+    let missing = app.client.subscriptions(&agent("nobody")).await.unwrap_err();
+    assert_eq!(missing.status(), Some(reqwest::StatusCode::NOT_FOUND));
+    app.client.unsubscribe(&agent("bob"), &topic("alerts")).await.unwrap();
 
     let mut direct = SendMessageRequest::to_agent(agent("ann"), json!("d1"));
     direct.from = Some(agent("cat"));

@@ -21,6 +21,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/agents/{name}/inbox"),
     ("POST", "/v1/agents/{name}/inbox/ack"),
     ("GET", "/v1/agents/{name}/inbox/stream"),
+    ("GET", "/v1/agents/{name}/subscriptions"),
     ("PUT", "/v1/agents/{name}/subscriptions/{topic}"),
     ("DELETE", "/v1/agents/{name}/subscriptions/{topic}"),
     ("GET", "/v1/limits"),

@@ -391,6 +391,10 @@ def remove_agent(name: str) -> Call[RemovedAgent]:
     return Call("DELETE", f"/v1/agents/{seg(name)}", lambda a: RemovedAgent.from_json(a.body))
 
 
+def subscriptions(name: str) -> Call[list[str]]:
+    return Call("GET", f"/v1/agents/{seg(name)}/subscriptions", lambda a: [str(t) for t in a.body["topics"]])
+
+
 def subscribe(name: str, topic: str) -> Call[Subscriptions]:
     return Call("PUT", f"/v1/agents/{seg(name)}/subscriptions/{seg(topic)}", _subscriptions)
 

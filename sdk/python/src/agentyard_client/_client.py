@@ -425,6 +425,10 @@ class Client(_Base):
         """Removes an agent; the tasks it held go back to their queues at once."""
         return self.run(calls.remove_agent(name))
 
+    def subscriptions(self, agent: str) -> list[str]:
+        """The agent's topics, in name order."""
+        return self.run(calls.subscriptions(agent))
+
     def subscribe(self, agent: str, topic: str) -> Subscriptions:
         return self.run(calls.subscribe(agent, topic))
 
@@ -997,6 +1001,10 @@ class AsyncClient(_Base):
 
     async def remove_agent(self, name: str) -> RemovedAgent:
         return await self.run(calls.remove_agent(name))
+
+    async def subscriptions(self, agent: str) -> list[str]:
+        """The agent's topics, in name order."""
+        return await self.run(calls.subscriptions(agent))
 
     async def subscribe(self, agent: str, topic: str) -> Subscriptions:
         return await self.run(calls.subscribe(agent, topic))
