@@ -16,52 +16,54 @@ use crate::work::{TxError, TxResult, Work};
 /// it gives up (as on SQLite).
 const CLAIM_SKIP_LIMIT: usize = 1_000;
 
-/// One round of a claim, one statement: locks the next `$5` ready tasks the claimer can run
-/// (`SKIP LOCKED`, leaving out the ids in `$4`), leases at once those that hold no dispatch key
-/// (the same change as `Task::claim`, written in SQL so the rows are read and written once),
-/// and returns them (`claimed` true) with the keyed ones, locked but untouched (`claimed` false),
-/// for the gate to judge. The lease token is 128 random bits from `gen_random_uuid()`.
-const CLAIM_ROUND: &str = "WITH picked AS ( \
-       SELECT namespace, id, concurrency_key IS NULL AND rate_limit_key IS NULL AS free FROM tasks \
-       WHERE namespace = $1 AND queue = $2 AND status = 'queued' \
-         AND required_capabilities <@ $3::text[] AND NOT (id = ANY($4::bytea[])) \
-       ORDER BY priority DESC, run_at, id LIMIT $5 FOR UPDATE SKIP LOCKED), \
-     leased AS ( \
-       UPDATE tasks AS t SET status = 'running', attempt = t.attempt + 1, lease_agent = $6::text, \
-         lease_token = replace(gen_random_uuid()::text, '-', ''), lease_acquired_at = $7::int8, \
-         lease_expires_at = CASE WHEN t.timeout_ms IS NULL THEN $7::int8 + $8::int8 ELSE least($7::int8 + $8::int8, $7::int8 + t.timeout_ms) END, \
-         progress = NULL, version = t.version + 1, updated_at = $7::int8 \
-       FROM picked AS p WHERE t.namespace = p.namespace AND t.id = p.id AND p.free \
-       RETURNING t.*) \
-     SELECT COLUMNS, true FROM leased \
-     UNION ALL \
-     SELECT COLUMNS, false FROM tasks WHERE (namespace, id) IN (SELECT namespace, id FROM picked WHERE NOT free)";
+/// The ready tasks a claim locks and leases, as two CTEs (`picked`, `leased`): locks the next
+/// `$5` ready tasks the claimer can run (`SKIP LOCKED`, leaving out the ids in `$4`) and leases at
+/// once those that hold no dispatch key (the same change as `Task::claim`, written in SQL so the
+/// rows are read and written once). The lease token is 128 random bits from `gen_random_uuid()`.
+macro_rules! picked_and_leased {
+    () => {
+        "WITH picked AS ( \
+           SELECT namespace, id, concurrency_key IS NULL AND rate_limit_key IS NULL AS free FROM tasks \
+           WHERE namespace = $1 AND queue = $2 AND status = 'queued' \
+             AND required_capabilities <@ $3::text[] AND NOT (id = ANY($4::bytea[])) \
+           ORDER BY priority DESC, run_at, id LIMIT $5 FOR UPDATE SKIP LOCKED), \
+         leased AS ( \
+           UPDATE tasks AS t SET status = 'running', attempt = t.attempt + 1, lease_agent = $6::text, \
+             lease_token = replace(gen_random_uuid()::text, '-', ''), lease_acquired_at = $7::int8, \
+             lease_expires_at = CASE WHEN t.timeout_ms IS NULL THEN $7::int8 + $8::int8 ELSE least($7::int8 + $8::int8, $7::int8 + t.timeout_ms) END, \
+             progress = NULL, version = t.version + 1, updated_at = $7::int8 \
+           FROM picked AS p WHERE t.namespace = p.namespace AND t.id = p.id AND p.free \
+           RETURNING t.*)"
+    };
+}
+
+/// The leased tasks (`claimed` true) and the keyed ones, locked but untouched (`claimed` false).
+macro_rules! leased_then_keyed {
+    () => {
+        " SELECT COLUMNS, true FROM leased \
+         UNION ALL \
+         SELECT COLUMNS, false FROM tasks WHERE (namespace, id) IN (SELECT namespace, id FROM picked WHERE NOT free)"
+    };
+}
+
+/// One round of a claim in a transaction, one statement: returns the tasks it leased and the
+/// keyed ones it locked, for the gate to judge.
+const CLAIM_ROUND: &str = concat!(picked_and_leased!(), leased_then_keyed!());
 
 /// The first round of a claim on its own, outside any transaction: [`CLAIM_ROUND`] plus the
 /// claimed tasks' count deltas, so the statement is the whole change (PostgreSQL runs it as one
 /// transaction) and a claim of keyless tasks, or of an empty queue, costs one round trip. The
 /// keyed tasks it comes across are only looked at: its locks end with it, so they are left for
 /// [`claim_tasks`] in a transaction of its own.
-const CLAIM_FREE: &str = "WITH picked AS ( \
-       SELECT namespace, id, concurrency_key IS NULL AND rate_limit_key IS NULL AS free FROM tasks \
-       WHERE namespace = $1 AND queue = $2 AND status = 'queued' \
-         AND required_capabilities <@ $3::text[] \
-       ORDER BY priority DESC, run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED), \
-     leased AS ( \
-       UPDATE tasks AS t SET status = 'running', attempt = t.attempt + 1, lease_agent = $5::text, \
-         lease_token = replace(gen_random_uuid()::text, '-', ''), lease_acquired_at = $6::int8, \
-         lease_expires_at = CASE WHEN t.timeout_ms IS NULL THEN $6::int8 + $7::int8 ELSE least($6::int8 + $7::int8, $6::int8 + t.timeout_ms) END, \
-         progress = NULL, version = t.version + 1, updated_at = $6::int8 \
-       FROM picked AS p WHERE t.namespace = p.namespace AND t.id = p.id AND p.free \
-       RETURNING t.*), \
-     counted AS ( \
+const CLAIM_FREE: &str = concat!(
+    picked_and_leased!(),
+    ", counted AS ( \
        INSERT INTO queue_counts AS c (namespace, queue, shard, scheduled, queued, running, succeeded, failed, cancelled) \
        SELECT $1, $2, pg_backend_pid() % 64, 0, -count(*), count(*), 0, 0, 0 FROM leased HAVING count(*) > 0 \
        ON CONFLICT (namespace, queue, shard) DO UPDATE SET \
-         queued = c.queued + excluded.queued, running = c.running + excluded.running) \
-     SELECT COLUMNS, true FROM leased \
-     UNION ALL \
-     SELECT COLUMNS, false FROM tasks WHERE (namespace, id) IN (SELECT namespace, id FROM picked WHERE NOT free)";
+         queued = c.queued + excluded.queued, running = c.running + excluded.running)",
+    leased_then_keyed!()
+);
 
 /// What the first round of a claim leased, and how many more tasks the claim still wants from a
 /// transaction of its own (0 when the round met no keyed task: the queue had no more for it).
@@ -87,6 +89,7 @@ pub(crate) async fn claim_free(
     let stmt = client
         .prepare_cached(&CLAIM_FREE.replace("COLUMNS", TASK_COLUMNS))
         .await?;
+    let none_seen: Vec<Vec<u8>> = Vec::new();
     let rows = client
         .query(
             &stmt,
@@ -94,6 +97,7 @@ pub(crate) async fn claim_free(
                 &ns.as_str(),
                 &claim.queue.as_str(),
                 &caps,
+                &none_seen,
                 &i64::from(claim.max),
                 &claim.agent.as_str(),
                 &ms(now),

@@ -34,6 +34,25 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
+/// The longest run of `items` from the start whose JSON fits in `budget` bytes (at least one
+/// item, however big), and whether any were left out. Measured by writing each item, as the
+/// answer will (lists are not a hot path).
+pub fn within_budget<T: Serialize>(items: Vec<T>, budget: usize) -> (Vec<T>, bool) {
+    let total = items.len();
+    let mut used = 0usize;
+    let mut kept = Vec::with_capacity(total);
+    for item in items {
+        let size = serde_json::to_vec(&item).map_or(0, |json| json.len() + 1);
+        if !kept.is_empty() && used + size > budget {
+            break;
+        }
+        used += size;
+        kept.push(item);
+    }
+    let cut = kept.len() < total;
+    (kept, cut)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use crate::api::agents::{admit, seen};
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{AgentParam, JsonBody, Ns, parse_agent};
-use crate::api::json::Json;
+use crate::api::json::{self, Json};
 use crate::dispatch::inboxes::Listener;
 use crate::metrics::Counters;
 use crate::state::{AppState, ParkedAgent};
@@ -192,26 +192,15 @@ pub async fn read_inbox(
     )))
 }
 
-/// The messages as an answer of at most `budget` bytes of messages: it stops before the message
-/// that would pass the budget (keeping at least one), and its cursor is then the last one kept,
-/// so reading on from it brings the rest.
+/// The messages as an answer of at most `budget` bytes of messages; when some are left out, the
+/// cursor is the last one kept, so reading on from it brings the rest.
 fn within_budget(messages: Vec<Message>, cursor: u64, budget: usize) -> InboxResponse {
-    let total = messages.len();
-    let mut used = 0usize;
-    let mut kept = Vec::with_capacity(total);
-    for m in messages {
-        let size = serde_json::to_vec(&m).map_or(0, |json| json.len() + 1);
-        if !kept.is_empty() && used + size > budget {
-            break;
-        }
-        used += size;
-        kept.push(m);
-    }
-    let cursor = match kept.last() {
-        Some(last) if kept.len() < total => last.seq,
+    let (messages, cut) = json::within_budget(messages, budget);
+    let cursor = match messages.last() {
+        Some(last) if cut => last.seq,
         _ => cursor,
     };
-    InboxResponse { messages: kept, cursor }
+    InboxResponse { messages, cursor }
 }
 
 /// Acknowledge the inbox up to a cursor: those messages are not read again by default.

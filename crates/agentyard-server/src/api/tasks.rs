@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{IfMatch, JsonBody, Ns, TaskIdParam, etag};
-use crate::api::json::Json;
+use crate::api::json::{self, Json};
 use crate::state::AppState;
 
 /// Page size of a list without `limit`.
@@ -225,27 +225,14 @@ pub async fn list_tasks(
     Ok(Json(within_budget(page, s.config.answer_budget_bytes)))
 }
 
-/// The page as an answer of at most `budget` bytes of tasks: it stops before the task that would
-/// pass the budget (keeping at least one) and gives the cursor of what it left out.
+/// The page as an answer of at most `budget` bytes of tasks, with the cursor of what it left out.
 fn within_budget(page: Page, budget: usize) -> TaskPage {
-    let total = page.items.len();
-    let mut used = 0usize;
-    let mut items = Vec::with_capacity(total);
-    for task in page.items {
-        // Measured by writing it, as the answer will (lists are not a hot path).
-        let size = serde_json::to_vec(&task).map_or(0, |json| json.len() + 1);
-        if !items.is_empty() && used + size > budget {
-            break;
-        }
-        used += size;
-        items.push(task);
+    let (items, cut) = json::within_budget(page.items, budget);
+    let next = if cut { items.last().map(|t| t.id) } else { page.next };
+    TaskPage {
+        items,
+        next_cursor: next.map(|id| id.to_string()),
     }
-    let next_cursor = if items.len() < total {
-        items.last().map(|t: &Task| t.id.to_string())
-    } else {
-        page.next.map(|id| id.to_string())
-    };
-    TaskPage { items, next_cursor }
 }
 
 /// Query of `PATCH /v1/tasks/{id}`.
