@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -34,19 +35,40 @@ def agentyard_bin() -> Path:
     return target / "debug" / "agentyard"
 
 
-class Server:
-    """One ``agentyard serve`` process; ``url`` once it listens."""
+def existing_bin() -> Path:
+    binary = agentyard_bin()
+    if not binary.exists():
+        pytest.fail(
+            f"the agentyard binary is not at {binary}: build it with "
+            "`cargo build -p agentyard --locked` or set AGENTYARD_BIN",
+            pytrace=False,
+        )
+    return binary
 
-    def __init__(self, *extra: str) -> None:
-        binary = agentyard_bin()
-        if not binary.exists():
-            pytest.fail(
-                f"the agentyard binary is not at {binary}: build it with "
-                "`cargo build -p agentyard --locked` or set AGENTYARD_BIN",
-                pytrace=False,
-            )
+
+def make_admin_token(store: str) -> str:
+    """``agentyard token create --role admin --store STORE``: how an operator makes the first
+    admin token, before a server runs on that store. Returns the token (printed alone)."""
+    done = subprocess.run(
+        [str(existing_bin()), "token", "create", "--role", "admin", "--name", "pytest admin",
+         "--store", store],
+        capture_output=True, text=True, timeout=60,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"agentyard token create failed ({done.returncode}):\n{done.stderr}", pytrace=False)
+    token = done.stdout.strip()
+    assert token.startswith("ayt_"), "token create printed something else than the token"
+    return token
+
+
+class Server:
+    """One ``agentyard serve`` process on ``store`` (the memory store unless given); ``url``
+    once it listens."""
+
+    def __init__(self, *extra: str, store: str = "memory") -> None:
+        binary = existing_bin()
         self.log = tempfile.NamedTemporaryFile(prefix="agentyard-server-", suffix=".log", delete=False)
-        args = [str(binary), "serve", "--store", "memory", "--listen", "127.0.0.1:0", *extra]
+        args = [str(binary), "serve", "--store", store, "--listen", "127.0.0.1:0", *extra]
         env = dict(os.environ, AGENTYARD_LOG=os.environ.get("AGENTYARD_LOG", "info"))
         self.proc = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=self.log, env=env, text=True
@@ -86,6 +108,18 @@ class Server:
             self.proc.stdout.close()
         self.log.close()
 
+
+@dataclass(frozen=True)
+class AuthServer:
+    """A server run with ``--auth`` on a SQLite store, and the admin token made in that store
+    (see :func:`make_admin_token`) before the server started."""
+
+    server: Server
+    admin_token: str
+
+    @property
+    def url(self) -> str:
+        return self.server.url
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 10.0, every: float = 0.05) -> None:

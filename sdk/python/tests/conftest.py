@@ -1,5 +1,5 @@
 """Fixtures: a real agentyard server (see ``_support.Server``), a namespace of its own for
-each test, and a client for it."""
+each test, and a client for it; and a server run with ``--auth`` with its first admin token."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from _support import Server
+from _support import AuthServer, Server, make_admin_token
 from agentyard_client import Client
 
 
@@ -48,3 +48,13 @@ def client(server: Server, namespace: str) -> Iterator[Client]:
     with Client(server.url, namespace=namespace) as c:
         yield c
 
+
+
+@pytest.fixture(scope="session")
+def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer]:
+    store = f"sqlite://{tmp_path_factory.mktemp('auth') / 'yard.db'}"
+    token = make_admin_token(store)
+    s = Server("--auth", store=store)
+    yield AuthServer(s, token)
+    s.stop()
+    os.unlink(s.log.name)

@@ -20,6 +20,7 @@ from agentyard_client import (
     BadRequest,
     Client,
     Conflict,
+    Forbidden,
     InboxFull,
     InternalServerError,
     InvalidTransition,
@@ -39,6 +40,7 @@ from agentyard_client import (
     TaskStatus,
     TooManyRequests,
     TransportError,
+    Unauthorized,
     ValidationError,
     VersionConflict,
 )
@@ -52,6 +54,8 @@ SNAPSHOTS = REPO_ROOT / "crates" / "agentyard-server" / "src" / "api" / "snapsho
 EXPECTED: dict[str, type[ApiError]] = {
     "malformed_body": BadRequest,
     "unsupported_media_type": BadRequest,
+    "unauthorized": Unauthorized,
+    "forbidden": Forbidden,
     "invalid_field": ValidationError,
     "invalid_request": ValidationError,
     "not_found": NotFound,
@@ -98,7 +102,12 @@ def raised_by(status: int, body: Any, headers: dict[str, str] | None = None) -> 
 def test_every_problem_the_server_renders_is_mapped() -> None:
     rendered = snapshots()
     assert rendered, f"no snapshots under {SNAPSHOTS}"
-    assert set(rendered) == set(EXPECTED), "a problem type was added or removed on the server"
+    unmapped, unrendered = set(rendered) - set(EXPECTED), set(EXPECTED) - set(rendered)
+    assert not unmapped, f"the server renders problems this test does not map: {unmapped}"
+    assert not unrendered, (
+        f"no snapshot of {unrendered}: the server's every_problem_renders_as_problem_json "
+        "(crates/agentyard-server/src/api/error.rs) should render each problem type"
+    )
     for name, snap in rendered.items():
         headers = {} if snap["retry_after"] is None else {"retry-after": snap["retry_after"]}
         err = raised_by(snap["status"], snap["body"], headers)

@@ -26,6 +26,7 @@ from ._models import (
     Created,
     Health,
     InboxPage,
+    IssuedToken,
     Limit,
     Message,
     NewArtifact,
@@ -38,6 +39,8 @@ from ._models import (
     Task,
     TaskPage,
     TaskStatus,
+    TokenInfo,
+    TokenRole,
 )
 from .errors import ApiError, error_from_response
 
@@ -530,6 +533,37 @@ def limit_from_list(key: str) -> Call[Limit]:
 
 def delete_limit(key: str) -> Call[None]:
     return Call("DELETE", f"/v1/limits/{seg(key)}", lambda a: None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokens (admin tokens only)
+
+
+def create_token(
+    role: Union[TokenRole, str],
+    namespaces: Optional[Sequence[str]],
+    agent: Optional[str],
+    name: str,
+) -> Call[IssuedToken]:
+    if isinstance(namespaces, str):
+        namespaces = [namespaces]  # one name, not its characters
+    body = _drop_none(
+        {
+            "role": str(TokenRole(role)),
+            "namespaces": None if namespaces is None else list(namespaces),
+            "agent": agent,
+        }
+    )
+    body["name"] = name
+    return Call("POST", "/v1/tokens", lambda a: IssuedToken.from_json(a.body), json=body)
+
+
+def list_tokens() -> Call[list[TokenInfo]]:
+    return Call("GET", "/v1/tokens", lambda a: [TokenInfo.from_json(t) for t in a.body["tokens"]])
+
+
+def revoke_token(token_id: str) -> Call[TokenInfo]:
+    return Call("DELETE", f"/v1/tokens/{seg(token_id)}", lambda a: TokenInfo.from_json(a.body))
 
 
 # ---------------------------------------------------------------------------------------------

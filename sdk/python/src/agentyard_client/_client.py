@@ -36,6 +36,7 @@ from ._models import (
     Created,
     Health,
     InboxPage,
+    IssuedToken,
     Limit,
     Message,
     NewArtifact,
@@ -47,6 +48,8 @@ from ._models import (
     Task,
     TaskPage,
     TaskStatus,
+    TokenInfo,
+    TokenRole,
 )
 from .errors import MethodNotAllowed, NoSuchRoute, NotFound, TransportError
 
@@ -63,6 +66,7 @@ T = TypeVar("T")
 DEFAULT_URL = "http://127.0.0.1:7070"
 _VERSION = "0.1.0"
 TaskRef = Union[Task, str]
+TokenRef = Union[TokenInfo, IssuedToken, str]
 
 
 def _base_url(base_url: Optional[str]) -> str:
@@ -71,6 +75,25 @@ def _base_url(base_url: Optional[str]) -> str:
 
 def _namespace(namespace: Optional[str]) -> Optional[str]:
     return namespace if namespace is not None else os.environ.get("AGENTYARD_NAMESPACE") or None
+
+
+def _token(token: Optional[str]) -> Optional[str]:
+    """The API token to send: the one given, else ``$AGENTYARD_TOKEN``; ``""`` means none.
+    Checked here so a token that cannot be a header value fails at once, with a message that
+    does not repeat it (httpx's own error would quote the whole header)."""
+    value = (token if token is not None else os.environ.get("AGENTYARD_TOKEN", "")).strip()
+    if not value:
+        return None
+    if not all("\x21" <= ch <= "\x7e" for ch in value):
+        raise ValueError(
+            "the API token holds a space, a control or a non-ASCII character: "
+            "it cannot be sent as a header (expected ayt_…)"
+        )
+    return value
+
+
+def _token_id(token: TokenRef) -> str:
+    return token if isinstance(token, str) else token.id
 
 
 def _lease(task: TaskRef, lease_token: Optional[str]) -> tuple[str, str]:
@@ -104,14 +127,28 @@ def _as_transport(base_url: str, exc: Exception) -> TransportError:
 
 
 class _Base:
-    """What both clients share: the URL, the namespace, headers and timeouts."""
+    """What both clients share: the URL, the namespace, the token, headers and timeouts."""
 
     def __init__(
-        self, base_url: Optional[str], namespace: Optional[str], timeout: float
+        self,
+        base_url: Optional[str],
+        namespace: Optional[str],
+        timeout: float,
+        token: Optional[str],
     ) -> None:
         self._base = _base_url(base_url)
         self._namespace = _namespace(namespace)
         self._timeout = timeout
+        # Sent per request (``_headers``) rather than as an httpx default header, so it also
+        # goes out through a caller's own ``http_client``; never shown by ``__repr__``.
+        self._token = _token(token)
+
+    def __repr__(self) -> str:
+        token = "set" if self._token else "none"
+        return (
+            f"{type(self).__name__}(base_url={self._base!r}, namespace={self.namespace!r}, "
+            f"token={token})"
+        )
 
     @property
     def base_url(self) -> str:
@@ -128,6 +165,8 @@ class _Base:
             headers["Content-Type"] = "application/json"
         if self._namespace is not None:
             headers[calls.NAMESPACE_HEADER] = self._namespace
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token}"
         return headers
 
     def _timeout_for(self, call: Call[Any]) -> httpx.Timeout:
@@ -153,9 +192,12 @@ class Client(_Base):
                 yard.complete_task(t, result={"sent": 1})
 
     ``base_url`` defaults to ``$AGENTYARD_URL`` or ``http://127.0.0.1:7070``; ``namespace`` to
-    ``$AGENTYARD_NAMESPACE`` or the server's ``default``. ``timeout`` (seconds) bounds each
-    request; long polls get their wait on top. Errors raise :mod:`agentyard_client.errors`.
-    The client is safe to share between threads.
+    ``$AGENTYARD_NAMESPACE`` or the server's ``default``. ``token`` is the API token (``ayt_…``)
+    a server run with ``--auth`` needs, sent as ``Authorization: Bearer`` on every request; it
+    defaults to ``$AGENTYARD_TOKEN`` (``token=""`` sends none) and never appears in ``repr()``
+    or in exception messages. ``timeout`` (seconds) bounds each request; long polls get their
+    wait on top. Errors raise :mod:`agentyard_client.errors`. The client is safe to share
+    between threads.
     """
 
     def __init__(
@@ -163,12 +205,13 @@ class Client(_Base):
         base_url: Optional[str] = None,
         *,
         namespace: Optional[str] = None,
+        token: Optional[str] = None,
         timeout: float = 10.0,
         headers: Optional[Mapping[str, str]] = None,
         http_client: Optional[httpx.Client] = None,
         transport: Optional[httpx.BaseTransport] = None,
     ) -> None:
-        super().__init__(base_url, namespace, timeout)
+        super().__init__(base_url, namespace, timeout, token)
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(
             base_url=self._base,
@@ -178,11 +221,15 @@ class Client(_Base):
         )
 
     def with_namespace(self, namespace: str) -> Client:
-        """A client for another namespace sharing this one's connections (close this one)."""
-        other = Client(
-            self._base, namespace=namespace, timeout=self._timeout, http_client=self._http
+        """A client for another namespace sharing this one's connections and token (close this
+        one)."""
+        return Client(
+            self._base,
+            namespace=namespace,
+            token=self._token or "",
+            timeout=self._timeout,
+            http_client=self._http,
         )
-        return other
 
     def close(self) -> None:
         if self._owns_http:
@@ -603,6 +650,31 @@ class Client(_Base):
     def list_limits(self) -> list[Limit]:
         return self.run(calls.list_limits())
 
+    # -- tokens (admin tokens only) -------------------------------------------------------
+
+    def create_token(
+        self,
+        role: Union[TokenRole, str],
+        namespaces: Optional[Sequence[str]] = None,
+        agent: Optional[str] = None,
+        name: str = "",
+    ) -> IssuedToken:
+        """Makes an API token: ``role`` is admin, operator, agent or reader; ``namespaces`` the
+        namespaces it may act in (``["*"]`` for every one; leave it out for an admin token);
+        ``agent`` the agent name an agent token acts as; ``name`` what it is for. The answer's
+        ``token`` is shown this once: keep it. Needs an admin token (:class:`Forbidden`)."""
+        return self.run(calls.create_token(role, namespaces, agent, name))
+
+    def list_tokens(self) -> list[TokenInfo]:
+        """Every token, revoked ones included, in id order (never their secrets)."""
+        return self.run(calls.list_tokens())
+
+    def revoke_token(self, id: TokenRef) -> TokenInfo:
+        """Revokes a token (by id, or a :class:`TokenInfo` / :class:`IssuedToken`): it
+        authenticates nothing from then on. Revoking it again changes nothing;
+        :class:`NotFound` for an unknown id."""
+        return self.run(calls.revoke_token(_token_id(id)))
+
 
 class _StreamState:
     """What both inbox streams share: the decoder, the resume point and the retry policy."""
@@ -763,12 +835,13 @@ class AsyncClient(_Base):
         base_url: Optional[str] = None,
         *,
         namespace: Optional[str] = None,
+        token: Optional[str] = None,
         timeout: float = 10.0,
         headers: Optional[Mapping[str, str]] = None,
         http_client: Optional[httpx.AsyncClient] = None,
         transport: Optional[httpx.AsyncBaseTransport] = None,
     ) -> None:
-        super().__init__(base_url, namespace, timeout)
+        super().__init__(base_url, namespace, timeout, token)
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             base_url=self._base,
@@ -778,9 +851,14 @@ class AsyncClient(_Base):
         )
 
     def with_namespace(self, namespace: str) -> AsyncClient:
-        """A client for another namespace sharing this one's connections (close this one)."""
+        """A client for another namespace sharing this one's connections and token (close this
+        one)."""
         return AsyncClient(
-            self._base, namespace=namespace, timeout=self._timeout, http_client=self._http
+            self._base,
+            namespace=namespace,
+            token=self._token or "",
+            timeout=self._timeout,
+            http_client=self._http,
         )
 
     async def aclose(self) -> None:
@@ -1159,6 +1237,23 @@ class AsyncClient(_Base):
 
     async def list_limits(self) -> list[Limit]:
         return await self.run(calls.list_limits())
+
+    # -- tokens (admin tokens only) -------------------------------------------------------
+
+    async def create_token(
+        self,
+        role: Union[TokenRole, str],
+        namespaces: Optional[Sequence[str]] = None,
+        agent: Optional[str] = None,
+        name: str = "",
+    ) -> IssuedToken:
+        return await self.run(calls.create_token(role, namespaces, agent, name))
+
+    async def list_tokens(self) -> list[TokenInfo]:
+        return await self.run(calls.list_tokens())
+
+    async def revoke_token(self, id: TokenRef) -> TokenInfo:
+        return await self.run(calls.revoke_token(_token_id(id)))
 
 
 class AsyncInboxStream(AsyncIterator[Message]):

@@ -27,6 +27,7 @@ __all__ = [
     "Health",
     "HealthReason",
     "InboxPage",
+    "IssuedToken",
     "ItemProblem",
     "Lease",
     "Limit",
@@ -43,6 +44,8 @@ __all__ = [
     "TaskError",
     "TaskPage",
     "TaskStatus",
+    "TokenInfo",
+    "TokenRole",
 ]
 
 JSON = Any
@@ -109,6 +112,19 @@ class AgentStatus(_OpenEnum):
     ACTIVE = "active"
     DRAINING = "draining"
     GONE = "gone"
+
+
+class TokenRole(_OpenEnum):
+    """What an API token allows (see ``docs/design/auth.md``)."""
+
+    #: Everything, in every namespace, tokens included.
+    ADMIN = "admin"
+    #: Everything in its namespaces except tokens.
+    OPERATOR = "operator"
+    #: Acts as one agent only: claims, finishes its tasks, reads its inbox, sends from itself.
+    AGENT = "agent"
+    #: Reads only; lease tokens come back blank (``""``).
+    READER = "reader"
 
 
 @dataclass(frozen=True)
@@ -709,3 +725,51 @@ class Health:
             status=d["status"],
             reasons=[HealthReason.from_json(r) for r in d.get("reasons") or []],
         )
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """An API token as the server shows it: its public ``id`` and its grant, never its secret.
+    ``namespaces`` is ``["*"]`` for every namespace; ``agent`` names the agent an ``agent``
+    token acts as; ``revoked_at`` is set once it is revoked."""
+
+    id: str
+    role: TokenRole
+    namespaces: list[str]
+    name: str
+    created_at: _dt.datetime
+    agent: Optional[str] = None
+    revoked_at: Optional[_dt.datetime] = None
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> TokenInfo:
+        return cls(
+            id=d["id"],
+            role=TokenRole(d["role"]),
+            namespaces=list(d.get("namespaces") or []),
+            name=d.get("name") or "",
+            created_at=parse_time(d["created_at"]),
+            agent=d.get("agent"),
+            revoked_at=_opt_time(d.get("revoked_at")),
+        )
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A token just made: ``token`` (``ayt_…``) is shown this once and cannot be read again, so
+    keep it now. It is left out of ``repr()`` so it does not end up in logs."""
+
+    token: str = field(repr=False)
+    info: TokenInfo
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> IssuedToken:
+        return cls(token=d["token"], info=TokenInfo.from_json(d))

@@ -7,6 +7,8 @@
     ├── TransportError                 the server could not be reached / the connection broke
     └── ApiError                       the server answered with an error (status, type, detail)
         ├── BadRequest                 400 malformed body, 415 unsupported media type
+        ├── Unauthorized               401 no token, or not a valid one (unknown, revoked, mistyped)
+        ├── Forbidden                  403 the token's role, namespaces or agent do not allow it
         ├── ValidationError            422 invalid field (``field``) or invalid request
         ├── NotFound                   404 (``NoSuchRoute`` for an unknown route)
         ├── MethodNotAllowed           405
@@ -41,6 +43,7 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "Backpressure",
+    "Forbidden",
     "InboxFull",
     "InternalServerError",
     "InvalidTransition",
@@ -53,10 +56,12 @@ __all__ = [
     "PreconditionFailed",
     "PreconditionRequired",
     "RateLimited",
+    "RequestTimeout",
     "ServerError",
     "ServerUnavailable",
     "TooManyRequests",
     "TransportError",
+    "Unauthorized",
     "ValidationError",
     "VersionConflict",
     "error_from_response",
@@ -101,6 +106,18 @@ class ApiError(AgentyardError):
 
 class BadRequest(ApiError):
     """400 (the body is not JSON) or 415 (it is not sent as JSON)."""
+
+
+class Unauthorized(ApiError):
+    """401: the server runs with ``--auth`` and the request carried no token, or one it does not
+    accept (unknown, revoked or mistyped). Pass ``token=`` to the client or set
+    ``AGENTYARD_TOKEN``."""
+
+
+class Forbidden(ApiError):
+    """403: the token is valid but its role does not allow this (a reader writing, a non-admin
+    managing tokens), the namespace is not one of its namespaces, or an agent token acts for
+    another agent."""
 
 
 class ValidationError(ApiError):
@@ -228,6 +245,8 @@ class InternalServerError(ServerError):
 _BY_TYPE: dict[str, type[ApiError]] = {
     "/problems/malformed-body": BadRequest,
     "/problems/unsupported-media-type": BadRequest,
+    "/problems/unauthorized": Unauthorized,
+    "/problems/forbidden": Forbidden,
     "/problems/invalid-field": ValidationError,
     "/problems/invalid-request": ValidationError,
     "/problems/not-found": NotFound,
@@ -250,6 +269,8 @@ _BY_TYPE: dict[str, type[ApiError]] = {
 
 _BY_STATUS: dict[int, type[ApiError]] = {
     400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
     404: NotFound,
     405: MethodNotAllowed,
     408: RequestTimeout,
