@@ -30,6 +30,7 @@
 mod format;
 mod journal;
 mod replay;
+mod tokens;
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -146,7 +147,7 @@ impl LogStore {
     }
 
     /// Everything the store holds, in the form its snapshots take (agents, tasks, messages,
-    /// subscriptions and limits, in a stable order): what a reopened store must give back.
+    /// subscriptions, limits and tokens, in a stable order): what a reopened store must give back.
     pub fn export(&self) -> Vec<OwnedChange> {
         self.mem.export()
     }

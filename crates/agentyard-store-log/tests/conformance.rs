@@ -5,6 +5,7 @@ use std::sync::Arc;
 use agentyard_store::conformance::TestStore;
 use agentyard_store::conformance::agents::AgentTestStore;
 use agentyard_store::conformance::limits::LimitTestStore;
+use agentyard_store::conformance::tokens::TokenTestStore;
 use agentyard_store_log::{LogOptions, LogStore};
 
 fn open(dir: &tempfile::TempDir) -> Arc<LogStore> {
@@ -48,4 +49,17 @@ async fn log_limit_store() -> LimitTestStore {
 mod limits {
     use super::log_limit_store;
     agentyard_store::limit_conformance_tests!(log_limit_store);
+}
+
+async fn log_token_store() -> TokenTestStore {
+    let dir = tempfile::tempdir().expect("temp dir");
+    TokenTestStore {
+        tokens: open(&dir),
+        _guard: Box::new(dir),
+    }
+}
+
+mod tokens {
+    use super::log_token_store;
+    agentyard_store::token_conformance_tests!(log_token_store);
 }

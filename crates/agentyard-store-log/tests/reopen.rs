@@ -13,8 +13,13 @@ use agentyard_core::{
 };
 use agentyard_store::{
     AgentStore, Claim, CreateOptions, LimitStore, MessageStore, OwnedChange, SendOptions, Store, StoredLimit,
+    TokenStore,
 };
 use agentyard_store_log::{LogOptions, LogStore};
+
+// Beside this file rather than in it: API tokens came later, and this file is long enough.
+#[path = "reopen/tokens.rs"]
+mod tokens;
 
 fn at(ms: i64) -> Timestamp {
     Timestamp::from_millis(1_800_000_000_000 + ms)
@@ -39,7 +44,7 @@ fn open(path: &Path) -> LogStore {
 /// Every kind of change the store records: tasks created, claimed, completed, cancelled, and
 /// released back to the queue; agents registered, drained, deleted (releasing their leases);
 /// messages direct, to a topic and broadcast; subscriptions taken and dropped; limits set,
-/// replaced and removed; an inbox acknowledged.
+/// replaced and removed; tokens made and revoked; an inbox acknowledged.
 async fn every_kind_of_change(s: &LogStore) {
     let q = queue("reopen");
     let mut keyed = NewTask::on(q.clone(), serde_json::json!({ "n": 0 }));
@@ -115,6 +120,7 @@ async fn every_kind_of_change(s: &LogStore) {
         !s.delete_limit(&ns(), "never-set").await.expect("remove no limit"),
         "nothing to remove, and no frame"
     );
+    tokens::make_and_revoke(s).await;
 
     let topic = queue("news");
     assert!(s.subscribe(&ns(), &agent("worker-1"), &topic).await.expect("subscribe"));
@@ -219,7 +225,7 @@ async fn a_reopened_store_holds_exactly_what_it_held() {
     assert_eq!(tasks_in(&before), 21);
     let s = open(&path);
     same(&s.export(), &before);
-    assert_eq!(s.replayed().frames, 25, "one frame per call that changed something");
+    assert_eq!(s.replayed().frames, 28, "one frame per call that changed something");
     assert_eq!(s.replayed().cut_bytes, 0);
 
     assert_eq!(
@@ -229,6 +235,11 @@ async fn a_reopened_store_holds_exactly_what_it_held() {
             stored(&ns(), "repo", concurrent(2))
         ],
         "the limits as last set, the removed one gone"
+    );
+    assert_eq!(
+        s.list_tokens().await.expect("tokens"),
+        tokens::made_and_revoked(),
+        "the tokens, the revoked one with its first time"
     );
 
     // The indexes came back too, not only the rows: counts, claim order, idempotency, inboxes.
@@ -422,7 +433,7 @@ async fn damage_in_the_middle_stops_the_open_unless_repaired() {
     let mut bytes = log_with_every_kind_of_change(&path).await;
     assert_headed(&bytes);
     let frames = frames_of(&bytes);
-    assert_eq!(frames.len(), 25);
+    assert_eq!(frames.len(), 28);
     let (damaged, _) = frames[12];
     bytes[damaged + 8 + 20] ^= 0x55;
     std::fs::write(&path, &bytes).expect("write");

@@ -20,7 +20,8 @@
 //! A transaction that makes tasks ready or sends a message queues a `NOTIFY` on the schema's
 //! channel; PostgreSQL delivers it only if the transaction commits. Each node listens on one
 //! connection of its own and reports what it hears through `Store::watch_remote`, so a claimer
-//! parked on node B wakes when node A creates a task.
+//! parked on node B wakes when node A creates a task. A change of limits or tokens is told the
+//! same way, so every node drops what it cached of them.
 //!
 //! # What survives a crash
 //! An acknowledged write is a committed transaction: with PostgreSQL's default
@@ -38,6 +39,7 @@ mod record;
 mod store;
 mod tasks;
 pub mod testing;
+mod tokens;
 mod work;
 
 pub use config::{DEFAULT_POOL_SIZE, DEFAULT_SCHEMA, PgOptions, PgUrlError};

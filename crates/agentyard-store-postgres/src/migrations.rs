@@ -158,6 +158,24 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (namespace, key)
     ) WITH (fillfactor = 50);
     ",
+    // 2: API tokens: the public facts of each and the SHA-256 of its secret (never the secret).
+    //
+    // `role` is its lowercase name; `namespaces` is `{*}` for every namespace or the names;
+    // `agent` is the agent name of an agent token. A revoked token keeps its row, with
+    // `revoked_at` set. The id sorts bytewise (`C`), so the primary key gives the listing its
+    // order, the order of every other store.
+    r#"
+    CREATE TABLE tokens (
+        id          text COLLATE "C" NOT NULL PRIMARY KEY,
+        secret_hash bytea  NOT NULL, -- 32 bytes
+        role        text   NOT NULL,
+        namespaces  text[] NOT NULL,
+        agent       text,
+        name        text   NOT NULL,
+        created_at  bigint NOT NULL,
+        revoked_at  bigint -- NULL while the token is valid
+    );
+    "#,
 ];
 
 /// Key of the advisory lock that serializes migrations of one schema across nodes.

@@ -1,8 +1,9 @@
 //! Cross-node wake-ups over LISTEN/NOTIFY. A write transaction queues a notification for what
-//! other nodes wait on (a queue got ready tasks, a message was sent); PostgreSQL delivers it
-//! when, and only if, the transaction commits. Each node keeps one connection listening on the
-//! yard's channel and hands what it hears to the server, which wakes its parked claimers and
-//! inbox readers. A node ignores its own notifications: it woke its waiters itself.
+//! other nodes wait on or cache (a queue got ready tasks, a message was sent, limits or tokens
+//! changed); PostgreSQL delivers it when, and only if, the transaction commits. Each node keeps
+//! one connection listening on the yard's channel and hands what it hears to the server, which
+//! wakes its parked claimers and inbox readers. A node ignores its own notifications: it woke its
+//! waiters itself.
 //!
 //! When the listening connection is lost, notifications sent meanwhile are gone; on reconnecting
 //! the node reports `Resync` so the server wakes every waiter to look again.
@@ -32,6 +33,8 @@ pub(crate) enum Notice {
         name: String,
     },
     LimitsChanged,
+    /// A token was created or revoked: every node forgets what it cached of tokens.
+    TokensChanged,
 }
 
 impl Notice {
@@ -44,6 +47,7 @@ impl Notice {
             } => format!("{node}|t|{namespace}|{queue}|{ready}"),
             Notice::MessageSent { namespace, kind, name } => format!("{node}|m|{namespace}|{kind}|{name}"),
             Notice::LimitsChanged => format!("{node}|l"),
+            Notice::TokensChanged => format!("{node}|k"),
         }
     }
 
@@ -112,6 +116,7 @@ fn decode(payload: &str, own_node: &str) -> Option<RemoteChange> {
             Some(RemoteChange::MessageSent { namespace, to })
         }
         "l" => Some(RemoteChange::LimitsChanged),
+        "k" => Some(RemoteChange::TokensChanged),
         _ => None,
     }
 }
@@ -255,6 +260,7 @@ mod tests {
                 },
             ),
             (Notice::LimitsChanged, RemoteChange::LimitsChanged),
+            (Notice::TokensChanged, RemoteChange::TokensChanged),
         ];
         for (notice, change) in cases {
             let payload = notice.encode("node-a");

@@ -52,3 +52,16 @@ mod limits {
     use super::pg_limit_store;
     agentyard_store::limit_conformance_tests!(optional pg_limit_store);
 }
+
+async fn pg_token_store() -> Option<agentyard_store::conformance::tokens::TokenTestStore> {
+    let (store, schema) = open("token conformance").await?;
+    Some(agentyard_store::conformance::tokens::TokenTestStore {
+        tokens: store,
+        _guard: Box::new(schema),
+    })
+}
+
+mod tokens {
+    use super::pg_token_store;
+    agentyard_store::token_conformance_tests!(optional pg_token_store);
+}

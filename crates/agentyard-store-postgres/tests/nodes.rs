@@ -1,5 +1,6 @@
 //! Several stores on one schema, as several nodes see it: notifications reach the other nodes,
-//! and limits, concurrency keys and expiry hold across them as if there were one.
+//! tokens made on one are known to all, and limits, concurrency keys and expiry hold across them
+//! as if there were one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,10 @@ use agentyard_core::flow::RateLimit;
 use agentyard_core::message::{NewMessage, Recipient};
 use agentyard_core::{AgentName, Namespace, NewTask, QueueName, TaskStatus, Timestamp};
 use agentyard_store::agents::AgentStore;
-use agentyard_store::{Claim, CreateOptions, DispatchGate, LimitStore, MessageStore, RemoteChange, SendOptions, Store};
+use agentyard_store::{
+    Claim, CreateOptions, DispatchGate, LimitStore, MessageStore, RemoteChange, SendOptions, Store, StoredToken,
+    TokenStore,
+};
 use agentyard_store_postgres::testing::TestSchema;
 use agentyard_store_postgres::{PgOptions, PgStore};
 use tokio::sync::mpsc;
@@ -128,6 +132,54 @@ async fn other_nodes_hear_of_ready_tasks_messages_and_limits() {
     // Neither heard its own changes.
     assert!(heard_by_a.try_recv().is_err(), "a hears nothing of its own");
     assert!(heard_by_b.try_recv().is_err(), "b hears nothing of its own");
+}
+
+/// A token made on one node is known to the others, which hear of its creation and of its first
+/// revocation; a second revocation and a refused creation change nothing and tell nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_nodes_hear_of_tokens_made_and_revoked() {
+    use agentyard_core::auth::{Namespaces, Role, TokenId, TokenInfo};
+
+    let Some((stores, _schema)) = nodes("token notifications", 2).await else {
+        return;
+    };
+    let (a, b) = (&stores[0], &stores[1]);
+    let mut heard_by_b = listen(b).await;
+    let id = TokenId::parse("shared000000").expect("valid");
+    let token = StoredToken {
+        info: TokenInfo {
+            id: id.clone(),
+            role: Role::Reader,
+            namespaces: Namespaces::All,
+            agent: None,
+            name: "dashboard".into(),
+            created_at: now(),
+            revoked_at: None,
+        },
+        secret_hash: [3; 32],
+    };
+    a.create_token(token.clone()).await.expect("create");
+    assert_eq!(next(&mut heard_by_b).await, RemoteChange::TokensChanged);
+    assert_eq!(b.find_token(&id).await.expect("find"), Some(token.clone()));
+    assert!(a.create_token(token).await.is_err(), "the id is taken");
+
+    let revoked = a.revoke_token(&id, now().add_millis(5)).await.expect("revoke");
+    assert_eq!(next(&mut heard_by_b).await, RemoteChange::TokensChanged);
+    assert_eq!(b.find_token(&id).await.expect("find"), revoked);
+    a.revoke_token(&id, now().add_millis(9)).await.expect("revoke again");
+    // Something b hears after them: had the refused creation or the second revocation told the
+    // other nodes, b would hear that first.
+    a.put_limit(
+        &ns(),
+        "openai",
+        agentyard_core::flow::KeyLimit {
+            rate: None,
+            max_concurrent: Some(2),
+        },
+    )
+    .await
+    .expect("put");
+    assert_eq!(next(&mut heard_by_b).await, RemoteChange::LimitsChanged);
 }
 
 /// A gate whose rate lives in the store: 5 at once, then one a minute.

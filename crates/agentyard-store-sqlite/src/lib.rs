@@ -1,6 +1,6 @@
 //! The SQLite backend of the yard ([`Store`](agentyard_store::Store),
 //! [`AgentStore`](agentyard_store::AgentStore), [`MessageStore`](agentyard_store::MessageStore),
-//! [`LimitStore`](agentyard_store::LimitStore)):
+//! [`LimitStore`](agentyard_store::LimitStore), [`TokenStore`](agentyard_store::TokenStore)):
 //! one database file in WAL mode, one writer connection that commits commands in groups, and a pool
 //! of read-only connections.
 //!
@@ -34,7 +34,7 @@
 //! subscribed) after its cursor.
 //!
 //! Dispatch limits set through the API are rows of `limits` (`limits.rs`), one per namespace and
-//! key.
+//! key. API tokens are rows of `tokens` (`tokens.rs`), one per token, revoked ones kept.
 //!
 //! # What survives a crash
 //! A write is acknowledged only after its transaction committed to the write-ahead log.
@@ -63,6 +63,7 @@ mod reference;
 mod running;
 mod store;
 mod tasks;
+mod tokens;
 mod writer;
 
 use std::fmt;

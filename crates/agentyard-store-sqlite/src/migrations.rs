@@ -157,6 +157,25 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         CHECK ((rate_per_minute IS NULL) = (burst IS NULL))
     ) WITHOUT ROWID;
     ",
+    // 5: API tokens: the public facts of each and the SHA-256 of its secret (never the secret).
+    //
+    // `role` is its lowercase name; `namespaces` is `*` for every namespace or the names joined
+    // by commas (a name holds no comma); `agent` is the agent name of an agent token. A revoked
+    // token keeps its row, with `revoked_at` set. Few small rows, looked up by id on every
+    // request whose token is not cached: WITHOUT ROWID, the primary key is the table, and a
+    // listing reads it in id order with no sort.
+    r"
+    CREATE TABLE tokens (
+        id          TEXT    NOT NULL PRIMARY KEY,
+        secret_hash BLOB    NOT NULL, -- 32 bytes
+        role        TEXT    NOT NULL,
+        namespaces  TEXT    NOT NULL,
+        agent       TEXT,
+        name        TEXT    NOT NULL,
+        created_at  INTEGER NOT NULL, -- unix ms
+        revoked_at  INTEGER           -- unix ms; NULL while the token is valid
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// Brings the schema up to date, one transaction per step, so a crash mid-way leaves the

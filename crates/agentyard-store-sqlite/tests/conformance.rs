@@ -5,6 +5,7 @@ use std::sync::Arc;
 use agentyard_store::conformance::TestStore;
 use agentyard_store::conformance::agents::AgentTestStore;
 use agentyard_store::conformance::limits::LimitTestStore;
+use agentyard_store::conformance::tokens::TokenTestStore;
 use agentyard_store_sqlite::{SqliteOptions, SqliteStore};
 
 async fn sqlite_store() -> TestStore {
@@ -47,4 +48,18 @@ async fn sqlite_limit_store() -> LimitTestStore {
 mod limits {
     use super::sqlite_limit_store;
     agentyard_store::limit_conformance_tests!(sqlite_limit_store);
+}
+
+async fn sqlite_token_store() -> TokenTestStore {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path().join("yard.db"), SqliteOptions::default()).expect("open");
+    TokenTestStore {
+        tokens: Arc::new(store),
+        _guard: Box::new(dir),
+    }
+}
+
+mod tokens {
+    use super::sqlite_token_store;
+    agentyard_store::token_conformance_tests!(sqlite_token_store);
 }

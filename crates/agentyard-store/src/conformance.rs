@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use crate::{Claim, CreateOptions, Store, StoreError, TaskFilter};
 
 pub mod limits;
+pub mod tokens;
 
 /// A store under test and whatever must live as long as it (a temp dir, a schema).
 pub struct TestStore {

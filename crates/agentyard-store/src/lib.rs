@@ -7,6 +7,7 @@ mod error;
 pub mod limits;
 pub mod memory;
 pub mod record;
+pub mod tokens;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -23,6 +24,7 @@ pub use agents::{AgentStore, InboxPage, MessageStore, SendOptions, Sent};
 pub use error::StoreError;
 pub use limits::{LimitStore, StoredLimit};
 pub use memory::{Change, ChangeSink, ExportCursor, MemoryStore, OwnedChange};
+pub use tokens::{StoredToken, TokenStore};
 
 /// Options of a create.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -150,6 +152,8 @@ pub enum RemoteChange {
     },
     /// Dispatch limits changed.
     LimitsChanged,
+    /// A token was made or revoked: forget what is cached about tokens.
+    TokensChanged,
     /// Changes may have been missed (the store lost and regained its feed): wake every waiter.
     Resync,
 }
@@ -279,7 +283,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<QueueStats>, StoreError>;
 }
 
-/// A backend that stores everything: tasks, agents, messages and limits. The server holds one.
-pub trait Yard: Store + AgentStore + MessageStore + LimitStore {}
+/// A backend that stores everything: tasks, agents, messages, limits and tokens. The server holds
+/// one.
+pub trait Yard: Store + AgentStore + MessageStore + LimitStore + TokenStore {}
 
-impl<T: Store + AgentStore + MessageStore + LimitStore> Yard for T {}
+impl<T: Store + AgentStore + MessageStore + LimitStore + TokenStore> Yard for T {}

@@ -5,9 +5,11 @@
 //! store's lock, and a seal after each call that changed something: that is what the log store
 //! (`agentyard-store-log`) appends to its file. [`MemoryStore::restore`] reads such changes back.
 //!
-//! Dispatch limits (`LimitStore`) are in `memory/limits.rs`.
+//! Dispatch limits (`LimitStore`) are in `memory/limits.rs`, API tokens (`TokenStore`) in
+//! `memory/tokens.rs`.
 
 mod limits;
+mod tokens;
 
 use std::cell::Cell;
 use std::cmp::Reverse;
@@ -17,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use agentyard_core::agent::{Agent, AgentRegistration, AgentStatus, DEFAULT_SLOTS};
 use agentyard_core::api::{QueueStats, StatusCounts};
+use agentyard_core::auth::TokenId;
 use agentyard_core::flow::KeyLimit;
 use agentyard_core::message::{Message, NewMessage, Recipient, TopicName};
 use agentyard_core::task::TaskMeta;
@@ -27,7 +30,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::agents::{AgentStore, InboxPage, MessageStore, SendOptions, Sent};
-use crate::{Claim, CreateOptions, Created, Page, Store, StoreError, TaskFilter};
+use crate::{Claim, CreateOptions, Created, Page, Store, StoreError, StoredToken, TaskFilter};
 
 type ReadyKey = (Namespace, QueueName, Reverse<i32>, Timestamp, TaskId);
 
@@ -70,6 +73,8 @@ pub enum Change<'a> {
         namespace: &'a Namespace,
         key: &'a str,
     },
+    /// A token was created or revoked; this is all of it (serialized as its stored record).
+    Token(#[serde(serialize_with = "crate::record::write_token")] &'a StoredToken),
 }
 
 /// A [`Change`] read back, for [`MemoryStore::restore`].
@@ -105,6 +110,7 @@ pub enum OwnedChange {
         namespace: Namespace,
         key: String,
     },
+    Token(#[serde(deserialize_with = "crate::record::read_token")] StoredToken),
 }
 
 /// Sees every change of a [`MemoryStore`]. Both methods are called with the store's lock held, so
@@ -140,6 +146,8 @@ struct State {
     running_by_agent: HashMap<(Namespace, AgentName), BTreeSet<TaskId>>,
     /// Dispatch limits set through the API, per (namespace, key).
     limits: BTreeMap<(Namespace, String), KeyLimit>,
+    /// API tokens, revoked ones included, by id.
+    tokens: BTreeMap<TokenId, StoredToken>,
     sink: Option<Arc<dyn ChangeSink>>,
     /// Something was recorded since the last seal.
     unsealed: Cell<bool>,
@@ -214,6 +222,9 @@ impl State {
             }
             OwnedChange::LimitRemoved { namespace, key } => {
                 self.limits.remove(&(namespace, key));
+            }
+            OwnedChange::Token(token) => {
+                self.tokens.insert(token.info.id.clone(), token);
             }
         }
     }
@@ -348,7 +359,7 @@ impl MemoryStore {
     }
 
     /// The next `max` entries of the state after `cursor` (agents, then tasks, then messages,
-    /// then subscriptions, then limits), copied under one short hold of the lock; the cursor
+    /// then subscriptions, then limits, then tokens), copied under one short hold of the lock; the cursor
     /// moves past them. Pages taken while the store changes are not one consistent copy: each
     /// entry is as it was when its page was taken. Restored and followed by every change
     /// recorded since the first page was taken, they give the state back exactly, since each
@@ -381,7 +392,7 @@ impl MemoryStore {
                         after: *after,
                     },
                 ),
-                _ => page(
+                4 => page(
                     &st.limits,
                     &mut cursor.limit,
                     want,
@@ -392,6 +403,9 @@ impl MemoryStore {
                         limit: *limit,
                     },
                 ),
+                _ => page(&st.tokens, &mut cursor.token, want, &mut out, |_, t| {
+                    OwnedChange::Token(t.clone())
+                }),
             };
             if last {
                 cursor.stage += 1;
@@ -410,12 +424,13 @@ pub struct ExportCursor {
     message: Option<(Namespace, u64)>,
     subscription: Option<(Namespace, AgentName, TopicName)>,
     limit: Option<(Namespace, String)>,
+    token: Option<TokenId>,
 }
 
 impl ExportCursor {
     /// Every entry was exported.
     pub fn done(&self) -> bool {
-        self.stage > 4
+        self.stage > 5
     }
 }
 

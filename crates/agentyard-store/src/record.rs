@@ -1,4 +1,4 @@
-//! The stored form of tasks, agents, messages and limits: record types of the stores' own,
+//! The stored form of tasks, agents, messages, limits and tokens: record types of the stores' own,
 //! converted from and to the core types, so the bytes a store keeps do not follow the API's JSON.
 //!
 //! The core types (`Task`, `Agent`, `Message`, …) are the API's shapes: their JSON follows their
@@ -19,6 +19,10 @@
 //!
 //! A record borrows what it is made from (`Cow`), so writing one copies no string or value; a
 //! record read back owns its data and becomes the core type by moves.
+//!
+//! API tokens are in `record/tokens.rs`.
+
+mod tokens;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -35,6 +39,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::memory::{Change, OwnedChange};
+
+pub use tokens::{ALL_NAMESPACES, RoleRecordV1, TokenRecordV1, namespaces_from_names, namespaces_to_names};
+pub(crate) use tokens::{read_token, write_token};
 
 /// A task without its [`TaskMeta`] (stored beside it as a [`TaskMetaRecordV1`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -255,6 +262,8 @@ pub enum ChangeRecordV1<'a> {
         namespace: Cow<'a, Namespace>,
         key: Cow<'a, str>,
     },
+    /// A token was created or revoked; this is all of it.
+    Token(TokenRecordV1<'a>),
 }
 
 /// Timestamps as version 1 writes them: `2026-11-22T07:33:35.123Z`; any RFC 3339 form is read.
@@ -732,6 +741,7 @@ impl<'a> From<&Change<'a>> for ChangeRecordV1<'a> {
                 namespace: Cow::Borrowed(namespace),
                 key: Cow::Borrowed(key),
             },
+            Change::Token(t) => Self::Token(t.into()),
         }
     }
 }
@@ -778,6 +788,7 @@ impl<'a> From<&'a OwnedChange> for ChangeRecordV1<'a> {
                 namespace: Cow::Borrowed(namespace),
                 key: Cow::Borrowed(key),
             },
+            OwnedChange::Token(t) => Self::Token(t.into()),
         }
     }
 }
@@ -824,6 +835,7 @@ impl From<ChangeRecordV1<'_>> for OwnedChange {
                 namespace: namespace.into_owned(),
                 key: key.into_owned(),
             },
+            ChangeRecordV1::Token(t) => Self::Token(t.into()),
         }
     }
 }

@@ -40,3 +40,15 @@ mod limits {
     use super::memory_limit_store;
     agentyard_store::limit_conformance_tests!(memory_limit_store);
 }
+
+async fn memory_token_store() -> agentyard_store::conformance::tokens::TokenTestStore {
+    agentyard_store::conformance::tokens::TokenTestStore {
+        tokens: Arc::new(MemoryStore::new()),
+        _guard: Box::new(()),
+    }
+}
+
+mod tokens {
+    use super::memory_token_store;
+    agentyard_store::token_conformance_tests!(memory_token_store);
+}

@@ -1,7 +1,7 @@
 //! SQLite-specific behaviour beyond the shared conformance suite: what survives a reopen or a
 //! `kill -9`, durability settings, group commit under concurrency, damaged rows; agents and
-//! messages (`agents.rs`); dispatch limits (`limits.rs`); the stored documents (`documents.rs`);
-//! one store per file (`lock.rs`).
+//! messages (`agents.rs`); dispatch limits (`limits.rs`); API tokens (`tokens.rs`); the stored
+//! documents (`documents.rs`); one store per file (`lock.rs`).
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -24,6 +24,7 @@ mod documents;
 mod limits;
 mod lock;
 mod model;
+mod tokens;
 
 const T0: i64 = 1_800_000_000_000;
 
