@@ -56,6 +56,8 @@ pub mod kinds {
     pub const BACKPRESSURE: &str = "/problems/backpressure";
     pub const INBOX_FULL: &str = "/problems/inbox-full";
     pub const RATE_LIMITED: &str = "/problems/rate-limited";
+    pub const UNAUTHORIZED: &str = "/problems/unauthorized";
+    pub const FORBIDDEN: &str = "/problems/forbidden";
     pub const UNAVAILABLE: &str = "/problems/unavailable";
     pub const INTERNAL: &str = "/problems/internal";
 }
@@ -73,6 +75,11 @@ pub enum ClientError {
     /// The request did not get an answer (connection refused, reset, timed out).
     #[error("cannot reach the agentyard server")]
     Transport(#[source] reqwest::Error),
+    /// The token given to [`crate::Client::with_token`] cannot be sent in a header.
+    #[error(
+        "the API token holds characters a header cannot carry; copy it again as `agentyard token create` printed it"
+    )]
+    InvalidToken,
     /// The answer was not what this client understands.
     #[error("unexpected answer from the agentyard server: {0}")]
     Decode(String),

@@ -4,6 +4,7 @@
 
 mod error;
 mod sse;
+mod tokens;
 
 use std::sync::Arc;
 
@@ -86,6 +87,8 @@ pub struct Client {
     /// does not parse; then every request fails as reqwest reports it.
     parsed: Option<Arc<reqwest::Url>>,
     namespace: Option<HeaderValue>,
+    /// `Bearer <token>`, marked sensitive so it never shows in debug output.
+    authorization: Option<HeaderValue>,
 }
 
 impl Client {
@@ -104,6 +107,7 @@ impl Client {
             base: base.into(),
             parsed: reqwest::Url::parse(base).ok().filter(|u| u.has_host()).map(Arc::new),
             namespace: None,
+            authorization: None,
         }
     }
 
@@ -114,6 +118,17 @@ impl Client {
         self
     }
 
+    /// The same client, sending `token` (`ayt_…`) as `Authorization: Bearer` on every request:
+    /// what a server run with `--auth` needs. A token that cannot be a header value (a control
+    /// character in it) is an error.
+    pub fn with_token(mut self, token: &str) -> Result<Self, ClientError> {
+        let mut value =
+            HeaderValue::from_str(&format!("Bearer {}", token.trim())).map_err(|_| ClientError::InvalidToken)?;
+        value.set_sensitive(true);
+        self.authorization = Some(value);
+        Ok(self)
+    }
+
     pub fn base_url(&self) -> &str {
         &self.base
     }
@@ -122,6 +137,10 @@ impl Client {
         let rb = match &self.parsed {
             Some(base) => self.http.request(method, join(base, path)),
             None => self.http.request(method, format!("{}{path}", self.base)),
+        };
+        let rb = match &self.authorization {
+            Some(auth) => rb.header(reqwest::header::AUTHORIZATION, auth.clone()),
+            None => rb,
         };
         match &self.namespace {
             Some(ns) => rb.header(NAMESPACE_HEADER, ns.clone()),
@@ -314,14 +333,28 @@ impl Client {
             .await
     }
 
-    /// `GET /v1/agents`: every agent of the namespace (or those with `status`), by name.
+    /// `GET /v1/agents`: every agent of the namespace (or those with `status`), by name, following
+    /// the pages to the last.
     pub async fn agents(&self, status: Option<AgentStatus>) -> Result<Vec<Agent>, ClientError> {
-        let mut rb = self.request(Method::GET, "/v1/agents");
-        if let Some(s) = status {
-            rb = rb.query(&[("status", s.as_str())]);
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut rb = self.request(Method::GET, "/v1/agents");
+            if let Some(s) = status {
+                rb = rb.query(&[("status", s.as_str())]);
+            }
+            if let Some(c) = &cursor {
+                rb = rb.query(&[("cursor", c.as_str()), ("limit", "1000")]);
+            } else {
+                rb = rb.query(&[("limit", "1000")]);
+            }
+            let page: AgentList = self.call(rb).await?;
+            all.extend(page.agents);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(all),
+            }
         }
-        let list: AgentList = self.call(rb).await?;
-        Ok(list.agents)
     }
 
     /// `GET /v1/agents/{name}`.

@@ -7,7 +7,8 @@ use crate::names::{AgentName, Capability, Namespace};
 use crate::time::Timestamp;
 
 /// Whether an agent takes work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AgentStatus {
     /// Heartbeating and taking work.
@@ -41,7 +42,8 @@ impl std::fmt::Display for AgentStatus {
 }
 
 /// A registered agent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Agent {
     pub name: AgentName,
     pub namespace: Namespace,

@@ -82,7 +82,8 @@ fn check_key(field: &str, value: &Option<String>) -> Result<(), FieldError> {
 }
 
 /// Partial backoff policy: fields left out take the defaults.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BackoffRequest {
     pub initial_ms: Option<u64>,
@@ -92,7 +93,8 @@ pub struct BackoffRequest {
 }
 
 /// `POST /v1/tasks`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateTaskRequest {
     pub queue: QueueName,
@@ -130,7 +132,7 @@ pub struct CreateTaskRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub context: Option<Map<String, Value>>,
 }
 
@@ -234,13 +236,15 @@ impl CreateTaskRequest {
 }
 
 /// `POST /v1/tasks/batch`: all are created, or none.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BatchCreateRequest {
     pub tasks: Vec<CreateTaskRequest>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BatchCreateResponse {
     /// In request order; an item whose `idempotency_key` was seen is the original task.
     pub tasks: Vec<Task>,
@@ -249,7 +253,8 @@ pub struct BatchCreateResponse {
 }
 
 /// `PATCH /v1/tasks/{id}`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTaskRequest {
     /// The version this change is based on (or send `If-Match: "<version>"`).
@@ -263,7 +268,7 @@ pub struct UpdateTaskRequest {
     pub input: Option<Value>,
     /// A JSON merge patch applied to the task's context.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub context: Option<Map<String, Value>>,
     /// Appended to the task's artifacts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -328,7 +333,8 @@ fn check_progress(progress: &Option<Progress>) -> Result<(), FieldError> {
 }
 
 /// `POST /v1/queues/{queue}/claim`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
     pub agent: AgentName,
@@ -394,7 +400,8 @@ impl ClaimRequest {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClaimResponse {
     /// Each with its `lease` set. Empty when nothing was ready within `wait_ms`.
     pub tasks: Vec<Task>,
@@ -404,7 +411,8 @@ pub struct ClaimResponse {
 }
 
 /// `POST /v1/tasks/{id}/heartbeat`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
     pub lease_token: LeaseToken,
@@ -430,7 +438,8 @@ impl HeartbeatRequest {
 }
 
 /// `POST /v1/tasks/{id}/complete`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CompleteRequest {
     pub lease_token: LeaseToken,
@@ -455,7 +464,8 @@ impl CompleteRequest {
 }
 
 /// The error a failing agent reports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FailureReport {
     /// A short machine-readable kind, e.g. `timeout`, `rate_limited`. Default `error`.
@@ -468,7 +478,8 @@ pub struct FailureReport {
 }
 
 /// `POST /v1/tasks/{id}/fail`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FailRequest {
     pub lease_token: LeaseToken,
@@ -494,7 +505,8 @@ impl FailRequest {
 }
 
 /// One page of a list.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskPage {
     pub items: Vec<Task>,
     /// Pass as `cursor` to get the next page; `null` on the last one.
@@ -502,7 +514,8 @@ pub struct TaskPage {
 }
 
 /// Tasks of one queue by status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusCounts {
     pub scheduled: u64,
     pub queued: u64,
@@ -542,7 +555,8 @@ impl StatusCounts {
 }
 
 /// `GET /v1/queues/{queue}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueStats {
     pub queue: QueueName,
     pub counts: StatusCounts,
@@ -555,7 +569,8 @@ pub struct QueueStats {
 }
 
 /// `GET /v1/queues`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueList {
     pub queues: Vec<QueueStats>,
 }
@@ -574,7 +589,8 @@ pub const MAX_INBOX_PAGE: usize = 1_000;
 pub const DEFAULT_INBOX_PAGE: usize = 100;
 
 /// `PUT /v1/agents/{name}`: registers the agent, or replaces its registration.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RegisterAgentRequest {
     /// Labels of what it can do; tasks requiring capabilities go only to agents offering them all.
@@ -612,14 +628,19 @@ impl RegisterAgentRequest {
 }
 
 /// `GET /v1/agents`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentList {
     /// By name.
     pub agents: Vec<Agent>,
+    /// Pass as `cursor` to get the next page; absent on the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// `DELETE /v1/agents/{name}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RemovedAgent {
     pub agent: AgentName,
     /// Tasks it held, released back to their queues (or dead-lettered when out of attempts).
@@ -627,7 +648,8 @@ pub struct RemovedAgent {
 }
 
 /// `POST /v1/messages`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SendMessageRequest {
     /// `{"agent": "name"}`, `{"topic": "name"}` or `{"broadcast": true}`.
@@ -724,7 +746,8 @@ impl SendMessageRequest {
 }
 
 /// `GET /v1/agents/{name}/inbox`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InboxResponse {
     /// In sequence order: direct, topic and broadcast messages interleaved as they were sent.
     pub messages: Vec<Message>,
@@ -734,7 +757,8 @@ pub struct InboxResponse {
 }
 
 /// `POST /v1/agents/{name}/inbox/ack`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AckRequest {
     /// Everything up to and including this `seq` is handled.
@@ -742,21 +766,24 @@ pub struct AckRequest {
 }
 
 /// The acknowledged position of an inbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AckResponse {
     /// Everything up to here is acknowledged (it never moves back).
     pub cursor: u64,
 }
 
 /// `GET /v1/agents/{name}/subscriptions`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TopicList {
     /// Every topic the agent subscribes to, in name order.
     pub topics: Vec<TopicName>,
 }
 
 /// `PUT|DELETE /v1/agents/{name}/subscriptions/{topic}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Subscriptions {
     /// Every topic the agent subscribes to now.
     pub topics: Vec<TopicName>,
@@ -766,7 +793,8 @@ pub struct Subscriptions {
 
 /// `PUT /v1/limits/{key}`: the limits of one key (a task's `rate_limit_key` or
 /// `concurrency_key`). Leaving a field out removes that limit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LimitRequest {
     /// Tasks with this `rate_limit_key` handed out per minute, fleet-wide.
@@ -824,7 +852,8 @@ impl LimitRequest {
 }
 
 /// The limits of one key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Limit {
     pub key: String,
     pub rate_per_minute: Option<u32>,
@@ -843,14 +872,16 @@ impl Limit {
 }
 
 /// `GET /v1/limits`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LimitList {
     /// By key.
     pub limits: Vec<Limit>,
 }
 
 /// Why the server reports itself degraded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HealthReason {
     /// `queue` or `inbox`.
     pub kind: String,
@@ -863,7 +894,8 @@ pub struct HealthReason {
 }
 
 /// `GET /health`, `/health/live`, `/health/ready`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     /// `ok`, `degraded` (some queue or inbox is at 80 % of its limit or more), `ready`, or
     /// `unavailable`.
@@ -1014,7 +1046,8 @@ mod tests {
 }
 
 /// One task of `POST /v1/tasks/complete`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CompleteItem {
     pub id: TaskId,
@@ -1027,7 +1060,8 @@ pub struct CompleteItem {
 
 /// `POST /v1/tasks/complete`: finish many running tasks in one request. Each item succeeds or
 /// fails on its own, as `POST /v1/tasks/{id}/complete` would.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CompleteManyRequest {
     /// 1 to 1000 tasks, each at most once.
@@ -1073,7 +1107,8 @@ fn completions(field: &str, items: Vec<CompleteItem>) -> Result<Vec<(TaskId, Lea
 }
 
 /// Why one item of a batch failed: the problem its own request would have answered with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ItemProblem {
     /// The problem `type`, e.g. `/problems/lease-conflict`.
     #[serde(rename = "type")]
@@ -1084,7 +1119,8 @@ pub struct ItemProblem {
 }
 
 /// The outcome of one item: the task's new `version`, or its `error`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CompleteOutcome {
     pub id: TaskId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1095,7 +1131,8 @@ pub struct CompleteOutcome {
 
 /// The answer of `POST /v1/tasks/complete`: one outcome per item, in request order. Tasks are
 /// not echoed back, so a worker finishing many tasks does not download them again.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CompleteManyResponse {
     pub items: Vec<CompleteOutcome>,
     /// How many items succeeded.

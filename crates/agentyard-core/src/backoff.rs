@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 /// How long a failed task waits before its next attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Backoff {
     /// Delay before the second attempt.

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::time::Timestamp;
 
 /// A rate with a burst: `rate_per_minute` sustained, up to `burst` at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RateLimit {
     pub rate_per_minute: u32,
     pub burst: u32,

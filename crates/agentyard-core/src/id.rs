@@ -9,8 +9,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// A task id: a ULID, so ids sort by creation time (the list cursor relies on it). Ids made by
 /// one process only ever grow, also within one millisecond: claims take tasks of the same
 /// priority and time oldest first by id, so that is the order they were created in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, utoipa::ToSchema)]
-#[schema(value_type = String, example = "01JDQ7Y3S3M2W0XK8V1N6T4B5C")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = String, example = "01JDQ7Y3S3M2W0XK8V1N6T4B5C"))]
 pub struct TaskId(ulid::Ulid);
 
 impl TaskId {
@@ -68,9 +69,10 @@ impl<'de> Deserialize<'de> for TaskId {
 
 /// The fencing token of one lease. Whoever presents it may heartbeat, complete or fail the
 /// leased task; once the lease moved on, the old token changes nothing.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
-#[schema(value_type = String)]
+#[cfg_attr(feature = "openapi", schema(value_type = String))]
 pub struct LeaseToken(String);
 
 impl LeaseToken {

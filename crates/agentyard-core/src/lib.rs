@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod auth;
 pub mod backoff;
 pub mod flow;
 pub mod id;

@@ -20,7 +20,8 @@ use crate::time::Timestamp;
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
 /// Where a task is in its life. See design §2 for the machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     /// Waiting for its `run_at` (a delay or a retry backoff).
@@ -77,7 +78,8 @@ impl fmt::Display for TaskStatus {
 }
 
 /// The lease of a running task.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Lease {
     pub agent: AgentName,
     pub token: LeaseToken,
@@ -86,7 +88,8 @@ pub struct Lease {
 }
 
 /// Something a task produced or refers to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Artifact {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,7 +102,8 @@ pub struct Artifact {
 }
 
 /// An artifact as a client sends it (the server stamps `created_at`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewArtifact {
     pub name: String,
@@ -124,7 +128,8 @@ impl NewArtifact {
 }
 
 /// How far along a running task is.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Progress {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -134,7 +139,8 @@ pub struct Progress {
 }
 
 /// Why an attempt failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskError {
     pub kind: String,
     pub message: String,
@@ -158,7 +164,8 @@ pub struct TaskMeta {
 }
 
 /// A unit of work. Field names are the API contract (design §2).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Task {
     pub id: TaskId,
     pub namespace: Namespace,
@@ -180,7 +187,7 @@ pub struct Task {
     pub rate_limit_key: Option<String>,
     pub correlation_id: Option<String>,
     pub artifacts: Vec<Artifact>,
-    #[schema(value_type = Object)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub context: Map<String, Value>,
     pub progress: Option<Progress>,
     pub result: Option<Value>,
@@ -190,7 +197,7 @@ pub struct Task {
     pub updated_at: Timestamp,
     pub finished_at: Option<Timestamp>,
     #[serde(skip)]
-    #[schema(ignore)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub meta: TaskMeta,
 }
 

@@ -61,6 +61,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Serve HTTPS with this certificate and key instead of plain HTTP.
     pub tls: Option<Tls>,
+    /// Every request but the health probes needs a valid API token (`Authorization: Bearer`).
+    pub auth: bool,
 }
 
 /// The limits of one key, as configured (see [`KeyLimit`]).
@@ -114,6 +116,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(120),
             max_connections: 10_000,
             tls: None,
+            auth: false,
         }
     }
 }

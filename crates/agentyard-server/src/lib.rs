@@ -3,6 +3,7 @@
 //! layers and connection handling ([`http`]), configuration and start-up.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod dispatch;
 pub mod http;

@@ -16,7 +16,7 @@ use agentyard_store::RemoteChange;
 use crate::api::{self, ApiError};
 use crate::dispatch::{AgentExpiry, Timers};
 use crate::state::AppState;
-use crate::{http, metrics};
+use crate::{auth, http, metrics};
 
 /// The whole HTTP API, ready to serve (or to call in tests without a socket).
 pub fn router(state: AppState) -> Router {
@@ -42,6 +42,10 @@ pub fn router(state: AppState) -> Router {
     });
     let router = router
         .route("/openapi.json", openapi)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::gate::authenticate,
+        ))
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response_with_state(
@@ -76,6 +80,7 @@ async fn watch_other_nodes(state: &AppState) {
         tracing::error!(error = %e, "cannot load the stored dispatch limits; only the configured ones apply until they load");
     }
     let dispatch = state.dispatch.clone();
+    let tokens = state.tokens.clone();
     // Weak: the store holds the listener that holds this, and must still drop at shutdown.
     let store = Arc::downgrade(&state.store);
     let reload = move || {
@@ -89,6 +94,9 @@ async fn watch_other_nodes(state: &AppState) {
     };
     let shared = state.store.watch_remote(Arc::new(move |change: RemoteChange| {
         dispatch.remote_changed(&change);
+        if matches!(change, RemoteChange::TokensChanged | RemoteChange::Resync) {
+            tokens.forget_all();
+        }
         if matches!(change, RemoteChange::LimitsChanged | RemoteChange::Resync) {
             reload();
         }

@@ -9,6 +9,7 @@ use agentyard_store::Yard;
 use crate::api::agent_rate::AgentRates;
 use crate::api::health::HealthCache;
 use crate::api::messages::AgentCounts;
+use crate::auth::TokenCache;
 use crate::config::ServerConfig;
 use crate::dispatch::{Dispatch, Limits, Presence};
 use crate::metrics::Counters;
@@ -23,6 +24,8 @@ pub struct AppState {
     pub dispatch: Arc<Dispatch>,
     pub fleet: Arc<Fleet>,
     pub counters: Arc<Counters>,
+    /// API tokens looked up recently (used when auth is on).
+    pub tokens: Arc<TokenCache>,
 }
 
 /// What the server keeps in memory about its agents: liveness between heartbeat writes, API
@@ -78,6 +81,7 @@ impl AppState {
             dispatch: Arc::new(Dispatch::new()),
             fleet: Arc::new(fleet),
             counters,
+            tokens: Arc::new(TokenCache::default()),
         }
     }
 }

@@ -31,6 +31,9 @@ pub enum Command {
     /// Keyed dispatch limits (rate_limit_key, concurrency_key) of a running server.
     #[command(subcommand)]
     Limit(LimitCommand),
+    /// Make, list and revoke API tokens (through a server, or straight in its store).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Measure a server: throughput and latency suites (see BENCHMARKS.md).
     Bench(BenchArgs),
 }
@@ -113,6 +116,13 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert
     #[arg(long, env = "AGENTYARD_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Every request but the health probes needs an API token (`agentyard token create`)
+    #[arg(long, env = "AGENTYARD_AUTH")]
+    pub auth: bool,
+    /// Serve a non-loopback --listen address without tokens: anyone who reaches it can do
+    /// anything. Only a flag, never an environment variable or a file setting
+    #[arg(long)]
+    pub insecure_no_auth: bool,
 }
 
 /// Where the server is and how to print.
@@ -133,6 +143,9 @@ pub struct ClientArgs {
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// API token (`ayt_…`), for a server run with --auth.
+    #[arg(long, env = "AGENTYARD_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -515,5 +528,59 @@ pub enum LimitCommand {
         client: ClientArgs,
         /// The key: a rate_limit_key or concurrency_key of tasks.
         key: String,
+    },
+}
+
+/// Where token commands work: through a running server (with an admin token), or straight in
+/// the store, which is how the first admin token is made.
+#[derive(Debug, Args)]
+pub struct TokenTarget {
+    /// Work in this store directly instead of through a server: sqlite://PATH, log://PATH or
+    /// postgres://… (a SQLite or log store must not be open in a running server).
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Server URL (without --store).
+    #[arg(long, env = "AGENTYARD_URL", default_value = "http://127.0.0.1:7070")]
+    pub url: String,
+    /// An admin token of that server.
+    #[arg(long, env = "AGENTYARD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token and print it (it is shown this once).
+    Create {
+        /// admin (everything), operator (everything but tokens, in its namespaces), agent (acts as
+        /// one agent: claims, finishes its tasks, its inbox) or reader (reads only).
+        #[arg(long)]
+        role: String,
+        /// A namespace it may act in (repeat or comma-separate), or * for every one. Admin tokens
+        /// cover every namespace.
+        #[arg(long = "namespace", short = 'n', value_delimiter = ',')]
+        namespaces: Vec<String>,
+        /// The agent name an agent token acts as.
+        #[arg(long)]
+        agent: Option<String>,
+        /// What it is for, shown by `token list`.
+        #[arg(long, default_value = "")]
+        name: String,
+        #[command(flatten)]
+        target: TokenTarget,
+    },
+    /// Every token (never their secrets), revoked ones included.
+    List {
+        #[command(flatten)]
+        target: TokenTarget,
+    },
+    /// Revoke a token: it authenticates nothing from then on.
+    Revoke {
+        /// The token's id, as `token list` shows it.
+        id: String,
+        #[command(flatten)]
+        target: TokenTarget,
     },
 }

@@ -15,7 +15,11 @@ use crate::cli::{ClientArgs, QueueCommand, TaskCommand};
 
 pub(crate) fn client(args: &ClientArgs) -> anyhow::Result<Client> {
     let ns = Namespace::parse(args.namespace.clone()).with_context(|| format!("--namespace {:?}", args.namespace))?;
-    Ok(Client::new(&args.url).with_namespace(ns))
+    let client = Client::new(&args.url).with_namespace(ns);
+    match &args.token {
+        Some(token) => Ok(client.with_token(token)?),
+        None => Ok(client),
+    }
 }
 
 pub(crate) fn json_arg(flag: &str, text: &str) -> anyhow::Result<Value> {

@@ -7,6 +7,8 @@ mod commands;
 mod msg_commands;
 mod serve;
 mod settings;
+mod store;
+mod token_commands;
 
 use clap::Parser;
 
@@ -22,6 +24,7 @@ async fn main() -> std::process::ExitCode {
         Command::Agent(cmd) => agent_commands::agent(cmd).await,
         Command::Msg(cmd) => msg_commands::msg(cmd).await,
         Command::Limit(cmd) => agent_commands::limit(cmd).await,
+        Command::Token(cmd) => token_commands::token(cmd).await,
         Command::Bench(args) => bench::bench(args).await,
     };
     match result {

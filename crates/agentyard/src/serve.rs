@@ -6,15 +6,12 @@ use std::time::Duration;
 use agentyard_core::SystemClock;
 use agentyard_server::config::Tls;
 use agentyard_server::{AppState, ServerConfig};
-use agentyard_store::{MemoryStore, Yard};
-use agentyard_store_log::{LogOptions, LogStore};
-use agentyard_store_postgres::PgStore;
-use agentyard_store_sqlite::{Durability, SqliteOptions, SqliteStore};
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::ServeArgs;
-use crate::settings::{LogFormat, Settings, StoreUrl};
+use crate::settings::{LogFormat, Settings};
+use crate::store::open_store;
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(&args)?;
@@ -34,48 +31,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot raise the descriptor limit"),
     }
-    let store: Arc<dyn Yard> = match &settings.store {
-        StoreUrl::Memory => {
-            tracing::warn!("using the memory store: nothing survives a restart");
-            Arc::new(MemoryStore::new())
-        }
-        StoreUrl::Sqlite(path) => {
-            let options = SqliteOptions {
-                durability: settings.durability,
-                ..SqliteOptions::default()
-            };
-            let store = SqliteStore::open(path, options)
-                .with_context(|| format!("cannot open the SQLite store {}", path.display()))?;
-            Arc::new(store)
-        }
-        StoreUrl::Log(path) => {
-            let options = LogOptions {
-                fsync: settings.durability == Durability::Full,
-                repair: settings.repair,
-                ..LogOptions::default()
-            };
-            let store = LogStore::open(path, options)
-                .with_context(|| format!("cannot open the log store {}", path.display()))?;
-            let r = store.replayed();
-            tracing::info!(
-                path = %path.display(),
-                bytes = r.bytes,
-                frames = r.frames,
-                changes = r.changes,
-                cut_bytes = r.cut_bytes,
-                cut_kept_in = r.cut_kept_in.as_ref().map(|p| p.display().to_string()),
-                repaired = r.repaired,
-                "read the log back"
-            );
-            Arc::new(store)
-        }
-        StoreUrl::Postgres(options) => {
-            let store = PgStore::connect((**options).clone())
-                .await
-                .with_context(|| format!("cannot open the PostgreSQL store {}", options.shown()))?;
-            Arc::new(store)
-        }
-    };
+    let store = open_store(&settings.store, settings.durability, settings.repair).await?;
     let config = ServerConfig {
         listen: settings.listen,
         default_lease_ms: settings.lease_ms,
@@ -92,8 +48,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         idle_timeout: Duration::from_millis(settings.idle_timeout_ms),
         max_connections: settings.max_connections,
         tls,
+        auth: settings.auth,
         ..ServerConfig::default()
     };
+    if settings.insecure_no_auth {
+        tracing::warn!(listen = %settings.listen, "authentication is off (--insecure-no-auth): anyone who reaches this address can do anything");
+    } else if settings.auth {
+        tracing::info!("authentication is on: every request but /health/live and /health/ready needs a token");
+    }
     let scheme = if config.tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

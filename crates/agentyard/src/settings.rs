@@ -93,6 +93,10 @@ pub struct Settings {
     pub max_connections: usize,
     /// HTTPS when set.
     pub tls: Option<TlsFiles>,
+    /// Every request needs an API token.
+    pub auth: bool,
+    /// `--insecure-no-auth`: serve a non-loopback address without tokens, knowingly.
+    pub insecure_no_auth: bool,
 }
 
 /// `--tls-cert` and `--tls-key`: PEM files.
@@ -134,6 +138,7 @@ struct FileSettings {
     max_connections: Option<usize>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    auth: Option<bool>,
     /// `[limits.openai]`: `rate_per_minute`, `burst`, `max_concurrent`.
     #[serde(default)]
     limits: BTreeMap<String, LimitRequest>,
@@ -272,6 +277,21 @@ impl Settings {
             (Some(_), None) => bail!("--tls-cert needs --tls-key"),
             (None, Some(_)) => bail!("--tls-key needs --tls-cert"),
         };
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7070)));
+        let auth = args.auth || file.auth.unwrap_or(false);
+        if auth && args.insecure_no_auth {
+            bail!("--auth and --insecure-no-auth contradict each other: give one");
+        }
+        if !auth && !args.insecure_no_auth && !listen.ip().is_loopback() {
+            bail!(
+                "--listen {listen} can be reached from other machines, and without --auth anyone who reaches it \
+                 can do anything: add --auth (and make a token first with `agentyard token create --role admin \
+                 --store URL`), or --insecure-no-auth to serve it open anyway"
+            );
+        }
         let mut limits = BTreeMap::new();
         for (key, req) in file.limits {
             let l = req
@@ -316,10 +336,9 @@ impl Settings {
             agent_rate,
             limits,
             namespaces,
-            listen: args
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7070))),
+            listen,
+            auth,
+            insecure_no_auth: args.insecure_no_auth,
             store,
             durability,
             repair: args.repair,
@@ -379,6 +398,8 @@ mod tests {
             store: None,
             durability: None,
             repair: false,
+            auth: false,
+            insecure_no_auth: false,
             max_queue_depth: None,
             lease_ms: None,
             body_limit: None,
@@ -543,5 +564,27 @@ mod tests {
         a.config = Some(path);
         let err = format!("{:#}", Settings::resolve(&a).unwrap_err());
         assert!(err.contains("lease_msec"), "{err}");
+    }
+
+    #[test]
+    fn a_reachable_address_needs_auth_or_an_explicit_no() {
+        let public = |auth, insecure| {
+            Settings::resolve(&ServeArgs {
+                listen: Some(SocketAddr::from(([0, 0, 0, 0], 7070))),
+                auth,
+                insecure_no_auth: insecure,
+                ..args()
+            })
+        };
+        let err = public(false, false).expect_err("refused").to_string();
+        assert!(err.contains("--auth") && err.contains("--insecure-no-auth"), "{err}");
+        assert!(public(true, false).expect("with auth").auth);
+        let open = public(false, true).expect("knowingly open");
+        assert!(!open.auth && open.insecure_no_auth);
+        assert!(public(true, true).is_err(), "both at once contradict");
+        assert!(
+            !Settings::resolve(&args()).expect("loopback").auth,
+            "loopback needs neither"
+        );
     }
 }

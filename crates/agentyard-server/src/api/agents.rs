@@ -9,7 +9,8 @@ use serde::Deserialize;
 
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{AgentParam, JsonBody, Ns};
-use crate::api::json::Json;
+use crate::api::json::{self, Json};
+use crate::api::tasks::{DEFAULT_PAGE, MAX_PAGE};
 use crate::state::AppState;
 
 /// Takes a token of the agent's API rate bucket (429 when it has none).
@@ -106,9 +107,15 @@ pub struct ListAgentsParams {
     /// Only agents with this status.
     #[param(inline, value_type = Option<AgentStatus>)]
     pub status: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page (the last agent name it held).
+    pub cursor: Option<String>,
 }
 
-/// Every agent of the namespace, by name, with its status and running tasks.
+/// The agents of the namespace, by name, with their status and running tasks, a page at a time
+/// (at most `limit`, and at most the server's answer budget in bytes).
 #[utoipa::path(
     get, path = "/v1/agents", tag = "agents",
     params(ListAgentsParams),
@@ -130,11 +137,32 @@ pub async fn list_agents(
                 .ok_or_else(|| ApiError::invalid("status", format!("{st:?}: use active, draining or gone")))
         })
         .transpose()?;
+    let limit = match params.limit {
+        None => DEFAULT_PAGE,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| ApiError::invalid("limit", format!("{l:?}: must be a whole number from 1 to {MAX_PAGE}")))?,
+    };
+    let after = params
+        .cursor
+        .map(|c| {
+            AgentName::parse(c.as_str())
+                .map_err(|e| ApiError::invalid("cursor", format!("{c:?} is not a cursor of this list: {e}")))
+        })
+        .transpose()?;
     let mut agents = s.store.list_agents(&ns).await?;
-    if let Some(status) = status {
-        agents.retain(|a| a.status == status);
-    }
-    Ok(Json(AgentList { agents }))
+    agents.retain(|a| status.is_none_or(|st| a.status == st) && after.as_ref().is_none_or(|after| &a.name > after));
+    let more = agents.len() > limit;
+    agents.truncate(limit);
+    let (agents, cut) = json::within_budget(agents, s.config.answer_budget_bytes);
+    let next_cursor = if more || cut {
+        agents.last().map(|a| a.name.to_string())
+    } else {
+        None
+    };
+    Ok(Json(AgentList { agents, next_cursor }))
 }
 
 /// One agent.

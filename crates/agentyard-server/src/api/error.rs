@@ -89,6 +89,10 @@ pub enum ApiError {
         burst: u32,
         retry_after_ms: u64,
     },
+    /// No valid token (auth is on): missing, malformed, unknown or revoked.
+    Unauthorized(String),
+    /// The token is valid but its role or namespaces do not cover the request.
+    Forbidden(String),
     /// The store is unreachable; worth retrying.
     Unavailable,
     /// A bug or an unexpected store failure. The cause is logged, never shown.
@@ -162,6 +166,8 @@ impl ApiError {
                 "/problems/rate-limited",
                 "Too many requests",
             ),
+            Unauthorized(_) => (StatusCode::UNAUTHORIZED, "/problems/unauthorized", "Unauthorized"),
+            Forbidden(_) => (StatusCode::FORBIDDEN, "/problems/forbidden", "Forbidden"),
             Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "/problems/unavailable",
@@ -185,9 +191,13 @@ impl ApiError {
     fn detail(&self) -> String {
         use ApiError::*;
         match self {
-            MalformedBody(d) | UnsupportedMediaType(d) | InvalidRequest(d) | NotFound(d) | PreconditionRequired(d) => {
-                d.clone()
-            }
+            MalformedBody(d)
+            | UnsupportedMediaType(d)
+            | InvalidRequest(d)
+            | NotFound(d)
+            | PreconditionRequired(d)
+            | Unauthorized(d)
+            | Forbidden(d) => d.clone(),
             InvalidField { field, detail } => format!("{field}: {detail}"),
             NoSuchRoute { method, path } => format!("no route for {method} {path}"),
             MethodNotAllowed { method, path } => format!("{path} does not accept {method}"),
@@ -387,6 +397,12 @@ impl IntoResponse for ApiError {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let Some(secs) = self.retry_after() {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let ApiError::Unauthorized(_) = self {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"agentyard\""),
+            );
         }
         response
     }
@@ -588,6 +604,14 @@ mod tests {
                     burst: 5,
                     retry_after_ms: 1_500,
                 },
+            ),
+            (
+                "unauthorized",
+                ApiError::Unauthorized("token 0123456789av was revoked at 2026-12-07T22:00:00Z".into()),
+            ),
+            (
+                "forbidden",
+                ApiError::Forbidden("a reader token only reads; POST /v1/tasks changes the yard".into()),
             ),
             ("unavailable", ApiError::Unavailable),
             ("internal", ApiError::Internal),

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 
 use crate::api::error::ApiError;
+use crate::auth::Caller;
 use crate::state::AppState;
 
 /// The header naming the namespace of a request.
@@ -132,15 +133,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Ns {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let Some(value) = parts.headers.get(NAMESPACE_HEADER) else {
-            return Ok(Ns(Namespace::default()));
+            let ns = Namespace::default();
+            if let Some(caller) = parts.extensions.get::<Caller>() {
+                caller.may_act_in(&ns)?;
+            }
+            return Ok(Ns(ns));
         };
         let field = "Agentyard-Namespace";
         let text = value
             .to_str()
             .map_err(|_| ApiError::invalid(field, "is not visible ASCII"))?;
-        Namespace::parse(text)
-            .map(Ns)
-            .map_err(|e| ApiError::invalid(field, format!("invalid namespace {text:?}: {e}")))
+        let ns =
+            Namespace::parse(text).map_err(|e| ApiError::invalid(field, format!("invalid namespace {text:?}: {e}")))?;
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            caller.may_act_in(&ns)?;
+        }
+        Ok(Ns(ns))
     }
 }
 

@@ -26,6 +26,7 @@ use crate::api::agents::{admit, seen};
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{AgentParam, JsonBody, Ns, parse_agent};
 use crate::api::json::{self, Json};
+use crate::auth::Caller;
 use crate::dispatch::inboxes::Listener;
 use crate::metrics::Counters;
 use crate::state::{AppState, ParkedAgent};
@@ -81,11 +82,19 @@ impl AgentCounts {
 )]
 pub async fn send_message(
     State(s): State<AppState>,
+    caller: Caller,
     Ns(ns): Ns,
     JsonBody(req): JsonBody<SendMessageRequest>,
 ) -> Result<Response, ApiError> {
     let now = s.clock.now();
-    let message = req.into_new_message()?;
+    let mut message = req.into_new_message()?;
+    // An agent token sends as its agent: a message without `from` is from it.
+    if let Some(own) = caller.agent() {
+        match &message.from {
+            Some(from) => caller.acts_as(from)?,
+            None => message.from = Some(own.clone()),
+        }
+    }
     if let Some(from) = &message.from {
         admit(&s, &ns, from, now)?;
     }

@@ -11,6 +11,7 @@ pub mod messages;
 pub mod openapi;
 pub mod queues;
 pub mod tasks;
+pub mod tokens;
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -52,6 +53,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(messages::list_subscriptions))
         .routes(routes!(limits::list_limits))
         .routes(routes!(limits::set_limit, limits::get_limit, limits::delete_limit))
+        .routes(routes!(tokens::create_token, tokens::list_tokens))
+        .routes(routes!(tokens::revoke_token))
 }
 
 /// The OpenAPI document served at `/openapi.json`.

@@ -27,6 +27,7 @@ use crate::api::error::Problem;
                                           Server-Sent Events and acknowledged by cursor"),
         (name = "limits", description = "Keyed dispatch limits: rate_limit_key token buckets and \
                                         concurrency_key caps"),
+        (name = "tokens", description = "API tokens (admin tokens only): make, list and revoke them"),
         (name = "health", description = "Liveness, readiness and degradation"),
     )
 )]
@@ -47,12 +48,42 @@ fn namespace_header() -> Parameter {
         .build()
 }
 
-/// Adds what every `/v1` operation shares to the document generated from the handlers.
+/// A problem answer, as every operation that can be refused lists it.
+fn problem_response(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+    utoipa::openapi::ResponseBuilder::new()
+        .description(description)
+        .content(
+            crate::api::error::PROBLEM_JSON,
+            utoipa::openapi::ContentBuilder::new()
+                .schema(Some(utoipa::openapi::Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .into()
+}
+
+/// Routes that answer without a token when authentication is on.
+pub const OPEN_PATHS: &[&str] = &["/health/live", "/health/ready"];
+
+/// Adds what operations share to the document generated from the handlers: the namespace header
+/// (on namespaced `/v1` routes), and with authentication, the bearer scheme with its 401 and 403.
 pub fn finish(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("ayt_…")
+                .description(Some(
+                    "An API token (`agentyard token create`). Needed when the server runs with --auth.",
+                ))
+                .build(),
+        ),
+    );
     for (path, item) in doc.paths.paths.iter_mut() {
-        if !path.starts_with("/v1/") {
-            continue;
-        }
+        let namespaced = path.starts_with("/v1/") && !path.starts_with("/v1/tokens");
+        let secured = !OPEN_PATHS.contains(&path.as_str());
         let operations = [
             &mut item.get,
             &mut item.put,
@@ -61,7 +92,23 @@ pub fn finish(doc: &mut utoipa::openapi::OpenApi) {
             &mut item.patch,
         ];
         for op in operations.into_iter().flatten() {
-            op.parameters.get_or_insert_with(Vec::new).insert(0, namespace_header());
+            if namespaced {
+                op.parameters.get_or_insert_with(Vec::new).insert(0, namespace_header());
+            }
+            if secured {
+                // Optional: a server without --auth takes requests without a token.
+                op.security = Some(vec![
+                    SecurityRequirement::default(),
+                    SecurityRequirement::new("bearer", Vec::<String>::new()),
+                ]);
+                let responses = &mut op.responses.responses;
+                responses
+                    .entry("401".to_owned())
+                    .or_insert_with(|| problem_response("No valid token (with --auth)"));
+                responses
+                    .entry("403".to_owned())
+                    .or_insert_with(|| problem_response("The token's role or namespaces do not allow it"));
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{JsonBody, Ns, QueueParam};
 use crate::api::json::Json;
 use crate::api::{agents, tasks};
+use crate::auth::Caller;
 use crate::dispatch::ClaimHooks;
 use crate::state::AppState;
 
@@ -44,12 +45,17 @@ const REDRIVE_BATCH: usize = 1_000;
 )]
 pub async fn claim(
     State(s): State<AppState>,
+    caller: Caller,
     Ns(ns): Ns,
     QueueParam(queue): QueueParam,
     JsonBody(mut req): JsonBody<ClaimRequest>,
 ) -> Result<Json<ClaimResponse>, ApiError> {
+    caller.acts_as(&req.agent)?;
     let (max, wait_ms, lease_ms) = req.limits(s.config.default_lease_ms)?;
-    let (ids, commands) = tasks::complete_commands(req.take_completions()?);
+    let completions = req.take_completions()?;
+    let leases: Vec<_> = completions.iter().map(|(id, token, _)| (*id, token)).collect();
+    tasks::check_leases(&s, &caller, &ns, &leases).await?;
+    let (ids, commands) = tasks::complete_commands(completions);
     let now = s.clock.now();
     agents::admit(&s, &ns, &req.agent, now)?;
     let capabilities = req.capabilities.unwrap_or_default();

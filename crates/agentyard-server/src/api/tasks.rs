@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{IfMatch, JsonBody, Ns, TaskIdParam, etag};
 use crate::api::json::{self, Json};
+use crate::auth::Caller;
 use crate::state::AppState;
 
 /// Page size of a list without `limit`.
@@ -135,10 +136,12 @@ pub async fn create_tasks(
 )]
 pub async fn get_task(
     State(s): State<AppState>,
+    caller: Caller,
     Ns(ns): Ns,
     TaskIdParam(id): TaskIdParam,
 ) -> Result<Response, ApiError> {
-    let task = s.store.get_task(&ns, id).await?;
+    let mut task = s.store.get_task(&ns, id).await?;
+    caller.redact(&mut task);
     Ok(task_response(StatusCode::OK, &task))
 }
 
@@ -216,12 +219,14 @@ impl ListParams {
 )]
 pub async fn list_tasks(
     State(s): State<AppState>,
+    caller: Caller,
     Ns(ns): Ns,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<TaskPage>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let (filter, limit, after) = params.parse()?;
-    let page = s.store.list_tasks(&ns, &filter, after, limit).await?;
+    let mut page = s.store.list_tasks(&ns, &filter, after, limit).await?;
+    page.items.iter_mut().for_each(|t| caller.redact(t));
     Ok(Json(within_budget(page, s.config.answer_budget_bytes)))
 }
 
@@ -385,11 +390,13 @@ pub async fn redrive_task(
 )]
 pub async fn heartbeat(
     State(s): State<AppState>,
+    caller: Caller,
     Ns(ns): Ns,
     TaskIdParam(id): TaskIdParam,
     JsonBody(req): JsonBody<HeartbeatRequest>,
 ) -> Result<Response, ApiError> {
     req.check()?;
+    check_leases(&s, &caller, &ns, &[(id, &req.lease_token)]).await?;
     let command = TaskCommand::Heartbeat {
         lease_ms: req.lease_ms.unwrap_or(s.config.default_lease_ms),
         token: req.lease_token,
@@ -415,11 +422,13 @@ pub async fn heartbeat(
 )]
 pub async fn complete(
     State(s): State<AppState>,
+    caller: Caller,
     Ns(ns): Ns,
     TaskIdParam(id): TaskIdParam,
     JsonBody(req): JsonBody<CompleteRequest>,
 ) -> Result<Response, ApiError> {
     let (token, completion) = req.into_completion()?;
+    check_leases(&s, &caller, &ns, &[(id, &token)]).await?;
     apply(&s, &ns, id, TaskCommand::Complete { token, completion }).await
 }
 
@@ -440,16 +449,42 @@ pub async fn complete(
 )]
 pub async fn complete_many(
     State(s): State<AppState>,
+    caller: Caller,
     Ns(ns): Ns,
     JsonBody(req): JsonBody<CompleteManyRequest>,
 ) -> Result<Json<CompleteManyResponse>, ApiError> {
-    let (ids, commands) = complete_commands(req.into_completions()?);
+    let completions = req.into_completions()?;
+    let leases: Vec<_> = completions.iter().map(|(id, token, _)| (*id, token)).collect();
+    check_leases(&s, &caller, &ns, &leases).await?;
+    let (ids, commands) = complete_commands(completions);
     let now = s.clock.now();
     // One store call: the SQLite store commits the whole batch in one transaction.
     let outcomes = s.store.apply_many(&ns, commands, now).await?;
     let items = complete_outcomes(&s, ids, outcomes);
     let completed = items.iter().filter(|o| o.error.is_none()).count();
     Ok(Json(CompleteManyResponse { items, completed }))
+}
+
+/// For an `agent` token: 403 when a lease token presented is the current lease of a task leased
+/// to another agent. Costs a read per task, and only for agent tokens.
+pub(crate) async fn check_leases(
+    s: &AppState,
+    caller: &Caller,
+    ns: &Namespace,
+    leases: &[(TaskId, &LeaseToken)],
+) -> Result<(), ApiError> {
+    if caller.agent().is_none() {
+        return Ok(());
+    }
+    for &(id, token) in leases {
+        match s.store.get_task(ns, id).await {
+            Ok(task) => caller.may_use_lease(&task, token)?,
+            // The command itself answers for a task that is not there.
+            Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// The ids of checked completions and their store commands, in request order.
@@ -513,11 +548,13 @@ pub(crate) fn complete_outcomes(
 )]
 pub async fn fail(
     State(s): State<AppState>,
+    caller: Caller,
     Ns(ns): Ns,
     TaskIdParam(id): TaskIdParam,
     JsonBody(req): JsonBody<FailRequest>,
 ) -> Result<Response, ApiError> {
     let (token, error) = req.into_error()?;
+    check_leases(&s, &caller, &ns, &[(id, &token)]).await?;
     let command = TaskCommand::Fail {
         token,
         error,

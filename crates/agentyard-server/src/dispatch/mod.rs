@@ -100,7 +100,7 @@ impl Dispatch {
                 ready,
             } => self.waiters.wake(namespace, queue, *ready),
             RemoteChange::MessageSent { namespace, to } => self.inboxes.message_to(namespace, to),
-            RemoteChange::LimitsChanged => {}
+            RemoteChange::LimitsChanged | RemoteChange::TokensChanged => {}
             RemoteChange::Resync => {
                 self.waiters.wake_all();
                 self.inboxes.wake_all();

@@ -13,6 +13,7 @@
 mod backends;
 
 mod agents;
+mod auth;
 mod backpressure;
 mod conflicts;
 mod connections;

@@ -1,4 +1,4 @@
-//! Cursor pagination of `GET /v1/tasks` and its parameter checks.
+//! Cursor pagination of `GET /v1/tasks` and `GET /v1/agents`, and their parameter checks.
 
 use std::collections::HashSet;
 
@@ -132,7 +132,60 @@ async fn a_page_of_big_tasks_stops_at_the_answer_budget(backend: Backend) {
     app.stop().await;
 }
 
+async fn pages_of_agents_walk_every_agent_once_by_name(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut names: Vec<String> = (0..7).map(|i| format!("agent-{i}")).collect();
+    names.reverse();
+    for name in &names {
+        crate::register(&app, name).await;
+    }
+    names.sort();
+    let mut walked = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/agents?limit=3&cursor={c}"),
+            None => "/v1/agents?limit=3".to_owned(),
+        };
+        let page: Value = app.http.get(app.url(&path)).send().await.unwrap().json().await.unwrap();
+        let agents = page["agents"].as_array().expect("agents");
+        assert!(agents.len() <= 3, "{page}");
+        pages += 1;
+        walked.extend(agents.iter().map(|a| a["name"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(walked, names, "every agent once, by name");
+    assert_eq!(pages, 3);
+    let all = app.client.agents(None).await.unwrap();
+    assert_eq!(
+        all.iter().map(|a| a.name.to_string()).collect::<Vec<_>>(),
+        names,
+        "the client follows the pages"
+    );
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=x", "limit"),
+        ("cursor=Bad", "cursor"),
+    ] {
+        let r = app
+            .http
+            .get(app.url(&format!("/v1/agents?{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "{query}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["field"], field, "{query}: {body}");
+    }
+}
+
 backend_tests!(
+    pages_of_agents_walk_every_agent_once_by_name,
     pages_walk_every_task_exactly_once_in_creation_order,
     bad_list_parameters_are_422_naming_the_parameter,
     a_page_of_big_tasks_stops_at_the_answer_budget,

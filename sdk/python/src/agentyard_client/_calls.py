@@ -372,12 +372,22 @@ def get_agent(name: str) -> Call[Agent]:
     return Call("GET", f"/v1/agents/{seg(name)}", _agent)
 
 
-def list_agents(status: Optional[Union[AgentStatus, str]]) -> Call[list[Agent]]:
-    params = None if status is None else {"status": str(status)}
+def list_agents(
+    status: Optional[Union[AgentStatus, str]], cursor: Optional[str] = None
+) -> Call[tuple[list[Agent], Optional[str]]]:
+    """One page of agents and the cursor of the next (None on the last page)."""
+    params: dict[str, str] = {"limit": "1000"}
+    if status is not None:
+        params["status"] = str(status)
+    if cursor is not None:
+        params["cursor"] = cursor
     return Call(
         "GET",
         "/v1/agents",
-        lambda a: [Agent.from_json(x) for x in a.body["agents"]],
+        lambda a: (
+            [Agent.from_json(x) for x in a.body["agents"]],
+            a.body.get("next_cursor"),
+        ),
         params=params,
     )
 

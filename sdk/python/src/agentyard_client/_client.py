@@ -458,7 +458,14 @@ class Client(_Base):
         return self.run(calls.get_agent(name))
 
     def list_agents(self, *, status: Optional[Union[AgentStatus, str]] = None) -> list[Agent]:
-        return self.run(calls.list_agents(status))
+        """Every agent of the namespace (or those with `status`), by name, every page."""
+        agents: list[Agent] = []
+        cursor: Optional[str] = None
+        while True:
+            page, cursor = self.run(calls.list_agents(status, cursor))
+            agents.extend(page)
+            if cursor is None:
+                return agents
 
     def heartbeat_agent(self, name: str) -> Agent:
         return self.run(calls.heartbeat_agent(name))
@@ -1069,7 +1076,14 @@ class AsyncClient(_Base):
     async def list_agents(
         self, *, status: Optional[Union[AgentStatus, str]] = None
     ) -> list[Agent]:
-        return await self.run(calls.list_agents(status))
+        """Every agent of the namespace (or those with `status`), by name, every page."""
+        agents: list[Agent] = []
+        cursor: Optional[str] = None
+        while True:
+            page, cursor = await self.run(calls.list_agents(status, cursor))
+            agents.extend(page)
+            if cursor is None:
+                return agents
 
     async def heartbeat_agent(self, name: str) -> Agent:
         return await self.run(calls.heartbeat_agent(name))
