@@ -240,6 +240,7 @@ impl CreateTaskRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BatchCreateRequest {
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 1000))]
     pub tasks: Vec<CreateTaskRequest>,
 }
 
@@ -343,18 +344,22 @@ pub struct ClaimRequest {
     pub capabilities: Option<Vec<Capability>>,
     /// Most tasks to take (1–100, default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     pub max: Option<u32>,
     /// Long-poll: wait up to this long for a task when none is ready (at most 60000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 60000))]
     pub wait_ms: Option<u64>,
     /// Lease length; the server default when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 100, maximum = 86400000))]
     pub lease_ms: Option<u64>,
     /// Running tasks to finish successfully before claiming (1 to 1000, each at most once), as
     /// `POST /v1/tasks/complete` would: a worker's "done, next" in one round trip. Each succeeds
     /// or fails on its own (see `completed` in the answer); the claim comes after them whatever
     /// their outcomes (a draining agent gets no task, but its completions are applied).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 1000))]
     pub complete: Option<Vec<CompleteItem>>,
 }
 
@@ -665,8 +670,9 @@ pub struct SendMessageRequest {
     /// The id of the message this one answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
-    /// Never delivered after this many milliseconds.
+    /// Never delivered after this many milliseconds (at most thirty days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 2592000000.0))]
     pub ttl_ms: Option<u64>,
     /// Sending again with the same key returns the original message instead of a second one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1065,6 +1071,7 @@ pub struct CompleteItem {
 #[serde(deny_unknown_fields)]
 pub struct CompleteManyRequest {
     /// 1 to 1000 tasks, each at most once.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 1000))]
     pub items: Vec<CompleteItem>,
 }
 

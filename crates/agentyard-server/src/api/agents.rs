@@ -54,7 +54,7 @@ pub async fn seen(s: &AppState, ns: &Namespace, name: &AgentName, now: Timestamp
 /// does not receive broadcasts sent before it registered.
 #[utoipa::path(
     put, path = "/v1/agents/{name}", tag = "agents", operation_id = "register_agent",
-    params(("name" = String, Path, description = "Agent name")),
+    params(("name" = String, Path, description = "Agent name", pattern = "^[a-z0-9][a-z0-9._-]{0,127}$")),
     request_body = RegisterAgentRequest,
     responses(
         (status = 200, description = "The agent as registered", body = Agent),
@@ -80,7 +80,7 @@ pub async fn register_agent(
 /// Say the agent is alive. One that was `gone` becomes `active` again.
 #[utoipa::path(
     post, path = "/v1/agents/{name}/heartbeat", tag = "agents", operation_id = "heartbeat_agent",
-    params(("name" = String, Path, description = "Agent name")),
+    params(("name" = String, Path, description = "Agent name", pattern = "^[a-z0-9][a-z0-9._-]{0,127}$")),
     responses(
         (status = 200, description = "The agent", body = Agent),
         (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
@@ -111,6 +111,7 @@ pub struct ListAgentsParams {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page (the last agent name it held).
+    #[param(pattern = "^[a-z0-9][a-z0-9._-]{0,127}$")]
     pub cursor: Option<String>,
 }
 
@@ -168,7 +169,7 @@ pub async fn list_agents(
 /// One agent.
 #[utoipa::path(
     get, path = "/v1/agents/{name}", tag = "agents",
-    params(("name" = String, Path, description = "Agent name")),
+    params(("name" = String, Path, description = "Agent name", pattern = "^[a-z0-9][a-z0-9._-]{0,127}$")),
     responses(
         (status = 200, description = "The agent", body = Agent),
         (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
@@ -189,7 +190,7 @@ pub async fn get_agent(
 /// registers again.
 #[utoipa::path(
     post, path = "/v1/agents/{name}/drain", tag = "agents",
-    params(("name" = String, Path, description = "Agent name")),
+    params(("name" = String, Path, description = "Agent name", pattern = "^[a-z0-9][a-z0-9._-]{0,127}$")),
     responses(
         (status = 200, description = "The draining agent", body = Agent),
         (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
@@ -212,7 +213,7 @@ pub async fn drain_agent(
 /// Remove an agent. The tasks it held go back to their queues at once, to other claimers.
 #[utoipa::path(
     delete, path = "/v1/agents/{name}", tag = "agents", operation_id = "remove_agent",
-    params(("name" = String, Path, description = "Agent name")),
+    params(("name" = String, Path, description = "Agent name", pattern = "^[a-z0-9][a-z0-9._-]{0,127}$")),
     responses(
         (status = 200, description = "The removed agent and the tasks it released", body = RemovedAgent),
         (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),

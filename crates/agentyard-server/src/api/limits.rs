@@ -22,7 +22,7 @@ fn key_of(key: Result<Path<String>, PathRejection>) -> Result<String, ApiError> 
 /// Set the limits of a key (replacing what it had).
 #[utoipa::path(
     put, path = "/v1/limits/{key}", tag = "limits", operation_id = "set_limit",
-    params(("key" = String, Path, description = "A rate_limit_key or concurrency_key: 1 to 1024 bytes, no control characters")),
+    params(("key" = String, Path, description = "A rate_limit_key or concurrency_key: 1 to 1024 bytes (UTF-8), no control characters", min_length = 1, max_length = 1024, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$")),
     request_body = LimitRequest,
     responses(
         (status = 200, description = "The key's limits now", body = Limit),
@@ -51,7 +51,7 @@ pub async fn set_limit(
 /// The limits of one key in force in the namespace.
 #[utoipa::path(
     get, path = "/v1/limits/{key}", tag = "limits", operation_id = "get_limit",
-    params(("key" = String, Path, description = "A rate_limit_key or concurrency_key: 1 to 1024 bytes, no control characters")),
+    params(("key" = String, Path, description = "A rate_limit_key or concurrency_key: 1 to 1024 bytes (UTF-8), no control characters", min_length = 1, max_length = 1024, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$")),
     responses(
         (status = 200, description = "The key's limits", body = Limit),
         (status = 404, description = "The key has no limits (no rate; one running task as a concurrency key)", body = Problem, content_type = "application/problem+json"),
@@ -73,7 +73,7 @@ pub async fn get_limit(
 /// Remove the limits set for a key in the namespace (the configuration's, if any, apply again).
 #[utoipa::path(
     delete, path = "/v1/limits/{key}", tag = "limits", operation_id = "delete_limit",
-    params(("key" = String, Path, description = "A rate_limit_key or concurrency_key: 1 to 1024 bytes, no control characters")),
+    params(("key" = String, Path, description = "A rate_limit_key or concurrency_key: 1 to 1024 bytes (UTF-8), no control characters", min_length = 1, max_length = 1024, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$")),
     responses(
         (status = 204, description = "Removed"),
         (status = 404, description = "The namespace set no limits for this key", body = Problem, content_type = "application/problem+json"),

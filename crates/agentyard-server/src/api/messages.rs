@@ -125,10 +125,10 @@ pub struct InboxParams {
     #[param(value_type = Option<u64>)]
     pub after: Option<String>,
     /// Long poll: wait up to this long for a message when none is there (at most 60000).
-    #[param(value_type = Option<u64>)]
+    #[param(value_type = Option<u64>, maximum = 60000)]
     pub wait_ms: Option<String>,
     /// Most messages to return, 1 to 1000 (default 100).
-    #[param(value_type = Option<u32>)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
 }
 
@@ -157,7 +157,7 @@ fn number(field: &str, value: Option<String>, range: std::ops::RangeInclusive<u6
 /// messages stops early, and its `cursor` leads on from there.
 #[utoipa::path(
     get, path = "/v1/agents/{name}/inbox", tag = "messages", operation_id = "read_inbox",
-    params(("name" = String, Path, description = "Agent name"), InboxParams),
+    params(("name" = String, Path, description = "Agent name", pattern = "^[a-z0-9][a-z0-9._-]{0,127}$"), InboxParams),
     responses(
         (status = 200, description = "Messages (maybe none) and the cursor after them", body = InboxResponse),
         (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
@@ -215,7 +215,7 @@ fn within_budget(messages: Vec<Message>, cursor: u64, budget: usize) -> InboxRes
 /// Acknowledge the inbox up to a cursor: those messages are not read again by default.
 #[utoipa::path(
     post, path = "/v1/agents/{name}/inbox/ack", tag = "messages", operation_id = "ack_inbox",
-    params(("name" = String, Path, description = "Agent name")),
+    params(("name" = String, Path, description = "Agent name", pattern = "^[a-z0-9][a-z0-9._-]{0,127}$")),
     request_body = AckRequest,
     responses(
         (status = 200, description = "The acknowledged cursor (it never moves back)", body = AckResponse),
@@ -264,7 +264,7 @@ const STREAM_BATCH: usize = 100;
 #[utoipa::path(
     get, path = "/v1/agents/{name}/inbox/stream", tag = "messages", operation_id = "stream_inbox",
     params(
-        ("name" = String, Path, description = "Agent name"),
+        ("name" = String, Path, description = "Agent name", pattern = "^[a-z0-9][a-z0-9._-]{0,127}$"),
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this message seq"),
         StreamParams,
     ),
@@ -393,7 +393,7 @@ async fn subscription(
 /// The topics the agent subscribes to.
 #[utoipa::path(
     get, path = "/v1/agents/{name}/subscriptions", tag = "messages", operation_id = "list_subscriptions",
-    params(("name" = String, Path, description = "Agent name")),
+    params(("name" = String, Path, description = "Agent name", pattern = "^[a-z0-9][a-z0-9._-]{0,127}$")),
     responses(
         (status = 200, description = "The agent's topics", body = TopicList),
         (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
@@ -413,7 +413,7 @@ pub async fn list_subscriptions(
 /// Subscribe the agent to a topic: it receives the topic's messages sent from now on.
 #[utoipa::path(
     put, path = "/v1/agents/{name}/subscriptions/{topic}", tag = "messages", operation_id = "subscribe",
-    params(("name" = String, Path, description = "Agent name"), ("topic" = String, Path, description = "Topic name")),
+    params(("name" = String, Path, description = "Agent name", pattern = "^[a-z0-9][a-z0-9._-]{0,127}$"), ("topic" = String, Path, description = "Topic name", pattern = "^[a-z0-9][a-z0-9._-]{0,127}$")),
     responses(
         (status = 200, description = "The agent's topics (`changed` is false if it already subscribed)",
             body = Subscriptions),
@@ -433,7 +433,7 @@ pub async fn subscribe(
 /// Unsubscribe the agent from a topic.
 #[utoipa::path(
     delete, path = "/v1/agents/{name}/subscriptions/{topic}", tag = "messages", operation_id = "unsubscribe",
-    params(("name" = String, Path, description = "Agent name"), ("topic" = String, Path, description = "Topic name")),
+    params(("name" = String, Path, description = "Agent name", pattern = "^[a-z0-9][a-z0-9._-]{0,127}$"), ("topic" = String, Path, description = "Topic name", pattern = "^[a-z0-9][a-z0-9._-]{0,127}$")),
     responses(
         (status = 200, description = "The agent's topics (`changed` is false if it did not subscribe)",
             body = Subscriptions),

@@ -65,7 +65,9 @@ fn problem_response(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi
 pub const OPEN_PATHS: &[&str] = &["/health/live", "/health/ready"];
 
 /// Adds what operations share to the document generated from the handlers: the namespace header
-/// (on namespaced `/v1` routes), and with authentication, the bearer scheme with its 401 and 403.
+/// (on namespaced `/v1` routes) with the 422 an invalid one gets, the refusals of a JSON body
+/// (400, 413, 415, 422: the `JsonBody` extractor's), and with authentication, the bearer scheme
+/// with its 401 and 403.
 pub fn finish(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
     let components = doc.components.get_or_insert_with(Default::default);
@@ -94,6 +96,13 @@ pub fn finish(doc: &mut utoipa::openapi::OpenApi) {
         for op in operations.into_iter().flatten() {
             if namespaced {
                 op.parameters.get_or_insert_with(Vec::new).insert(0, namespace_header());
+                add_response(op, "422", "Invalid parameter (e.g. the namespace header)");
+            }
+            if op.request_body.is_some() {
+                add_response(op, "400", "Malformed JSON");
+                add_response(op, "413", "Body too large");
+                add_response(op, "415", "Not JSON");
+                add_response(op, "422", "Invalid field");
             }
             if secured {
                 // Optional: a server without --auth takes requests without a token.
@@ -101,14 +110,17 @@ pub fn finish(doc: &mut utoipa::openapi::OpenApi) {
                     SecurityRequirement::default(),
                     SecurityRequirement::new("bearer", Vec::<String>::new()),
                 ]);
-                let responses = &mut op.responses.responses;
-                responses
-                    .entry("401".to_owned())
-                    .or_insert_with(|| problem_response("No valid token (with --auth)"));
-                responses
-                    .entry("403".to_owned())
-                    .or_insert_with(|| problem_response("The token's role or namespaces do not allow it"));
+                add_response(op, "401", "No valid token (with --auth)");
+                add_response(op, "403", "The token's role or namespaces do not allow it");
             }
         }
     }
+}
+
+/// Lists a problem answer under `status`, unless the handler's annotation already describes it.
+fn add_response(op: &mut utoipa::openapi::path::Operation, status: &str, description: &str) {
+    op.responses
+        .responses
+        .entry(status.to_owned())
+        .or_insert_with(|| problem_response(description));
 }

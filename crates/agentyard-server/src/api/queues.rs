@@ -34,7 +34,7 @@ const REDRIVE_BATCH: usize = 1_000;
 /// harmless: completing again under the same lease changes nothing.
 #[utoipa::path(
     post, path = "/v1/queues/{queue}/claim", tag = "leases", operation_id = "claim_tasks",
-    params(("queue" = String, Path, description = "Queue name")),
+    params(("queue" = String, Path, description = "Queue name", pattern = "^[a-z0-9][a-z0-9._-]{0,127}$")),
     request_body = ClaimRequest,
     responses(
         (status = 200, description = "The claimed tasks, each with its lease (maybe none)", body = ClaimResponse),
@@ -130,7 +130,7 @@ pub struct RedriveResponse {
 /// Send every failed task of the queue back to it, with fresh attempts.
 #[utoipa::path(
     post, path = "/v1/queues/{queue}/redrive", tag = "queues",
-    params(("queue" = String, Path, description = "Queue name")),
+    params(("queue" = String, Path, description = "Queue name", pattern = "^[a-z0-9][a-z0-9._-]{0,127}$")),
     responses(
         (status = 200, description = "How many tasks were re-queued", body = RedriveResponse),
         (status = 422, description = "Invalid queue name", body = Problem, content_type = "application/problem+json"),
@@ -169,7 +169,7 @@ pub async fn list_queues(State(s): State<AppState>, Ns(ns): Ns) -> Result<Json<Q
 /// Counts of one queue; all zero for a queue that never held a task.
 #[utoipa::path(
     get, path = "/v1/queues/{queue}", tag = "queues",
-    params(("queue" = String, Path, description = "Queue name")),
+    params(("queue" = String, Path, description = "Queue name", pattern = "^[a-z0-9][a-z0-9._-]{0,127}$")),
     responses(
         (status = 200, description = "The queue's counts", body = QueueStats),
         (status = 422, description = "Invalid queue name", body = Problem, content_type = "application/problem+json"),

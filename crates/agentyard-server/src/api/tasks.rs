@@ -127,7 +127,7 @@ pub async fn create_tasks(
 /// Read a task. Its `ETag` is its version, for `If-Match` on a later update.
 #[utoipa::path(
     get, path = "/v1/tasks/{id}", tag = "tasks",
-    params(("id" = String, Path, description = "Task id")),
+    params(("id" = String, Path, description = "Task id (a ULID)", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     responses(
         (status = 200, description = "The task", body = Task, headers(("ETag" = String))),
         (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
@@ -150,14 +150,16 @@ pub async fn get_task(
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Only tasks of this queue.
+    #[param(pattern = "^[a-z0-9][a-z0-9._-]{0,127}$")]
     pub queue: Option<String>,
     /// Only tasks with this status (`failed` is the dead-letter view).
     #[param(inline, value_type = Option<TaskStatus>)]
     pub status: Option<String>,
     /// Page size, 1 to 1000 (default 100).
-    #[param(value_type = Option<u32>)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (a task id).
+    #[param(pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")]
     pub cursor: Option<String>,
 }
 
@@ -258,7 +260,7 @@ pub struct UpdateParams {
 #[utoipa::path(
     patch, path = "/v1/tasks/{id}", tag = "tasks",
     params(
-        ("id" = String, Path, description = "Task id"),
+        ("id" = String, Path, description = "Task id (a ULID)", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$"),
         ("If-Match" = Option<String>, Header, description = "The task's ETag, e.g. \"3\""),
         UpdateParams,
     ),
@@ -340,7 +342,7 @@ async fn apply(s: &AppState, ns: &Namespace, id: TaskId, command: TaskCommand) -
 /// Cancel a task that has not finished. A running task's lease is void from then on.
 #[utoipa::path(
     post, path = "/v1/tasks/{id}/cancel", tag = "tasks",
-    params(("id" = String, Path, description = "Task id")),
+    params(("id" = String, Path, description = "Task id (a ULID)", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     responses(
         (status = 200, description = "The cancelled task", body = Task),
         (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
@@ -359,7 +361,7 @@ pub async fn cancel_task(
 /// Send a failed (dead-lettered) task back to its queue with fresh attempts.
 #[utoipa::path(
     post, path = "/v1/tasks/{id}/redrive", tag = "tasks",
-    params(("id" = String, Path, description = "Task id")),
+    params(("id" = String, Path, description = "Task id (a ULID)", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     responses(
         (status = 200, description = "The re-queued task", body = Task),
         (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
@@ -378,7 +380,7 @@ pub async fn redrive_task(
 /// Extend the lease of a running task (and report progress).
 #[utoipa::path(
     post, path = "/v1/tasks/{id}/heartbeat", tag = "leases", operation_id = "heartbeat_task",
-    params(("id" = String, Path, description = "Task id")),
+    params(("id" = String, Path, description = "Task id (a ULID)", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     request_body = HeartbeatRequest,
     responses(
         (status = 200, description = "The task with its extended lease", body = Task),
@@ -410,7 +412,7 @@ pub async fn heartbeat(
 /// Repeating a completion with the same lease token is harmless.
 #[utoipa::path(
     post, path = "/v1/tasks/{id}/complete", tag = "leases", operation_id = "complete_task",
-    params(("id" = String, Path, description = "Task id")),
+    params(("id" = String, Path, description = "Task id (a ULID)", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     request_body = CompleteRequest,
     responses(
         (status = 200, description = "The succeeded task", body = Task),
@@ -536,7 +538,7 @@ pub(crate) fn complete_outcomes(
 /// task's backoff; otherwise the task is `failed` (the dead-letter view).
 #[utoipa::path(
     post, path = "/v1/tasks/{id}/fail", tag = "leases", operation_id = "fail_task",
-    params(("id" = String, Path, description = "Task id")),
+    params(("id" = String, Path, description = "Task id (a ULID)", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     request_body = FailRequest,
     responses(
         (status = 200, description = "The task, scheduled for a retry or failed", body = Task),

@@ -54,7 +54,7 @@ pub async fn list_tokens(State(s): State<AppState>) -> Result<Json<TokenList>, A
 /// Revoking it again changes nothing.
 #[utoipa::path(
     delete, path = "/v1/tokens/{id}", tag = "tokens", operation_id = "revoke_token",
-    params(("id" = String, Path, description = "The token's id (12 characters of 0-9, a-v)")),
+    params(("id" = String, Path, description = "The token's id (12 characters of 0-9, a-v)", pattern = "^[0-9a-v]{12}$")),
     responses(
         (status = 200, description = "The revoked token", body = TokenInfo),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
