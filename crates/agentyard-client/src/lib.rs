@@ -12,8 +12,8 @@ use agentyard_core::agent::{Agent, AgentStatus};
 use agentyard_core::api::{
     AckRequest, AckResponse, AgentList, BatchCreateResponse, ClaimRequest, ClaimResponse, CompleteItem,
     CompleteManyResponse, CompleteRequest, CreateTaskRequest, FailRequest, HeartbeatRequest, InboxResponse, Limit,
-    LimitList, LimitRequest, QueueList, QueueStats, RegisterAgentRequest, RemovedAgent, SendMessageRequest,
-    Subscriptions, TaskPage, TopicList, UpdateTaskRequest,
+    LimitList, LimitRequest, QueueList, QueueStats, RegisterAgentRequest, ReleaseRequest, RemovedAgent,
+    SendMessageRequest, Subscriptions, TaskPage, TopicList, UpdateTaskRequest,
 };
 use agentyard_core::message::{Message, TopicName};
 use agentyard_core::{AgentName, Namespace, QueueName, Task, TaskId, TaskStatus};
@@ -307,6 +307,13 @@ impl Client {
     /// `POST /v1/tasks/{id}/fail`.
     pub async fn fail(&self, id: TaskId, req: &FailRequest) -> Result<Task, ClientError> {
         self.call(self.request(Method::POST, &format!("/v1/tasks/{id}/fail")).json(req))
+            .await
+    }
+
+    /// `POST /v1/tasks/{id}/release`: gives a running task back untried (its attempt is not
+    /// spent), for another agent, or this one later.
+    pub async fn release(&self, id: TaskId, req: &ReleaseRequest) -> Result<Task, ClientError> {
+        self.call(self.request(Method::POST, &format!("/v1/tasks/{id}/release")).json(req))
             .await
     }
 

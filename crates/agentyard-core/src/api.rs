@@ -14,6 +14,9 @@ use crate::task::{
 };
 use crate::time::Timestamp;
 
+mod release;
+pub use release::ReleaseRequest;
+
 /// Longest free-text field (titles, kinds, keys) the API accepts, in bytes.
 pub const MAX_TEXT_LEN: usize = 1024;
 /// Most tasks one batch create or claim handles.

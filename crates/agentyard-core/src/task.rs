@@ -339,6 +339,12 @@ pub enum TaskCommand {
         error: TaskError,
         jitter_sample: f64,
     },
+    /// The lease holder gives the task back untried: it is claimable again (after `delay_ms`),
+    /// and the attempt its claim counted is not spent.
+    Release {
+        token: LeaseToken,
+        delay_ms: u64,
+    },
     Cancel,
     Redrive,
 }
@@ -470,6 +476,20 @@ impl Task {
                     self.status = TaskStatus::Failed;
                     self.finish(token, now);
                 }
+                Ok(Applied::Changed)
+            }
+            TaskCommand::Release { token, delay_ms } => {
+                self.check_lease(&token, "release")?;
+                self.attempt = self.attempt.saturating_sub(1);
+                self.lease = None;
+                self.progress = None;
+                self.run_at = now.add_millis(delay_ms);
+                self.status = if delay_ms == 0 {
+                    TaskStatus::Queued
+                } else {
+                    TaskStatus::Scheduled
+                };
+                self.touch(now);
                 Ok(Applied::Changed)
             }
             TaskCommand::Cancel => {

@@ -27,6 +27,10 @@ enum Op {
         key: u8,
         status: Option<TaskStatus>,
     },
+    Release {
+        stale: bool,
+        delay_ms: u64,
+    },
     Cancel,
     Redrive,
     Expire,
@@ -42,6 +46,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<bool>(), any::<bool>(), 0.0..1.0f64).prop_map(|(stale, retryable, sample)| Op::Fail { stale, retryable, sample }),
         2 => (0..3u64, any::<bool>(), 0..4u8, prop::option::of(prop::sample::select(TaskStatus::ALL.to_vec())))
             .prop_map(|(stale_by, merge, key, status)| Op::Update { stale_by, merge, key, status }),
+        1 => (any::<bool>(), prop::sample::select(vec![0u64, 500])).prop_map(|(stale, delay_ms)| Op::Release { stale, delay_ms }),
         1 => Just(Op::Cancel),
         1 => Just(Op::Redrive),
         2 => Just(Op::Expire),
@@ -106,6 +111,7 @@ proptest! {
                     let expected = task.version.saturating_sub(stale_by);
                     task.apply(TaskCommand::Update { patch, expected_version: expected, merge }, now)
                 }
+                Op::Release { stale, delay_ms } => task.apply(TaskCommand::Release { token: token(stale), delay_ms }, now),
                 Op::Cancel => task.apply(TaskCommand::Cancel, now),
                 Op::Redrive => task.apply(TaskCommand::Redrive, now),
                 Op::Expire => Ok(if task.expire_lease(now) { Applied::Changed } else { Applied::Unchanged }),
@@ -122,4 +128,36 @@ proptest! {
             check_invariants(&task);
         }
     }
+}
+
+/// A release gives the attempt back: claiming and releasing forever never fails the task.
+#[test]
+fn a_released_task_keeps_its_attempts() {
+    let now = Timestamp::from_millis(1_000_000);
+    let mut spec = NewTask::on(QueueName::parse("q").unwrap(), json!(null));
+    spec.max_attempts = 1;
+    let mut task = spec.into_task(TaskId::generate(), Namespace::default(), now);
+    let agent = AgentName::parse("a").unwrap();
+    for _ in 0..3 {
+        let token = LeaseToken::generate();
+        task.claim(&agent, token.clone(), 1_000, now).expect("claimable again");
+        assert_eq!(task.attempt, 1);
+        let stranger = TaskCommand::Release {
+            token: LeaseToken::new("other"),
+            delay_ms: 0,
+        };
+        assert!(task.apply(stranger, now).is_err(), "only the lease holder releases");
+        task.apply(TaskCommand::Release { token, delay_ms: 0 }, now)
+            .expect("released");
+        assert_eq!(
+            (task.status, task.attempt, task.lease.is_none()),
+            (TaskStatus::Queued, 0, true)
+        );
+    }
+    let token = LeaseToken::generate();
+    task.claim(&agent, token.clone(), 1_000, now).expect("claim");
+    task.apply(TaskCommand::Release { token, delay_ms: 500 }, now)
+        .expect("released for later");
+    assert_eq!(task.status, TaskStatus::Scheduled);
+    assert_eq!(task.run_at, now.add_millis(500));
 }

@@ -263,6 +263,20 @@ def test_fail_retry_dead_letter_and_redrive(client: Client) -> None:
     assert client.get_task(t).status == TaskStatus.QUEUED
 
 
+def test_a_released_task_keeps_its_attempt(client: Client) -> None:
+    q = unique()
+    t = client.create_task(q, max_attempts=1)
+    held = claim_one(client, q, "w1")
+    back = client.release_task(held)
+    assert back.status == TaskStatus.QUEUED and back.attempt == 0 and back.lease is None
+    with pytest.raises(LeaseConflict):
+        client.release_task(held)
+    again = claim_one(client, q, "w2")
+    assert again.id == t.id and again.attempt == 1
+    later = client.release_task(again.id, again.lease_token, delay_ms=60_000)
+    assert later.status == TaskStatus.SCHEDULED
+
+
 def test_cancel(client: Client) -> None:
     q = unique()
     t = client.create_task(q)

@@ -34,23 +34,50 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
+/// Bytes of `value`'s JSON, counted as it is written, with nothing kept.
+pub fn size_of<T: Serialize>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        // The answer will fail to encode anyway, and say so.
+        Err(_) => 0,
+    }
+}
+
 /// The longest run of `items` from the start whose JSON fits in `budget` bytes (at least one
 /// item, however big), and whether any were left out. Measured by writing each item, as the
-/// answer will (lists are not a hot path).
+/// answer will, into a counter.
 pub fn within_budget<T: Serialize>(items: Vec<T>, budget: usize) -> (Vec<T>, bool) {
-    let total = items.len();
+    let (kept, rest) = split_at_budget(items, budget);
+    (kept, !rest.is_empty())
+}
+
+/// [`within_budget`], also giving back what was left out.
+pub fn split_at_budget<T: Serialize>(items: Vec<T>, budget: usize) -> (Vec<T>, Vec<T>) {
     let mut used = 0usize;
-    let mut kept = Vec::with_capacity(total);
-    for item in items {
-        let size = serde_json::to_vec(&item).map_or(0, |json| json.len() + 1);
+    let mut kept = Vec::with_capacity(items.len());
+    let mut items = items.into_iter();
+    while let Some(item) = items.next() {
+        let size = size_of(&item) + 1;
         if !kept.is_empty() && used + size > budget {
-            break;
+            let mut rest = vec![item];
+            rest.extend(items);
+            return (kept, rest);
         }
         used += size;
         kept.push(item);
     }
-    let cut = kept.len() < total;
-    (kept, cut)
+    (kept, Vec::new())
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod limits;
 pub mod messages;
 pub mod openapi;
 pub mod queues;
+pub mod release;
 pub mod tasks;
 pub mod tokens;
 
@@ -37,6 +38,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tasks::complete))
         .routes(routes!(tasks::complete_many))
         .routes(routes!(tasks::fail))
+        .routes(routes!(release::release_task))
         .routes(routes!(queues::list_queues))
         .routes(routes!(queues::queue_stats))
         .routes(routes!(queues::claim))

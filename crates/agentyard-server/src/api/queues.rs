@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{JsonBody, Ns, QueueParam};
-use crate::api::json::Json;
-use crate::api::{agents, tasks};
+use crate::api::json::{self, Json};
+use crate::api::{agents, release, tasks};
 use crate::auth::Caller;
 use crate::dispatch::ClaimHooks;
 use crate::state::AppState;
@@ -114,6 +114,11 @@ pub async fn claim(
             .await?;
     }
     s.dispatch.tasks_changed(&claimed);
+    // An answer stops at the answer budget (at least one task); the rest go back untried.
+    let (claimed, surplus) = json::split_at_budget(claimed, s.config.answer_budget_bytes);
+    if !surplus.is_empty() {
+        release::give_back(&s, &ns, surplus).await;
+    }
     Ok(Json(ClaimResponse {
         tasks: claimed,
         completed,

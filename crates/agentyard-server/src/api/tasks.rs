@@ -333,7 +333,12 @@ pub async fn update_task(
     Ok(task_response(StatusCode::OK, &task))
 }
 
-async fn apply(s: &AppState, ns: &Namespace, id: TaskId, command: TaskCommand) -> Result<Response, ApiError> {
+pub(crate) async fn apply(
+    s: &AppState,
+    ns: &Namespace,
+    id: TaskId,
+    command: TaskCommand,
+) -> Result<Response, ApiError> {
     let task = s.store.apply(ns, id, command, s.clock.now()).await?;
     s.dispatch.task_changed(&task);
     Ok(task_response(StatusCode::OK, &task))

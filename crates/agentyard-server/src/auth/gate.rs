@@ -115,6 +115,7 @@ fn agent_permits(grant: &Grant, method: &Method, route: &str, name: Option<&str>
                     | "/v1/tasks/{id}/heartbeat"
                     | "/v1/tasks/{id}/complete"
                     | "/v1/tasks/{id}/fail"
+                    | "/v1/tasks/{id}/release"
                     | "/v1/queues/{queue}/claim"
                     | "/v1/messages"
             ));

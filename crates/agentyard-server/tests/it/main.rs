@@ -25,6 +25,7 @@ mod limits;
 mod messages;
 mod openapi;
 mod pagination;
+mod release;
 mod tls;
 
 use std::net::SocketAddr;

@@ -44,6 +44,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/tasks/{id}/fail"),
     ("POST", "/v1/tasks/{id}/heartbeat"),
     ("POST", "/v1/tasks/{id}/redrive"),
+    ("POST", "/v1/tasks/{id}/release"),
     ("GET", "/v1/tokens"),
     ("POST", "/v1/tokens"),
     ("DELETE", "/v1/tokens/{id}"),

@@ -304,6 +304,15 @@ def fail_task(
     )
 
 
+def release_task(task_id: str, lease_token: str, delay_ms: Optional[int]) -> Call[Task]:
+    return Call(
+        "POST",
+        f"/v1/tasks/{seg(task_id)}/release",
+        _task,
+        json=_drop_none({"lease_token": lease_token, "delay_ms": delay_ms}),
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Queues
 

@@ -412,6 +412,18 @@ class Client(_Base):
         task_id, token = _lease(task, lease_token)
         return self.run(calls.fail_task(task_id, token, message, kind, retryable))
 
+    def release_task(
+        self,
+        task: TaskRef,
+        lease_token: Optional[str] = None,
+        *,
+        delay_ms: Optional[int] = None,
+    ) -> Task:
+        """Gives a running task back untried: claimable again (after ``delay_ms``), and the
+        attempt its claim counted is not spent. For a worker that will not run it after all."""
+        task_id, token = _lease(task, lease_token)
+        return self.run(calls.release_task(task_id, token, delay_ms))
+
     # -- queues ---------------------------------------------------------------------------
 
     def claim(
@@ -1031,6 +1043,17 @@ class AsyncClient(_Base):
     ) -> Task:
         task_id, token = _lease(task, lease_token)
         return await self.run(calls.fail_task(task_id, token, message, kind, retryable))
+
+    async def release_task(
+        self,
+        task: TaskRef,
+        lease_token: Optional[str] = None,
+        *,
+        delay_ms: Optional[int] = None,
+    ) -> Task:
+        """Gives a running task back untried (see :meth:`Client.release_task`)."""
+        task_id, token = _lease(task, lease_token)
+        return await self.run(calls.release_task(task_id, token, delay_ms))
 
     # -- queues ---------------------------------------------------------------------------
 
