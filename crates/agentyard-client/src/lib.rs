@@ -5,6 +5,7 @@
 mod error;
 mod sse;
 mod tokens;
+pub mod worker;
 
 use std::sync::Arc;
 

@@ -7,8 +7,10 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
-from _support import REPO_ROOT, Server, wait_until
+import pytest
+from _support import REPO_ROOT, Server, agentyard_bin, wait_until
 from agentyard_client import AgentStatus, Client, TaskStatus
 
 EXAMPLES = REPO_ROOT / "examples" / "python"
@@ -72,4 +74,49 @@ def test_producer_and_fleet(server: Server, namespace: str) -> None:
     assert "writer got a message from scout" in out and "polyglot got a message from scout" in out
     assert "fleet stopped" in out
     assert all(a.status == AgentStatus.DRAINING for a in client.list_agents() if a.name != "producer")
+    client.close()
+
+
+def rust_worker_bin() -> Path:
+    """The Rust example (`cargo build -p agentyard-client --example worker`, which
+    scripts/test-python does), beside the server binary."""
+    explicit = os.environ.get("AGENTYARD_RUST_WORKER")
+    binary = Path(explicit) if explicit else agentyard_bin().parent / "examples" / "worker"
+    if not binary.exists():
+        pytest.fail(
+            f"the Rust example worker is not at {binary}: build it with "
+            "`cargo build -p agentyard-client --example worker --locked`",
+            pytrace=False,
+        )
+    return binary
+
+
+def test_the_rust_scout_takes_pages_and_stops_gracefully(server: Server, namespace: str) -> None:
+    env = dict(os.environ, AGENTYARD_URL=server.url, AGENTYARD_NAMESPACE=namespace, RUST_LOG="info")
+    env.pop("AGENTYARD_TOKEN", None)
+    scout = subprocess.Popen(
+        [str(rust_worker_bin())], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    client = Client(server.url, namespace=namespace)
+    try:
+        pages = [
+            client.create_task("pages", {"url": f"https://example.com/{i}"}, required_capabilities=["web"])
+            for i in range(3)
+        ]
+        wait_until(
+            lambda: all(client.get_task(p.id).status == TaskStatus.SUCCEEDED for p in pages), timeout=30
+        )
+        assert {client.get_task(p.id).result["by"] for p in pages} == {"rust-scout"}
+        texts = list(client.iter_tasks(queue="texts"))
+        assert len(texts) == 3 and {t.kind for t in texts} == {"summarize"}
+    finally:
+        scout.send_signal(signal.SIGTERM)
+        try:
+            out, _ = scout.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            scout.kill()
+            out, _ = scout.communicate()
+    assert scout.returncode == 0, out
+    assert "worker rust-scout stopped: 3 completed, 0 failed, 0 given back" in out, out
+    assert client.get_agent("rust-scout").status == AgentStatus.DRAINING
     client.close()

@@ -27,6 +27,7 @@ mod openapi;
 mod pagination;
 mod release;
 mod tls;
+mod worker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
