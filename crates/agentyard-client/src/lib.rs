@@ -1,6 +1,39 @@
-//! Typed HTTP client for agentyard: one async method per route, the wire types of
-//! `agentyard_core::api`, and errors that carry the server's problem body so callers can match on
-//! conflicts. Cloning a [`Client`] is cheap and shares its connection pool.
+//! The Rust SDK of agentyard: a typed HTTP [`Client`] with one async method per route (the wire
+//! types are `agentyard_core::api`'s), errors that carry the server's problem body so callers can
+//! match on conflicts, and a [`worker::Worker`] that runs an agent's claim loop for you. Cloning a
+//! [`Client`] is cheap and shares its connection pool.
+//!
+//! A task's life by hand:
+//!
+//! ```no_run
+//! use agentyard_client::{Client, ClientError, kinds};
+//! use agentyard_core::api::{ClaimRequest, CompleteRequest, CreateTaskRequest};
+//! use agentyard_core::{AgentName, QueueName};
+//! use serde_json::json;
+//!
+//! # async fn tour() -> Result<(), ClientError> {
+//! let yard = Client::new("http://127.0.0.1:7070"); // .with_token(…) for a server run with --auth
+//! let emails = QueueName::parse("emails").expect("a valid name");
+//! yard.create_task(&CreateTaskRequest::new(emails.clone(), json!({"to": "ops@example.com"}))).await?;
+//!
+//! let mut claim = ClaimRequest::new(AgentName::parse("mailer-1").expect("a valid name"));
+//! claim.wait_ms = Some(5_000); // long-poll while the queue is empty
+//! for task in yard.claim(&emails, &claim).await?.tasks {
+//!     let lease_token = task.lease.expect("a claimed task holds a lease").token;
+//!     let done = CompleteRequest { lease_token, result: Some(json!({"sent": 1})), artifacts: None };
+//!     match yard.complete(task.id, &done).await {
+//!         Ok(_) => {}
+//!         // The lease expired and the task moved on: another agent finishes it.
+//!         Err(e) if e.problem().is_some_and(|p| p.kind == kinds::LEASE_CONFLICT) => {}
+//!         Err(e) => return Err(e),
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! For a long-running agent, use [`worker::Worker`]: it heartbeats leases, completes inside the
+//! next claim and shuts down gracefully. `examples/rust/worker.rs` is one.
 
 mod error;
 mod sse;
