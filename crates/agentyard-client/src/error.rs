@@ -56,6 +56,7 @@ pub mod kinds {
     pub const BACKPRESSURE: &str = "/problems/backpressure";
     pub const INBOX_FULL: &str = "/problems/inbox-full";
     pub const RATE_LIMITED: &str = "/problems/rate-limited";
+    pub const TOO_MANY_AGENTS: &str = "/problems/too-many-agents";
     pub const UNAUTHORIZED: &str = "/problems/unauthorized";
     pub const FORBIDDEN: &str = "/problems/forbidden";
     pub const UNAVAILABLE: &str = "/problems/unavailable";

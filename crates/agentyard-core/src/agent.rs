@@ -60,6 +60,11 @@ pub struct Agent {
     pub inbox_start: u64,
     /// Everything up to this inbox sequence is acknowledged.
     pub inbox_cursor: u64,
+    /// Registered by a claim in its name rather than by `PUT /v1/agents/{name}`: removed once it
+    /// has been `gone` for the server's `--forget-gone-agents-after-ms`. Registering it makes it
+    /// explicit, and an explicit agent is never removed but by `DELETE /v1/agents/{name}`.
+    #[serde(default)]
+    pub implicit: bool,
 }
 
 /// What registering (or re-registering) an agent sets.

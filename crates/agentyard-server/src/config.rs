@@ -37,6 +37,12 @@ pub struct ServerConfig {
     pub claim_recheck: Duration,
     /// An agent silent for this long is `gone` and its leases are released.
     pub agent_timeout_ms: u64,
+    /// An implicit agent (registered by a claim) `gone` for this long is removed, as
+    /// `DELETE /v1/agents/{name}` would; 0 keeps them all.
+    pub forget_gone_agents_after_ms: u64,
+    /// Most agents one namespace may hold: a claim or registration that would create one more
+    /// gets 429. `None`: no cap.
+    pub max_agents_per_namespace: Option<u64>,
     /// Requests per agent (a claim's `agent`, a message's `from`, an agent route's name);
     /// `None` lets agents call as often as they like.
     pub agent_rate: Option<RateLimit>,
@@ -75,6 +81,8 @@ pub struct NamespaceConfig {
     pub agent_rate: Option<Option<RateLimit>>,
     /// Replaces [`ServerConfig::max_inbox_depth`] for its agents.
     pub max_inbox_depth: Option<u64>,
+    /// Replaces [`ServerConfig::max_agents_per_namespace`].
+    pub max_agents: Option<u64>,
 }
 
 impl ServerConfig {
@@ -93,6 +101,14 @@ impl ServerConfig {
             .and_then(|c| c.max_inbox_depth)
             .or(self.max_inbox_depth)
     }
+
+    /// The cap on agents of `ns`.
+    pub fn max_agents_in(&self, ns: &Namespace) -> Option<u64> {
+        self.namespaces
+            .get(ns)
+            .and_then(|c| c.max_agents)
+            .or(self.max_agents_per_namespace)
+    }
 }
 
 impl Default for ServerConfig {
@@ -107,6 +123,8 @@ impl Default for ServerConfig {
             timer_max_sleep: Duration::from_secs(1),
             claim_recheck: Duration::from_secs(1),
             agent_timeout_ms: 30_000,
+            forget_gone_agents_after_ms: 86_400_000,
+            max_agents_per_namespace: Some(10_000),
             agent_rate: None,
             limits: BTreeMap::new(),
             namespaces: BTreeMap::new(),

@@ -21,6 +21,8 @@ pub const MESSAGES_SENT_TOTAL: &str = "agentyard_messages_sent_total";
 pub const BROADCAST_FANOUT_TOTAL: &str = "agentyard_broadcast_fanout_total";
 /// Agents marked `gone` for missing their heartbeats.
 pub const AGENTS_EXPIRED_TOTAL: &str = "agentyard_agents_expired_total";
+/// Implicit agents removed after being `gone` for `--forget-gone-agents-after-ms`.
+pub const AGENTS_FORGOTTEN_TOTAL: &str = "agentyard_agents_forgotten_total";
 
 /// The counters, shared by handlers and loops.
 #[derive(Debug, Default)]
@@ -31,6 +33,7 @@ pub struct Counters {
     pub messages_sent: AtomicU64,
     pub broadcast_fanout: AtomicU64,
     pub agents_expired: AtomicU64,
+    pub agents_forgotten: AtomicU64,
 }
 
 impl Counters {
@@ -48,6 +51,7 @@ impl Counters {
             (MESSAGES_SENT_TOTAL, get(&self.messages_sent)),
             (BROADCAST_FANOUT_TOTAL, get(&self.broadcast_fanout)),
             (AGENTS_EXPIRED_TOTAL, get(&self.agents_expired)),
+            (AGENTS_FORGOTTEN_TOTAL, get(&self.agents_forgotten)),
         ]
     }
 

@@ -42,8 +42,8 @@ use agentyard_core::flow::KeyLimit;
 use agentyard_core::message::{NewMessage, TopicName};
 use agentyard_core::{AgentName, Capability, Namespace, NewTask, QueueName, Task, TaskCommand, TaskId, Timestamp};
 use agentyard_store::{
-    AgentStore, Claim, CreateOptions, Created, InboxPage, LimitStore, MemoryStore, MessageStore, OwnedChange, Page,
-    SendOptions, Sent, Store, StoreError, StoredLimit, TaskFilter,
+    AgentOptions, AgentStore, Claim, CreateOptions, Created, InboxPage, LimitStore, MemoryStore, MessageStore,
+    OwnedChange, Page, SendOptions, Sent, Store, StoreError, StoredLimit, TaskFilter,
 };
 use async_trait::async_trait;
 
@@ -277,9 +277,10 @@ impl AgentStore for LogStore {
         ns: &Namespace,
         name: &AgentName,
         registration: AgentRegistration,
+        options: AgentOptions,
         now: Timestamp,
     ) -> Result<Agent, StoreError> {
-        let r = self.mem.register_agent(ns, name, registration, now).await;
+        let r = self.mem.register_agent(ns, name, registration, options, now).await;
         self.durable(r).await
     }
 
@@ -288,9 +289,10 @@ impl AgentStore for LogStore {
         ns: &Namespace,
         name: &AgentName,
         capabilities: Option<Vec<Capability>>,
+        options: AgentOptions,
         now: Timestamp,
     ) -> Result<Agent, StoreError> {
-        let r = self.mem.touch_agent(ns, name, capabilities, now).await;
+        let r = self.mem.touch_agent(ns, name, capabilities, options, now).await;
         self.durable(r).await
     }
 
@@ -321,6 +323,16 @@ impl AgentStore for LogStore {
 
     async fn expire_agents(&self, now: Timestamp, timeout_ms: u64) -> Result<Vec<(Agent, Vec<Task>)>, StoreError> {
         let r = self.mem.expire_agents(now, timeout_ms).await;
+        self.durable(r).await
+    }
+
+    async fn forget_agents(
+        &self,
+        now: Timestamp,
+        silent_since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(Agent, Vec<Task>)>, StoreError> {
+        let r = self.mem.forget_agents(now, silent_since, limit).await;
         self.durable(r).await
     }
 }

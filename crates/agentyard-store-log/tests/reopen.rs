@@ -12,8 +12,8 @@ use agentyard_core::{
     AgentName, Capability, Namespace, NewTask, QueueName, TaskCommand, TaskId, TaskStatus, Timestamp,
 };
 use agentyard_store::{
-    AgentStore, Claim, CreateOptions, LimitStore, MessageStore, OwnedChange, SendOptions, Store, StoredLimit,
-    TokenStore,
+    AgentOptions, AgentStore, Claim, CreateOptions, LimitStore, MessageStore, OwnedChange, SendOptions, Store,
+    StoredLimit, TokenStore,
 };
 use agentyard_store_log::{LogOptions, LogStore};
 
@@ -63,7 +63,7 @@ async fn every_kind_of_change(s: &LogStore) {
         metadata: serde_json::json!({ "host": "a" }),
     };
     for name in ["worker-1", "worker-2", "leaver"] {
-        s.register_agent(&ns(), &agent(name), reg.clone(), at(1))
+        s.register_agent(&ns(), &agent(name), reg.clone(), AgentOptions::default(), at(1))
             .await
             .expect("register");
     }
@@ -760,7 +760,9 @@ async fn compactions_while_the_store_changes_lose_nothing() {
                     slots: 1,
                     metadata: serde_json::json!({}),
                 };
-                s.register_agent(&ns(), &me, reg, at(0)).await.expect("register");
+                s.register_agent(&ns(), &me, reg, AgentOptions::default(), at(0))
+                    .await
+                    .expect("register");
                 for i in 0..150 {
                     let new = NewTask::on(q.clone(), serde_json::json!({ "w": w, "i": i, "pad": "y".repeat(300) }));
                     s.create_tasks(&ns(), vec![new], CreateOptions::default(), at(i))

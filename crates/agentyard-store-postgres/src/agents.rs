@@ -7,7 +7,7 @@
 
 use agentyard_core::agent::{Agent, AgentRegistration, AgentStatus, DEFAULT_SLOTS};
 use agentyard_core::{AgentName, Capability, Namespace, Task, TaskStatus, Timestamp};
-use agentyard_store::{AgentStore, StoreError};
+use agentyard_store::{AgentOptions, AgentStore, StoreError};
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
@@ -26,7 +26,7 @@ fn agent_not_found(name: &AgentName) -> StoreError {
 }
 
 const AGENT_COLUMNS: &str = "namespace, name, status, capabilities, slots, metadata, last_heartbeat, \
-     registered_at, inbox_start, inbox_cursor";
+     registered_at, inbox_start, inbox_cursor, implicit";
 
 /// Reads a row whose first columns are [`AGENT_COLUMNS`].
 fn decode(row: &Row, running: u64) -> Result<Agent, StoreError> {
@@ -55,6 +55,7 @@ fn decode(row: &Row, running: u64) -> Result<Agent, StoreError> {
         running,
         inbox_start: seq(8)?,
         inbox_cursor: seq(9)?,
+        implicit: row.try_get(10).map_err(bad)?,
     })
 }
 
@@ -67,10 +68,10 @@ pub(crate) async fn load(
 ) -> TxResult<Option<Agent>> {
     let sql = if lock {
         "SELECT namespace, name, status, capabilities, slots, metadata, last_heartbeat, registered_at, \
-         inbox_start, inbox_cursor FROM agents WHERE namespace = $1 AND name = $2 FOR UPDATE"
+         inbox_start, inbox_cursor, implicit FROM agents WHERE namespace = $1 AND name = $2 FOR UPDATE"
     } else {
         "SELECT namespace, name, status, capabilities, slots, metadata, last_heartbeat, registered_at, \
-         inbox_start, inbox_cursor FROM agents WHERE namespace = $1 AND name = $2"
+         inbox_start, inbox_cursor, implicit FROM agents WHERE namespace = $1 AND name = $2"
     };
     let stmt = c.prepare_cached(sql).await?;
     let row = c.query_opt(&stmt, &[&ns.as_str(), &name.as_str()]).await?;
@@ -101,11 +102,12 @@ pub(crate) async fn save(c: &impl GenericClient, a: &Agent) -> TxResult<()> {
     let stmt = c
         .prepare_cached(
             "INSERT INTO agents (namespace, name, status, capabilities, slots, metadata, last_heartbeat, \
-             registered_at, inbox_start, inbox_cursor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             registered_at, inbox_start, inbox_cursor, implicit) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT (namespace, name) DO UPDATE SET status = excluded.status, \
              capabilities = excluded.capabilities, slots = excluded.slots, metadata = excluded.metadata, \
              last_heartbeat = excluded.last_heartbeat, inbox_start = excluded.inbox_start, \
-             inbox_cursor = excluded.inbox_cursor",
+             inbox_cursor = excluded.inbox_cursor, implicit = excluded.implicit",
         )
         .await?;
     let caps: Vec<&str> = a.capabilities.iter().map(Capability::as_str).collect();
@@ -122,19 +124,44 @@ pub(crate) async fn save(c: &impl GenericClient, a: &Agent) -> TxResult<()> {
             &ms(a.registered_at),
             &u64_col(a.inbox_start),
             &u64_col(a.inbox_cursor),
+            &a.implicit,
         ],
     )
     .await?;
     Ok(())
 }
 
+/// A new agent, unless its namespace is at `options.max_agents`.
 async fn new_agent(
     c: &impl GenericClient,
     ns: &Namespace,
     name: &AgentName,
     reg: AgentRegistration,
+    options: AgentOptions,
     now: Timestamp,
 ) -> TxResult<Agent> {
+    if let Some(limit) = options.max_agents {
+        // New agents of one namespace take turns (until their transactions end), so two nodes
+        // cannot both count one place left. Only a new agent pays for this, and the count stops
+        // at the limit.
+        let stmt = c
+            .prepare_cached("SELECT pg_advisory_xact_lock(hashtextextended('agentyard agents ' || $1, 0))")
+            .await?;
+        c.query_one(&stmt, &[&ns.as_str()]).await?;
+        let stmt = c
+            .prepare_cached("SELECT count(*) FROM (SELECT 1 FROM agents WHERE namespace = $1 LIMIT $2) a")
+            .await?;
+        let limit_col = u64_col(limit);
+        let count: i64 = c.query_one(&stmt, &[&ns.as_str(), &limit_col]).await?.get(0);
+        if u64::try_from(count).unwrap_or(0) >= limit {
+            return Err(StoreError::TooManyAgents {
+                namespace: ns.clone(),
+                agent: name.clone(),
+                limit,
+            }
+            .into());
+        }
+    }
     // Its inbox starts after the latest message: older broadcasts are not its business.
     let start = messages::latest_seq(c, ns).await?;
     Ok(Agent {
@@ -149,6 +176,7 @@ async fn new_agent(
         running: 0,
         inbox_start: start,
         inbox_cursor: start,
+        implicit: false,
     })
 }
 
@@ -184,6 +212,7 @@ async fn register(
     ns: &Namespace,
     name: &AgentName,
     reg: AgentRegistration,
+    options: AgentOptions,
     now: Timestamp,
 ) -> TxResult<Agent> {
     let agent = match load(w.tx, ns, name, true).await? {
@@ -193,9 +222,10 @@ async fn register(
             a.metadata = reg.metadata;
             a.status = AgentStatus::Active;
             a.last_heartbeat = now;
+            a.implicit = false;
             a
         }
-        None => new_agent(w.tx, ns, name, reg, now).await?,
+        None => new_agent(w.tx, ns, name, reg, options, now).await?,
     };
     save(w.tx, &agent).await?;
     with_running(w.tx, agent).await
@@ -206,6 +236,7 @@ async fn touch(
     ns: &Namespace,
     name: &AgentName,
     capabilities: Option<Vec<Capability>>,
+    options: AgentOptions,
     now: Timestamp,
 ) -> TxResult<Agent> {
     let agent = match load(w.tx, ns, name, true).await? {
@@ -223,7 +254,10 @@ async fn touch(
                 slots: DEFAULT_SLOTS,
                 metadata: Value::Null,
             };
-            new_agent(w.tx, ns, name, reg, now).await?
+            Agent {
+                implicit: true,
+                ..new_agent(w.tx, ns, name, reg, options, now).await?
+            }
         }
     };
     save(w.tx, &agent).await?;
@@ -273,6 +307,32 @@ async fn expire(w: &mut Work<'_>, now: Timestamp, timeout_ms: u64) -> TxResult<V
     Ok(out)
 }
 
+/// Locks the implicit agents gone since `silent_since` (`SKIP LOCKED`: one node removes each,
+/// and one revived meanwhile is not taken) and removes them as `DELETE` does.
+async fn forget(
+    w: &mut Work<'_>,
+    now: Timestamp,
+    silent_since: Timestamp,
+    limit: usize,
+) -> TxResult<Vec<(Agent, Vec<Task>)>> {
+    let stmt =
+        w.tx.prepare_cached(&format!(
+            "SELECT {AGENT_COLUMNS} FROM agents WHERE status = 'gone' AND implicit AND last_heartbeat <= $1 \
+             ORDER BY last_heartbeat, namespace COLLATE \"C\", name COLLATE \"C\" LIMIT $2 FOR UPDATE SKIP LOCKED"
+        ))
+        .await?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = w.tx.query(&stmt, &[&ms(silent_since), &limit]).await?;
+    let agents = rows.iter().map(|r| decode(r, 0)).collect::<Result<Vec<_>, _>>()?;
+    let mut out = Vec::with_capacity(agents.len());
+    for agent in agents {
+        let agent = with_running(w.tx, agent).await?;
+        let released = delete(w, &agent.namespace, &agent.name, now).await?;
+        out.push((agent, released));
+    }
+    Ok(out)
+}
+
 #[async_trait]
 impl AgentStore for PgStore {
     async fn register_agent(
@@ -280,9 +340,11 @@ impl AgentStore for PgStore {
         ns: &Namespace,
         name: &AgentName,
         registration: AgentRegistration,
+        options: AgentOptions,
         now: Timestamp,
     ) -> Result<Agent, StoreError> {
-        write_tx!(self, |w| register(&mut w, ns, name, registration.clone(), now).await)
+        write_tx!(self, |w| register(&mut w, ns, name, registration.clone(), options, now)
+            .await)
     }
 
     async fn touch_agent(
@@ -290,9 +352,11 @@ impl AgentStore for PgStore {
         ns: &Namespace,
         name: &AgentName,
         capabilities: Option<Vec<Capability>>,
+        options: AgentOptions,
         now: Timestamp,
     ) -> Result<Agent, StoreError> {
-        write_tx!(self, |w| touch(&mut w, ns, name, capabilities.clone(), now).await)
+        write_tx!(self, |w| touch(&mut w, ns, name, capabilities.clone(), options, now)
+            .await)
     }
 
     async fn heartbeat_agent(&self, ns: &Namespace, name: &AgentName, now: Timestamp) -> Result<Agent, StoreError> {
@@ -325,7 +389,7 @@ impl AgentStore for PgStore {
             .map_err(pg_error)?;
         let rows = client.query(&stmt, &[&ns.as_str()]).await.map_err(pg_error)?;
         rows.iter()
-            .map(|r| decode(r, u64::try_from(r.get::<_, i64>(10)).unwrap_or(0)))
+            .map(|r| decode(r, u64::try_from(r.get::<_, i64>(11)).unwrap_or(0)))
             .collect()
     }
 
@@ -345,5 +409,14 @@ impl AgentStore for PgStore {
 
     async fn expire_agents(&self, now: Timestamp, timeout_ms: u64) -> Result<Vec<(Agent, Vec<Task>)>, StoreError> {
         write_tx!(self, |w| expire(&mut w, now, timeout_ms).await)
+    }
+
+    async fn forget_agents(
+        &self,
+        now: Timestamp,
+        silent_since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(Agent, Vec<Task>)>, StoreError> {
+        write_tx!(self, |w| forget(&mut w, now, silent_since, limit).await)
     }
 }

@@ -176,6 +176,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         revoked_at  bigint -- NULL while the token is valid
     );
     "#,
+    // 3: agents registered by a claim (`implicit`) are removed once gone long enough; the sweep
+    // walks only those, longest silent first. Agents stored before are explicit: none of them is
+    // removed without an operator's `DELETE`.
+    r#"
+    ALTER TABLE agents ADD COLUMN implicit boolean NOT NULL DEFAULT false;
+    CREATE INDEX agents_forgettable ON agents (last_heartbeat, namespace COLLATE "C", name COLLATE "C")
+        WHERE status = 'gone' AND implicit;
+    "#,
 ];
 
 /// Key of the advisory lock that serializes migrations of one schema across nodes.

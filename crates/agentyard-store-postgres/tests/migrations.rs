@@ -84,7 +84,8 @@ async fn a_schema_from_before_tokens_gains_them_at_start() {
     drop(PgStore::connect(options.clone()).await.expect("first start migrates"));
     let s = schema.schema();
     raw(&format!(
-        "DROP TABLE {s}.tokens; UPDATE {s}.schema_version SET version = 1; \
+        "DROP TABLE {s}.tokens; ALTER TABLE {s}.agents DROP COLUMN implicit; \
+         UPDATE {s}.schema_version SET version = 1; \
          INSERT INTO {s}.limits (namespace, key, max_concurrent) VALUES ('default', 'openai', 2)"
     ))
     .await;
@@ -98,6 +99,43 @@ async fn a_schema_from_before_tokens_gains_them_at_start() {
         store.list_limits().await.expect("limits").len(),
         1,
         "what it held is kept"
+    );
+}
+
+/// Agents stored before version 3 read as explicit after it: none is removed automatically.
+#[tokio::test]
+async fn agents_from_before_implicit_agents_are_explicit() {
+    use agentyard_core::{AgentName, Namespace, Timestamp};
+    use agentyard_store::{AgentOptions, AgentStore};
+
+    let Some(schema) = TestSchema::create("schema before implicit agents").await else {
+        return;
+    };
+    let options = PgOptions::parse(&schema.url).expect("url");
+    let (ns, name) = (Namespace::default(), AgentName::parse("old-timer").expect("valid"));
+    let store = PgStore::connect(options.clone()).await.expect("first start migrates");
+    store
+        .touch_agent(&ns, &name, None, AgentOptions::default(), Timestamp::from_millis(0))
+        .await
+        .expect("touch");
+    drop(store);
+    let s = schema.schema();
+    raw(&format!(
+        "ALTER TABLE {s}.agents DROP COLUMN implicit; UPDATE {s}.schema_version SET version = 2"
+    ))
+    .await;
+    let store = PgStore::connect(options).await.expect("starts and migrates");
+    assert!(!store.get_agent(&ns, &name).await.expect("kept").implicit);
+    store
+        .expire_agents(Timestamp::from_millis(60_000), 1_000)
+        .await
+        .expect("expire");
+    assert!(
+        store
+            .forget_agents(Timestamp::from_millis(60_000), Timestamp::from_millis(60_000), 10)
+            .await
+            .expect("forget")
+            .is_empty()
     );
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use agentyard_core::flow::RateLimit;
 use agentyard_core::message::{NewMessage, Recipient};
 use agentyard_core::{AgentName, Namespace, NewTask, QueueName, TaskStatus, Timestamp};
-use agentyard_store::agents::AgentStore;
+use agentyard_store::agents::{AgentOptions, AgentStore};
 use agentyard_store::{
     Claim, CreateOptions, DispatchGate, LimitStore, MessageStore, RemoteChange, SendOptions, Store, StoredToken,
     TokenStore,
@@ -96,6 +96,7 @@ async fn other_nodes_hear_of_ready_tasks_messages_and_limits() {
             slots: 1,
             metadata: serde_json::Value::Null,
         },
+        AgentOptions::default(),
         now(),
     )
     .await

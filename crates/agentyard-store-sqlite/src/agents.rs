@@ -5,7 +5,7 @@
 use agentyard_core::agent::{Agent, AgentRegistration, AgentStatus, DEFAULT_SLOTS};
 use agentyard_core::{AgentName, Capability, Namespace, Task, Timestamp};
 use agentyard_store::record::AgentRecordV1;
-use agentyard_store::{AgentStore, StoreError};
+use agentyard_store::{AgentOptions, AgentStore, StoreError};
 use async_trait::async_trait;
 use rusqlite::{Connection, Row, params};
 
@@ -93,9 +93,10 @@ pub(crate) fn save(conn: &Connection, agent: &Agent) -> Result<(), StoreError> {
     let doc = encode(agent)?;
     let mut stmt = conn
         .prepare_cached(
-            "INSERT INTO agents (namespace, name, status, last_heartbeat, doc) VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (namespace, name) DO UPDATE SET \
-             status = excluded.status, last_heartbeat = excluded.last_heartbeat, doc = excluded.doc",
+            "INSERT INTO agents (namespace, name, status, last_heartbeat, doc, implicit) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (namespace, name) DO UPDATE SET \
+             status = excluded.status, last_heartbeat = excluded.last_heartbeat, doc = excluded.doc, \
+             implicit = excluded.implicit",
         )
         .map_err(sql_error)?;
     stmt.execute(params![
@@ -104,6 +105,7 @@ pub(crate) fn save(conn: &Connection, agent: &Agent) -> Result<(), StoreError> {
         agent.status.as_str(),
         agent.last_heartbeat.as_millis(),
         doc,
+        agent.implicit,
     ])
     .map_err(sql_error)?;
     Ok(())
@@ -136,13 +138,44 @@ fn silent_since(conn: &Connection, since: i64) -> Result<Vec<Agent>, StoreError>
     Ok(out)
 }
 
+const FORGETTABLE: &str = "SELECT namespace, name, doc FROM agents WHERE status = 'gone' AND implicit = 1 \
+     AND last_heartbeat <= ?1 ORDER BY last_heartbeat, namespace, name LIMIT ?2";
+
+/// Implicit gone agents silent since `since`, longest silent first, through `agents_forgettable`.
+fn forgettable(conn: &Connection, since: i64, limit: usize) -> Result<Vec<Agent>, StoreError> {
+    let mut stmt = conn.prepare_cached(FORGETTABLE).map_err(sql_error)?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut rows = stmt.query(params![since, limit]).map_err(sql_error)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(sql_error)? {
+        out.push(decode(row, 0)?);
+    }
+    Ok(out)
+}
+
+/// Counts the namespace's agents in the primary key (never reading a row).
+const COUNT: &str = "SELECT COUNT(*) FROM agents WHERE namespace = ?1";
+
 fn new_agent(
     conn: &Connection,
     ns: &Namespace,
     name: &AgentName,
     reg: AgentRegistration,
+    options: AgentOptions,
     now: Timestamp,
 ) -> Result<Agent, StoreError> {
+    if let Some(limit) = options.max_agents {
+        // Only a new agent pays for the count.
+        let mut stmt = conn.prepare_cached(COUNT).map_err(sql_error)?;
+        let count: i64 = stmt.query_row(params![ns.as_str()], |r| r.get(0)).map_err(sql_error)?;
+        if u64::try_from(count).unwrap_or(0) >= limit {
+            return Err(StoreError::TooManyAgents {
+                namespace: ns.clone(),
+                agent: name.clone(),
+                limit,
+            });
+        }
+    }
     // Its inbox starts after the latest message: older broadcasts are not its business.
     let start = messages::latest_seq(conn, ns)?;
     Ok(Agent {
@@ -157,6 +190,7 @@ fn new_agent(
         running: 0,
         inbox_start: start,
         inbox_cursor: start,
+        implicit: false,
     })
 }
 
@@ -185,6 +219,7 @@ fn register(
     ns: &Namespace,
     name: &AgentName,
     reg: AgentRegistration,
+    options: AgentOptions,
     now: Timestamp,
 ) -> Result<Agent, StoreError> {
     let conn = ctx.conn();
@@ -195,9 +230,10 @@ fn register(
             a.metadata = reg.metadata;
             a.status = AgentStatus::Active;
             a.last_heartbeat = now;
+            a.implicit = false;
             a
         }
-        None => new_agent(conn, ns, name, reg, now)?,
+        None => new_agent(conn, ns, name, reg, options, now)?,
     };
     save(conn, &agent)?;
     with_running(conn, agent)
@@ -208,6 +244,7 @@ fn touch(
     ns: &Namespace,
     name: &AgentName,
     capabilities: Option<Vec<Capability>>,
+    options: AgentOptions,
     now: Timestamp,
 ) -> Result<Agent, StoreError> {
     let conn = ctx.conn();
@@ -225,7 +262,10 @@ fn touch(
                 slots: DEFAULT_SLOTS,
                 metadata: serde_json::Value::Null,
             };
-            new_agent(conn, ns, name, reg, now)?
+            Agent {
+                implicit: true,
+                ..new_agent(conn, ns, name, reg, options, now)?
+            }
         }
     };
     save(conn, &agent)?;
@@ -263,6 +303,24 @@ fn expire(ctx: &mut WriteCtx<'_>, now: Timestamp, timeout_ms: u64) -> Result<Vec
     Ok(out)
 }
 
+fn forget(
+    ctx: &mut WriteCtx<'_>,
+    now: Timestamp,
+    silent_since: Timestamp,
+    limit: usize,
+) -> Result<Vec<(Agent, Vec<Task>)>, StoreError> {
+    let agents = forgettable(ctx.conn(), silent_since.as_millis(), limit)?;
+    let mut out = Vec::with_capacity(agents.len());
+    for agent in agents {
+        let agent = with_running(ctx.conn(), agent)?;
+        delete(ctx.conn(), &agent.namespace, &agent.name)?;
+        let reason = format!("agent {} was removed", agent.name);
+        let released = release_all(ctx, &agent.namespace, &agent.name, now, &reason)?;
+        out.push((agent, released));
+    }
+    Ok(out)
+}
+
 #[async_trait]
 impl AgentStore for SqliteStore {
     async fn register_agent(
@@ -270,11 +328,12 @@ impl AgentStore for SqliteStore {
         ns: &Namespace,
         name: &AgentName,
         registration: AgentRegistration,
+        options: AgentOptions,
         now: Timestamp,
     ) -> Result<Agent, StoreError> {
         let (ns, name) = (ns.clone(), name.clone());
         self.writer
-            .run(move |ctx| register(ctx, &ns, &name, registration, now))
+            .run(move |ctx| register(ctx, &ns, &name, registration, options, now))
             .await
     }
 
@@ -283,11 +342,12 @@ impl AgentStore for SqliteStore {
         ns: &Namespace,
         name: &AgentName,
         capabilities: Option<Vec<Capability>>,
+        options: AgentOptions,
         now: Timestamp,
     ) -> Result<Agent, StoreError> {
         let (ns, name) = (ns.clone(), name.clone());
         self.writer
-            .run(move |ctx| touch(ctx, &ns, &name, capabilities, now))
+            .run(move |ctx| touch(ctx, &ns, &name, capabilities, options, now))
             .await
     }
 
@@ -342,11 +402,20 @@ impl AgentStore for SqliteStore {
     async fn expire_agents(&self, now: Timestamp, timeout_ms: u64) -> Result<Vec<(Agent, Vec<Task>)>, StoreError> {
         self.writer.run(move |ctx| expire(ctx, now, timeout_ms)).await
     }
+
+    async fn forget_agents(
+        &self,
+        now: Timestamp,
+        silent_since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(Agent, Vec<Task>)>, StoreError> {
+        self.writer.run(move |ctx| forget(ctx, now, silent_since, limit)).await
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{LIST, SILENT};
+    use super::{COUNT, FORGETTABLE, LIST, SILENT};
     use crate::migrations::plans::assert_uses;
 
     /// Listing agents counts each one's running tasks through the index, and the sweep for
@@ -356,5 +425,7 @@ mod tests {
         assert_uses(LIST, "tasks_running_by_agent");
         assert_uses(LIST, "sqlite_autoindex_agents_1");
         assert_uses(SILENT, "agents_silent");
+        assert_uses(FORGETTABLE, "agents_forgettable");
+        assert_uses(COUNT, "sqlite_autoindex_agents_1");
     }
 }

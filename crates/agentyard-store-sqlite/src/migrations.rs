@@ -176,6 +176,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         revoked_at  INTEGER           -- unix ms; NULL while the token is valid
     ) WITHOUT ROWID;
     ",
+    // 6: agents registered by a claim (`implicit`, a copy of the document's field) are removed
+    // once gone long enough; the sweep walks only those, longest silent first.
+    //
+    // Agents stored before this step have no such field in their documents: they read as
+    // explicit, so none of them is removed without an operator's `DELETE`.
+    r"
+    ALTER TABLE agents ADD COLUMN implicit INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX agents_forgettable ON agents (last_heartbeat, namespace, name)
+        WHERE status = 'gone' AND implicit = 1;
+    ",
 ];
 
 /// Brings the schema up to date, one transaction per step, so a crash mid-way leaves the

@@ -10,23 +10,28 @@ use crate::StoreError;
 /// Agents of the yard. Every method is atomic and durable once it returns `Ok`.
 #[async_trait]
 pub trait AgentStore: Send + Sync + 'static {
-    /// Registers the agent or updates its registration; it becomes `active`. A new agent's inbox
-    /// starts after the namespace's latest message, so it does not receive old broadcasts.
+    /// Registers the agent or updates its registration; it becomes `active` and explicit (an
+    /// implicit one too). A new agent's inbox starts after the namespace's latest message, so it
+    /// does not receive old broadcasts. `TooManyAgents` when a new agent would pass
+    /// `options.max_agents`.
     async fn register_agent(
         &self,
         ns: &Namespace,
         name: &AgentName,
         registration: AgentRegistration,
+        options: AgentOptions,
         now: Timestamp,
     ) -> Result<Agent, StoreError>;
 
     /// Records a sign of life: registers the agent implicitly if unknown (with these
-    /// capabilities, if any), brings a `gone` agent back to `active`, and moves its heartbeat.
+    /// capabilities, if any; `TooManyAgents` past `options.max_agents`), brings a `gone` agent
+    /// back to `active`, and moves its heartbeat.
     async fn touch_agent(
         &self,
         ns: &Namespace,
         name: &AgentName,
         capabilities: Option<Vec<Capability>>,
+        options: AgentOptions,
         now: Timestamp,
     ) -> Result<Agent, StoreError>;
 
@@ -47,6 +52,25 @@ pub trait AgentStore: Send + Sync + 'static {
     /// Marks agents silent since `now - timeout_ms` as `gone` and releases their leases.
     /// Returns each newly gone agent with the tasks it lost.
     async fn expire_agents(&self, now: Timestamp, timeout_ms: u64) -> Result<Vec<(Agent, Vec<Task>)>, StoreError>;
+
+    /// Removes, as [`AgentStore::delete_agent`] does, at most `limit` implicit agents that are
+    /// `gone` with their last heartbeat at or before `silent_since`, longest silent first (then
+    /// by namespace and name). Explicit agents are never removed here. Returns each removed
+    /// agent (as it was) with the tasks it still held.
+    async fn forget_agents(
+        &self,
+        now: Timestamp,
+        silent_since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(Agent, Vec<Task>)>, StoreError>;
+}
+
+/// Options of a registration or a touch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AgentOptions {
+    /// Refuse to create an agent when its namespace already has this many (existing agents are
+    /// never refused).
+    pub max_agents: Option<u64>,
 }
 
 /// Options of a send.

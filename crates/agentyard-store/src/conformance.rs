@@ -1168,7 +1168,7 @@ pub mod agents {
     use serde_json::json;
 
     use super::{agent, at, claim_one, complete_cmd, create, new_task, ns};
-    use crate::agents::{AgentStore, MessageStore, SendOptions};
+    use crate::agents::{AgentOptions, AgentStore, MessageStore, SendOptions};
     use crate::{Store, StoreError};
 
     /// A store under test seen through each of its traits.
@@ -1210,13 +1210,19 @@ pub mod agents {
     pub async fn agents_register_drain_and_delete(s: &AgentTestStore) {
         let a = s
             .agents
-            .register_agent(&ns(), &agent("coder-1"), reg(&["rust", "git"], 4), at(0))
+            .register_agent(
+                &ns(),
+                &agent("coder-1"),
+                reg(&["rust", "git"], 4),
+                AgentOptions::default(),
+                at(0),
+            )
             .await
             .expect("register");
         assert_eq!((a.status, a.slots, a.running), (AgentStatus::Active, 4, 0));
         assert_eq!(a.capabilities.len(), 2);
         s.agents
-            .register_agent(&ns(), &agent("coder-0"), reg(&[], 1), at(1))
+            .register_agent(&ns(), &agent("coder-0"), reg(&[], 1), AgentOptions::default(), at(1))
             .await
             .expect("register");
         let all = s.agents.list_agents(&ns()).await.expect("list");
@@ -1259,7 +1265,7 @@ pub mod agents {
             |name: &'static str| async move { s.agents.get_agent(&ns(), &agent(name)).await.expect("get").running };
         for name in ["a", "b"] {
             s.agents
-                .register_agent(&ns(), &agent(name), reg(&[], 4), at(0))
+                .register_agent(&ns(), &agent(name), reg(&[], 4), AgentOptions::default(), at(0))
                 .await
                 .expect("register");
         }
@@ -1291,11 +1297,11 @@ pub mod agents {
 
     pub async fn silent_agents_go_and_lose_their_leases(s: &AgentTestStore) {
         s.agents
-            .touch_agent(&ns(), &agent("quiet"), None, at(0))
+            .touch_agent(&ns(), &agent("quiet"), None, AgentOptions::default(), at(0))
             .await
             .expect("implicit registration");
         s.agents
-            .touch_agent(&ns(), &agent("chatty"), None, at(0))
+            .touch_agent(&ns(), &agent("chatty"), None, AgentOptions::default(), at(0))
             .await
             .expect("implicit registration");
         create(&s.tasks, new_task("work"), at(0)).await;
@@ -1338,10 +1344,199 @@ pub mod agents {
         }
     }
 
+    /// A claim's agent is implicit; registering makes it explicit for good.
+    pub async fn registering_makes_an_implicit_agent_explicit(s: &AgentTestStore) {
+        let none = AgentOptions::default();
+        let a = s
+            .agents
+            .touch_agent(&ns(), &agent("claimer"), None, none, at(0))
+            .await
+            .expect("implicit registration");
+        assert!(a.implicit);
+        assert!(
+            s.agents
+                .get_agent(&ns(), &agent("claimer"))
+                .await
+                .expect("get")
+                .implicit
+        );
+        let a = s
+            .agents
+            .register_agent(&ns(), &agent("claimer"), reg(&[], 2), none, at(1))
+            .await
+            .expect("register");
+        assert!(!a.implicit, "registered: explicit");
+        let a = s
+            .agents
+            .touch_agent(&ns(), &agent("claimer"), None, none, at(2))
+            .await
+            .expect("touch");
+        assert!(!a.implicit, "a claim does not make it implicit again");
+        let b = s
+            .agents
+            .register_agent(&ns(), &agent("declared"), reg(&[], 1), none, at(0))
+            .await
+            .expect("register");
+        assert!(!b.implicit);
+        let listed = s.agents.list_agents(&ns()).await.expect("list");
+        assert!(listed.iter().all(|a| !a.implicit));
+    }
+
+    /// Implicit agents gone since the cutoff are removed, longest silent first, `limit` at a
+    /// time, with their subscriptions; explicit, live and recently silent ones stay.
+    pub async fn gone_implicit_agents_are_forgotten(s: &AgentTestStore) {
+        let none = AgentOptions::default();
+        for (name, t) in [("old-b", 0), ("old-a", 0), ("older", -5), ("recent", 500)] {
+            s.agents
+                .touch_agent(&ns(), &agent(name), None, none, at(t))
+                .await
+                .expect("implicit registration");
+        }
+        s.agents
+            .register_agent(&ns(), &agent("declared"), reg(&[], 1), none, at(0))
+            .await
+            .expect("register");
+        s.messages
+            .subscribe(&ns(), &agent("older"), &topic("news"))
+            .await
+            .expect("subscribe");
+        // Not gone yet: silence alone is not enough.
+        assert!(
+            s.agents
+                .forget_agents(at(20_000), at(1_000), 10)
+                .await
+                .expect("forget")
+                .is_empty()
+        );
+        let gone = s.agents.expire_agents(at(10_000), 1_000).await.expect("expire");
+        assert_eq!(gone.len(), 5);
+        s.agents
+            .touch_agent(&ns(), &agent("live"), None, none, at(0))
+            .await
+            .expect("implicit registration");
+        let forgotten = s.agents.forget_agents(at(20_000), at(100), 2).await.expect("forget");
+        let names = |v: &[(agentyard_core::agent::Agent, Vec<agentyard_core::Task>)]| {
+            v.iter().map(|(a, _)| a.name.to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(&forgotten),
+            ["older", "old-a"],
+            "longest silent first, then by name"
+        );
+        assert!(forgotten.iter().all(|(a, released)| a.implicit && released.is_empty()));
+        assert_eq!(forgotten[0].0.status, AgentStatus::Gone, "as it was");
+        match s.agents.get_agent(&ns(), &agent("older")).await {
+            Err(StoreError::NotFound { .. }) => {}
+            other => panic!("a forgotten agent is removed, got {other:?}"),
+        }
+        let rest = s.agents.forget_agents(at(20_000), at(100), 10).await.expect("forget");
+        assert_eq!(names(&rest), ["old-b"], "recent is silent since after the cutoff");
+        let mut left: Vec<String> = s
+            .agents
+            .list_agents(&ns())
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|a| a.name.to_string())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["declared", "live", "recent"],
+            "explicit, active and recent ones stay"
+        );
+        let last = s
+            .agents
+            .forget_agents(at(20_000), at(10_000), 10)
+            .await
+            .expect("forget");
+        assert_eq!(names(&last), ["recent"]);
+        assert!(
+            s.agents
+                .forget_agents(at(20_000), at(20_000), 10)
+                .await
+                .expect("forget")
+                .is_empty(),
+            "never an explicit or active agent"
+        );
+        let back = s
+            .agents
+            .touch_agent(&ns(), &agent("older"), None, none, at(30_000))
+            .await
+            .expect("a new claim registers it anew");
+        assert_eq!(back.registered_at, at(30_000));
+        assert!(
+            s.messages
+                .subscriptions(&ns(), &agent("older"))
+                .await
+                .expect("subscriptions")
+                .is_empty(),
+            "its subscriptions went with it"
+        );
+    }
+
+    /// A namespace at its cap refuses new agents (by claim or registration) and keeps serving
+    /// the ones it has; other namespaces count their own.
+    pub async fn new_agents_stop_at_the_namespace_cap(s: &AgentTestStore) {
+        let cap = AgentOptions { max_agents: Some(2) };
+        s.agents
+            .touch_agent(&ns(), &agent("a"), None, cap, at(0))
+            .await
+            .expect("first");
+        s.agents
+            .register_agent(&ns(), &agent("b"), reg(&[], 1), cap, at(0))
+            .await
+            .expect("second");
+        match s.agents.touch_agent(&ns(), &agent("c"), None, cap, at(1)).await {
+            Err(StoreError::TooManyAgents {
+                namespace,
+                agent: who,
+                limit,
+            }) => {
+                assert_eq!((namespace, who.as_str(), limit), (ns(), "c", 2));
+            }
+            other => panic!("expected too many agents, got {other:?}"),
+        }
+        match s
+            .agents
+            .register_agent(&ns(), &agent("c"), reg(&[], 1), cap, at(1))
+            .await
+        {
+            Err(StoreError::TooManyAgents { .. }) => {}
+            other => panic!("expected too many agents, got {other:?}"),
+        }
+        match s.agents.get_agent(&ns(), &agent("c")).await {
+            Err(StoreError::NotFound { .. }) => {}
+            other => panic!("a refused agent is not created, got {other:?}"),
+        }
+        s.agents
+            .touch_agent(&ns(), &agent("a"), None, cap, at(2))
+            .await
+            .expect("an existing agent is never refused");
+        s.agents
+            .register_agent(&ns(), &agent("a"), reg(&[], 1), cap, at(2))
+            .await
+            .expect("nor re-registered");
+        let other = agentyard_core::Namespace::parse("other").expect("valid");
+        s.agents
+            .touch_agent(&other, &agent("c"), None, cap, at(2))
+            .await
+            .expect("another namespace has room");
+        s.agents.delete_agent(&ns(), &agent("b"), at(3)).await.expect("delete");
+        s.agents
+            .touch_agent(&ns(), &agent("c"), None, cap, at(4))
+            .await
+            .expect("room again");
+        s.agents
+            .touch_agent(&ns(), &agent("d"), None, AgentOptions::default(), at(4))
+            .await
+            .expect("no cap");
+    }
+
     pub async fn inboxes_merge_direct_topic_and_broadcast(s: &AgentTestStore) {
         for name in ["a", "b", "c"] {
             s.agents
-                .register_agent(&ns(), &agent(name), reg(&[], 1), at(0))
+                .register_agent(&ns(), &agent(name), reg(&[], 1), AgentOptions::default(), at(0))
                 .await
                 .expect("register");
         }
@@ -1423,7 +1618,7 @@ pub mod agents {
         );
         // A late agent sees no earlier broadcast; a late subscriber no earlier topic message.
         s.agents
-            .register_agent(&ns(), &agent("late"), reg(&[], 1), at(7))
+            .register_agent(&ns(), &agent("late"), reg(&[], 1), AgentOptions::default(), at(7))
             .await
             .expect("register");
         s.messages
@@ -1470,7 +1665,7 @@ pub mod agents {
 
     pub async fn acks_move_the_cursor_forward_only(s: &AgentTestStore) {
         s.agents
-            .register_agent(&ns(), &agent("r"), reg(&[], 1), at(0))
+            .register_agent(&ns(), &agent("r"), reg(&[], 1), AgentOptions::default(), at(0))
             .await
             .expect("register");
         let opts = SendOptions::default();
@@ -1530,7 +1725,7 @@ pub mod agents {
 
     pub async fn expired_and_duplicate_messages_are_not_delivered(s: &AgentTestStore) {
         s.agents
-            .register_agent(&ns(), &agent("r"), reg(&[], 1), at(0))
+            .register_agent(&ns(), &agent("r"), reg(&[], 1), AgentOptions::default(), at(0))
             .await
             .expect("register");
         let opts = SendOptions::default();
@@ -1575,7 +1770,7 @@ pub mod agents {
 
     pub async fn concurrent_senders_lose_nothing(s: &AgentTestStore) {
         s.agents
-            .register_agent(&ns(), &agent("sink"), reg(&[], 1), at(0))
+            .register_agent(&ns(), &agent("sink"), reg(&[], 1), AgentOptions::default(), at(0))
             .await
             .expect("register");
         let mut handles = Vec::new();
@@ -1614,7 +1809,7 @@ pub mod agents {
 
     pub async fn full_inboxes_refuse_direct_messages(s: &AgentTestStore) {
         s.agents
-            .register_agent(&ns(), &agent("r"), reg(&[], 1), at(0))
+            .register_agent(&ns(), &agent("r"), reg(&[], 1), AgentOptions::default(), at(0))
             .await
             .expect("register");
         let opts = SendOptions {
@@ -1666,6 +1861,9 @@ macro_rules! agent_conformance_tests {
             agents_register_drain_and_delete,
             running_counts_follow_claims_completions_and_expiry,
             silent_agents_go_and_lose_their_leases,
+            registering_makes_an_implicit_agent_explicit,
+            gone_implicit_agents_are_forgotten,
+            new_agents_stop_at_the_namespace_cap,
             inboxes_merge_direct_topic_and_broadcast,
             acks_move_the_cursor_forward_only,
             expired_and_duplicate_messages_are_not_delivered,

@@ -1,7 +1,7 @@
 //! Backend-neutral store errors. Backends map their driver errors into these; the API maps these
 //! to HTTP statuses; the conformance suite asserts the variant, never the message.
 
-use agentyard_core::{AgentName, QueueName, Task, TransitionError};
+use agentyard_core::{AgentName, Namespace, QueueName, Task, TransitionError};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -30,6 +30,12 @@ pub enum StoreError {
     Backpressure { queue: QueueName, depth: u64, limit: u64 },
     #[error("agent {agent} has {depth} unacknowledged messages; its inbox limit is {limit}")]
     InboxFull { agent: AgentName, depth: u64, limit: u64 },
+    #[error("namespace {namespace} already has {limit} agents, its limit: agent {agent} is not created")]
+    TooManyAgents {
+        namespace: Namespace,
+        agent: AgentName,
+        limit: u64,
+    },
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     #[error("storage error: {0}")]
@@ -82,6 +88,7 @@ impl StoreError {
             StoreError::Invalid { .. } => "invalid",
             StoreError::Backpressure { .. } => "backpressure",
             StoreError::InboxFull { .. } => "inbox_full",
+            StoreError::TooManyAgents { .. } => "too_many_agents",
             StoreError::Unavailable(_) => "unavailable",
             StoreError::Other(_) => "other",
         }

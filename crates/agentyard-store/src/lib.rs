@@ -20,7 +20,7 @@ use agentyard_core::{
 };
 use async_trait::async_trait;
 
-pub use agents::{AgentStore, InboxPage, MessageStore, SendOptions, Sent};
+pub use agents::{AgentOptions, AgentStore, InboxPage, MessageStore, SendOptions, Sent};
 pub use error::StoreError;
 pub use limits::{LimitStore, StoredLimit};
 pub use memory::{Change, ChangeSink, ExportCursor, MemoryStore, OwnedChange};

@@ -29,7 +29,7 @@ use agentyard_core::{
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::agents::{AgentStore, InboxPage, MessageStore, SendOptions, Sent};
+use crate::agents::{AgentOptions, AgentStore, InboxPage, MessageStore, SendOptions, Sent};
 use crate::{Claim, CreateOptions, Created, Page, Store, StoreError, StoredToken, TaskFilter};
 
 type ReadyKey = (Namespace, QueueName, Reverse<i32>, Timestamp, TaskId);
@@ -786,9 +786,39 @@ impl State {
         self.last_seq.get(ns).copied().unwrap_or(0)
     }
 
-    fn new_agent(&self, ns: &Namespace, name: &AgentName, reg: AgentRegistration, now: Timestamp) -> Agent {
+    /// A new agent, unless its namespace is at `options.max_agents`.
+    fn new_agent(
+        &self,
+        ns: &Namespace,
+        name: &AgentName,
+        reg: AgentRegistration,
+        options: AgentOptions,
+        now: Timestamp,
+    ) -> Result<Agent, StoreError> {
+        if let Some(limit) = options.max_agents {
+            // Only a new agent pays for the count, and it stops at the limit.
+            let count = self
+                .agents
+                .range((ns.clone(), name.clone())..)
+                .take_while(|((n, _), _)| n == ns)
+                .chain(
+                    self.agents
+                        .range(..(ns.clone(), name.clone()))
+                        .rev()
+                        .take_while(|((n, _), _)| n == ns),
+                )
+                .take(usize::try_from(limit).unwrap_or(usize::MAX))
+                .count() as u64;
+            if count >= limit {
+                return Err(StoreError::TooManyAgents {
+                    namespace: ns.clone(),
+                    agent: name.clone(),
+                    limit,
+                });
+            }
+        }
         let start = self.latest_seq(ns);
-        Agent {
+        Ok(Agent {
             name: name.clone(),
             namespace: ns.clone(),
             capabilities: reg.capabilities,
@@ -800,7 +830,16 @@ impl State {
             running: 0,
             inbox_start: start,
             inbox_cursor: start,
-        }
+            implicit: false,
+        })
+    }
+
+    /// Removes the agent and its subscriptions and releases its leases (false if it is unknown).
+    fn remove_agent(&mut self, ns: &Namespace, name: &AgentName, now: Timestamp) -> Option<Vec<Task>> {
+        self.agents.remove(&(ns.clone(), name.clone()))?;
+        self.subscriptions.retain(|(n, a, _), _| !(n == ns && a == name));
+        self.record(Change::AgentRemoved { namespace: ns, name });
+        Some(self.release_all(ns, name, now, &format!("agent {name} was removed")))
     }
 
     fn deliverable(&self, ns: &Namespace, agent: &Agent, m: &Message) -> bool {
@@ -822,6 +861,7 @@ impl AgentStore for MemoryStore {
         ns: &Namespace,
         name: &AgentName,
         registration: AgentRegistration,
+        options: AgentOptions,
         now: Timestamp,
     ) -> Result<Agent, StoreError> {
         let mut st = self.lock();
@@ -833,9 +873,10 @@ impl AgentStore for MemoryStore {
                 a.metadata = registration.metadata;
                 a.status = AgentStatus::Active;
                 a.last_heartbeat = now;
+                a.implicit = false;
                 a
             }
-            None => st.new_agent(ns, name, registration, now),
+            None => st.new_agent(ns, name, registration, options, now)?,
         };
         st.agents.insert(key, agent);
         st.record_agent(ns, name);
@@ -847,6 +888,7 @@ impl AgentStore for MemoryStore {
         ns: &Namespace,
         name: &AgentName,
         capabilities: Option<Vec<Capability>>,
+        options: AgentOptions,
         now: Timestamp,
     ) -> Result<Agent, StoreError> {
         let mut st = self.lock();
@@ -865,7 +907,9 @@ impl AgentStore for MemoryStore {
                     slots: DEFAULT_SLOTS,
                     metadata: serde_json::Value::Null,
                 };
-                st.new_agent(ns, name, reg, now)
+                let mut a = st.new_agent(ns, name, reg, options, now)?;
+                a.implicit = true;
+                a
             }
         };
         st.agents.insert(key, agent);
@@ -915,13 +959,9 @@ impl AgentStore for MemoryStore {
     }
 
     async fn delete_agent(&self, ns: &Namespace, name: &AgentName, now: Timestamp) -> Result<Vec<Task>, StoreError> {
-        let mut st = self.lock();
-        if st.agents.remove(&(ns.clone(), name.clone())).is_none() {
-            return Err(agent_not_found(name));
-        }
-        st.subscriptions.retain(|(n, a, _), _| !(n == ns && a == name));
-        st.record(Change::AgentRemoved { namespace: ns, name });
-        Ok(st.release_all(ns, name, now, &format!("agent {name} was removed")))
+        self.lock()
+            .remove_agent(ns, name, now)
+            .ok_or_else(|| agent_not_found(name))
     }
 
     async fn expire_agents(&self, now: Timestamp, timeout_ms: u64) -> Result<Vec<(Agent, Vec<Task>)>, StoreError> {
@@ -941,6 +981,31 @@ impl AgentStore for MemoryStore {
             let reason = format!("agent {name} stopped heartbeating");
             let released = st.release_all(&ns, &name, now, &reason);
             out.push((st.agent_view(&ns, &name)?, released));
+        }
+        Ok(out)
+    }
+
+    async fn forget_agents(
+        &self,
+        now: Timestamp,
+        silent_since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(Agent, Vec<Task>)>, StoreError> {
+        let mut st = self.lock();
+        let mut forgotten: Vec<Agent> = st
+            .agents
+            .values()
+            .filter(|a| a.implicit && a.status == AgentStatus::Gone && a.last_heartbeat <= silent_since)
+            .cloned()
+            .collect();
+        forgotten
+            .sort_by(|a, b| (a.last_heartbeat, &a.namespace, &a.name).cmp(&(b.last_heartbeat, &b.namespace, &b.name)));
+        forgotten.truncate(limit);
+        let mut out = Vec::with_capacity(forgotten.len());
+        for agent in forgotten {
+            let agent = st.agent_view(&agent.namespace, &agent.name)?;
+            let released = st.remove_agent(&agent.namespace, &agent.name, now).unwrap_or_default();
+            out.push((agent, released));
         }
         Ok(out)
     }

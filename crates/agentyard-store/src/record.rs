@@ -175,6 +175,19 @@ pub struct AgentRecordV1<'a> {
     pub registered_at: Timestamp,
     pub inbox_start: u64,
     pub inbox_cursor: u64,
+    /// Registered by a claim (see `Agent::implicit`). Added within version 1: records written
+    /// before it have none and are explicit, and an explicit agent's record leaves it out, so its
+    /// bytes are what they always were.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub implicit: bool,
+}
+
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde hands `skip_serializing_if` the field itself, a `&bool`"
+)]
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -568,6 +581,7 @@ impl<'a> From<&'a Agent> for AgentRecordV1<'a> {
             registered_at: a.registered_at,
             inbox_start: a.inbox_start,
             inbox_cursor: a.inbox_cursor,
+            implicit: a.implicit,
         }
     }
 }
@@ -587,6 +601,7 @@ impl From<AgentRecordV1<'_>> for Agent {
             running: 0,
             inbox_start: a.inbox_start,
             inbox_cursor: a.inbox_cursor,
+            implicit: a.implicit,
         }
     }
 }
@@ -976,6 +991,7 @@ mod tests {
             running: 0,
             inbox_start: 3,
             inbox_cursor: 9,
+            implicit: false,
         }
     }
 
@@ -1106,6 +1122,17 @@ mod tests {
             json(&ChangeRecordV1::from(&owned)),
             json(&ChangeRecordV1::from(&change))
         );
+    }
+
+    /// An implicit agent's record says so after the fields it always had; read back, it is
+    /// implicit again.
+    #[test]
+    fn an_implicit_agent_is_recorded_as_such() {
+        let mut implicit = agent();
+        implicit.implicit = true;
+        let expected = format!("{},\"implicit\":true}}", &AGENT[..AGENT.len() - 1]);
+        assert_eq!(json(&AgentRecordV1::from(&implicit)), expected);
+        assert_eq!(Agent::from(read::<AgentRecordV1<'_>>(&expected)), implicit);
     }
 
     /// Every status has a record of its own name.

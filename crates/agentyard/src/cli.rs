@@ -86,6 +86,14 @@ pub struct ServeArgs {
     /// [default: 30000]
     #[arg(long, env = "AGENTYARD_AGENT_TIMEOUT_MS")]
     pub agent_timeout_ms: Option<u64>,
+    /// An agent registered by a claim (not by `agent register`) that has been gone this long is
+    /// removed, as `agent remove` would; 0 keeps them, in milliseconds [default: 86400000]
+    #[arg(long, env = "AGENTYARD_FORGET_GONE_AGENTS_AFTER_MS")]
+    pub forget_gone_agents_after_ms: Option<u64>,
+    /// Most agents per namespace: a claim or registration that would create one more gets 429;
+    /// agents already known go on working [default: 10000]
+    #[arg(long, env = "AGENTYARD_MAX_AGENTS_PER_NAMESPACE")]
+    pub max_agents_per_namespace: Option<u64>,
     /// Requests per minute each agent may make (claims, sends, agent routes); 0 for no limit
     /// [default: 0]
     #[arg(long, env = "AGENTYARD_AGENT_RATE_PER_MINUTE")]

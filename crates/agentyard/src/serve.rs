@@ -40,6 +40,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         answer_budget_bytes: settings.answer_budget,
         max_inbox_depth: Some(settings.max_inbox_depth),
         agent_timeout_ms: settings.agent_timeout_ms,
+        forget_gone_agents_after_ms: settings.forget_gone_agents_after_ms,
+        max_agents_per_namespace: Some(settings.max_agents_per_namespace),
         agent_rate: settings.agent_rate,
         limits: settings.limits.clone(),
         namespaces: settings.namespaces.clone(),

@@ -83,6 +83,9 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub max_inbox_depth: u64,
     pub agent_timeout_ms: u64,
+    /// 0: implicit agents are never removed.
+    pub forget_gone_agents_after_ms: u64,
+    pub max_agents_per_namespace: u64,
     /// `None`: agents may call as often as they like.
     pub agent_rate: Option<RateLimit>,
     pub limits: BTreeMap<String, LimitConfig>,
@@ -130,6 +133,8 @@ struct FileSettings {
     log_format: Option<String>,
     max_inbox_depth: Option<u64>,
     agent_timeout_ms: Option<u64>,
+    forget_gone_agents_after_ms: Option<u64>,
+    max_agents_per_namespace: Option<u64>,
     agent_rate_per_minute: Option<u32>,
     agent_burst: Option<u32>,
     header_timeout_ms: Option<u64>,
@@ -155,6 +160,8 @@ struct FileNamespace {
     agent_rate_per_minute: Option<u32>,
     agent_burst: Option<u32>,
     max_inbox_depth: Option<u64>,
+    /// Replaces `max_agents_per_namespace` for this namespace.
+    max_agents: Option<u64>,
 }
 
 /// The per-agent rate from a rate and a burst; a rate of 0 means no limit.
@@ -241,6 +248,17 @@ impl Settings {
         if agent_timeout_ms < 100 {
             bail!("--agent-timeout-ms must be at least 100");
         }
+        let forget_gone_agents_after_ms = args
+            .forget_gone_agents_after_ms
+            .or(file.forget_gone_agents_after_ms)
+            .unwrap_or(86_400_000);
+        let max_agents_per_namespace = args
+            .max_agents_per_namespace
+            .or(file.max_agents_per_namespace)
+            .unwrap_or(10_000);
+        if max_agents_per_namespace == 0 {
+            bail!("--max-agents-per-namespace must be at least 1");
+        }
         let agent_rate = parse_agent_rate(
             "--agent-rate-per-minute",
             args.agent_rate_per_minute.or(file.agent_rate_per_minute).unwrap_or(0),
@@ -319,9 +337,13 @@ impl Settings {
             if ns.max_inbox_depth == Some(0) {
                 bail!("{what}: max_inbox_depth must be at least 1");
             }
+            if ns.max_agents == Some(0) {
+                bail!("{what}: max_agents must be at least 1");
+            }
             let config = NamespaceConfig {
                 agent_rate: rate,
                 max_inbox_depth: ns.max_inbox_depth,
+                max_agents: ns.max_agents,
             };
             namespaces.insert(parsed, config);
         }
@@ -333,6 +355,8 @@ impl Settings {
             tls,
             max_inbox_depth,
             agent_timeout_ms,
+            forget_gone_agents_after_ms,
+            max_agents_per_namespace,
             agent_rate,
             limits,
             namespaces,
@@ -407,6 +431,8 @@ mod tests {
             log_format: None,
             max_inbox_depth: None,
             agent_timeout_ms: None,
+            forget_gone_agents_after_ms: None,
+            max_agents_per_namespace: None,
             agent_rate_per_minute: None,
             agent_burst: None,
             header_timeout_ms: None,
@@ -533,6 +559,52 @@ mod tests {
         a.header_timeout_ms = Some(5);
         let err = Settings::resolve(&a).unwrap_err().to_string();
         assert!(err.contains("--header-timeout-ms"), "{err}");
+    }
+
+    #[test]
+    fn agent_removal_and_the_agent_cap_come_from_flags_the_file_or_defaults() {
+        let s = Settings::resolve(&args()).expect("resolve");
+        assert_eq!(
+            (s.forget_gone_agents_after_ms, s.max_agents_per_namespace),
+            (86_400_000, 10_000)
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("yard.toml");
+        std::fs::write(
+            &path,
+            "forget_gone_agents_after_ms = 0
+max_agents_per_namespace = 500
+             [namespaces.fuzz]
+max_agents = 20
+",
+        )
+        .expect("write");
+        let mut a = args();
+        a.config = Some(path.clone());
+        let s = Settings::resolve(&a).expect("resolve");
+        assert_eq!((s.forget_gone_agents_after_ms, s.max_agents_per_namespace), (0, 500));
+        assert_eq!(s.namespaces[&Namespace::parse("fuzz").unwrap()].max_agents, Some(20));
+        a.forget_gone_agents_after_ms = Some(60_000);
+        a.max_agents_per_namespace = Some(50);
+        let s = Settings::resolve(&a).expect("resolve");
+        assert_eq!(
+            (s.forget_gone_agents_after_ms, s.max_agents_per_namespace),
+            (60_000, 50)
+        );
+        a.max_agents_per_namespace = Some(0);
+        let err = Settings::resolve(&a).unwrap_err().to_string();
+        assert!(err.contains("--max-agents-per-namespace"), "{err}");
+        std::fs::write(
+            &path,
+            "[namespaces.fuzz]
+max_agents = 0
+",
+        )
+        .expect("write");
+        let mut a = args();
+        a.config = Some(path);
+        let err = Settings::resolve(&a).unwrap_err().to_string();
+        assert!(err.contains("max_agents must be at least 1"), "{err}");
     }
 
     #[test]

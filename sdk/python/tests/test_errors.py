@@ -38,6 +38,7 @@ from agentyard_client import (
     ServerUnavailable,
     Task,
     TaskStatus,
+    TooManyAgents,
     TooManyRequests,
     TransportError,
     Unauthorized,
@@ -72,6 +73,7 @@ EXPECTED: dict[str, type[ApiError]] = {
     "backpressure": Backpressure,
     "inbox_full": InboxFull,
     "rate_limited": RateLimited,
+    "too_many_agents": TooManyAgents,
     "unavailable": ServerUnavailable,
     "internal": InternalServerError,
 }

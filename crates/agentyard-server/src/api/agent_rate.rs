@@ -164,7 +164,7 @@ mod tests {
             team.clone(),
             crate::config::NamespaceConfig {
                 agent_rate: Some(None),
-                max_inbox_depth: None,
+                ..Default::default()
             },
         );
         let rates = AgentRates::default();

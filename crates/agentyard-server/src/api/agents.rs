@@ -4,6 +4,7 @@
 use agentyard_core::agent::{Agent, AgentStatus};
 use agentyard_core::api::{AgentList, RegisterAgentRequest, RemovedAgent};
 use agentyard_core::{AgentName, Capability, Namespace, Timestamp};
+use agentyard_store::AgentOptions;
 use axum::extract::{Query, State};
 use serde::Deserialize;
 
@@ -16,6 +17,13 @@ use crate::state::AppState;
 /// Takes a token of the agent's API rate bucket (429 when it has none).
 pub fn admit(s: &AppState, ns: &Namespace, agent: &AgentName, now: Timestamp) -> Result<(), ApiError> {
     s.fleet.agent_rates.check(&s.config, ns, agent, now)
+}
+
+/// What creating an agent in `ns` must respect: its cap (`--max-agents-per-namespace`).
+fn options(s: &AppState, ns: &Namespace) -> AgentOptions {
+    AgentOptions {
+        max_agents: s.config.max_agents_in(ns),
+    }
 }
 
 /// A claim's sign of life: registers an unknown agent (with the claim's capabilities), brings a
@@ -32,7 +40,7 @@ pub async fn touch(
         return Ok(status);
     }
     let caps = (!capabilities.is_empty()).then(|| capabilities.to_vec());
-    let agent = s.store.touch_agent(ns, name, caps, now).await?;
+    let agent = s.store.touch_agent(ns, name, caps, options(s, ns), now).await?;
     s.fleet.presence.record(&agent, now);
     Ok(agent.status)
 }
@@ -50,8 +58,9 @@ pub async fn seen(s: &AppState, ns: &Namespace, name: &AgentName, now: Timestamp
 
 /// Register an agent, or replace its registration.
 ///
-/// The agent becomes `active` (a drained or gone one too). A new agent's inbox starts now: it
-/// does not receive broadcasts sent before it registered.
+/// The agent becomes `active` (a drained or gone one too) and explicit (`implicit: false`): it is
+/// never removed but by `DELETE`. A new agent's inbox starts now: it does not receive broadcasts
+/// sent before it registered. A namespace holding its maximum of agents refuses new ones (429).
 #[utoipa::path(
     put, path = "/v1/agents/{name}", tag = "agents", operation_id = "register_agent",
     params(("name" = String, Path, description = "Agent name", pattern = "^[a-z0-9][a-z0-9._-]{0,127}$")),
@@ -59,7 +68,8 @@ pub async fn seen(s: &AppState, ns: &Namespace, name: &AgentName, now: Timestamp
     responses(
         (status = 200, description = "The agent as registered", body = Agent),
         (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "The agent is over its API rate (see Retry-After)", body = Problem,
+        (status = 429, description = "The agent is over its API rate (see Retry-After), or it is new and its \
+            namespace holds its maximum of agents (`/problems/too-many-agents`)", body = Problem,
             content_type = "application/problem+json"),
     )
 )]
@@ -72,7 +82,10 @@ pub async fn register_agent(
     let now = s.clock.now();
     admit(&s, &ns, &name, now)?;
     let registration = req.into_registration()?;
-    let agent = s.store.register_agent(&ns, &name, registration, now).await?;
+    let agent = s
+        .store
+        .register_agent(&ns, &name, registration, options(&s, &ns), now)
+        .await?;
     s.fleet.presence.record(&agent, now);
     Ok(Json(agent))
 }

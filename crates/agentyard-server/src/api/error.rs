@@ -82,6 +82,12 @@ pub enum ApiError {
         depth: u64,
         limit: u64,
     },
+    /// Creating the agent would pass its namespace's `--max-agents-per-namespace`.
+    TooManyAgents {
+        namespace: String,
+        agent: String,
+        limit: u64,
+    },
     /// The agent the request names is over its API rate.
     RateLimited {
         agent: String,
@@ -166,6 +172,11 @@ impl ApiError {
                 "/problems/rate-limited",
                 "Too many requests",
             ),
+            TooManyAgents { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "/problems/too-many-agents",
+                "Too many agents",
+            ),
             Unauthorized(_) => (StatusCode::UNAUTHORIZED, "/problems/unauthorized", "Unauthorized"),
             Forbidden(_) => (StatusCode::FORBIDDEN, "/problems/forbidden", "Forbidden"),
             Unavailable => (
@@ -229,6 +240,15 @@ impl ApiError {
             InboxFull { agent, depth, limit } => {
                 format!("agent {agent} has {depth} unacknowledged messages; its limit is {limit}; retry later")
             }
+            TooManyAgents {
+                namespace,
+                agent,
+                limit,
+            } => format!(
+                "namespace {namespace} already has {limit} agents, its limit: agent {agent} is not created \
+                 (agents already known go on working; remove some with DELETE /v1/agents/{{name}}, or wait for \
+                 gone implicit ones to be forgotten)"
+            ),
             RateLimited {
                 agent,
                 rate_per_minute,
@@ -315,6 +335,10 @@ impl ApiError {
                 p.depth = Some(*depth);
                 p.limit = Some(*limit);
             }
+            ApiError::TooManyAgents { agent, limit, .. } => {
+                p.agent = Some(agent.clone());
+                p.limit = Some(*limit);
+            }
             ApiError::RateLimited {
                 agent,
                 rate_per_minute,
@@ -366,10 +390,11 @@ pub struct Problem {
     pub queue: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub depth: Option<u64>,
-    /// The limit that was hit: tasks of a queue, messages of an inbox, requests per minute.
+    /// The limit that was hit: tasks of a queue, messages of an inbox, requests per minute,
+    /// agents of a namespace.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
-    /// The agent concerned (full inbox, rate limit).
+    /// The agent concerned (full inbox, rate limit, too many agents).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
     /// How long until the request would be accepted (rate limit); `Retry-After` rounds it up to
@@ -454,6 +479,15 @@ impl From<StoreError> for ApiError {
             StoreError::InboxFull { agent, depth, limit } => ApiError::InboxFull {
                 agent: agent.to_string(),
                 depth,
+                limit,
+            },
+            StoreError::TooManyAgents {
+                namespace,
+                agent,
+                limit,
+            } => ApiError::TooManyAgents {
+                namespace: namespace.to_string(),
+                agent: agent.to_string(),
                 limit,
             },
             StoreError::Unavailable(cause) => {
@@ -603,6 +637,14 @@ mod tests {
                     rate_per_minute: 60,
                     burst: 5,
                     retry_after_ms: 1_500,
+                },
+            ),
+            (
+                "too_many_agents",
+                ApiError::TooManyAgents {
+                    namespace: "default".into(),
+                    agent: "worker-10001".into(),
+                    limit: 10_000,
                 },
             ),
             (

@@ -1,6 +1,8 @@
 //! Agent liveness: [`Presence`], what this server remembers of each agent between store writes,
 //! and the loop ([`AgentExpiry`]) that marks silent agents `gone` and hands their leased tasks
-//! to others.
+//! to others, and removes implicit agents (registered by a claim) gone for
+//! [`crate::config::ServerConfig::forget_gone_agents_after_ms`], so agents that came and went
+//! do not pile up.
 //!
 //! Every request in an agent's name is a sign of life, but writing each one through to the store
 //! would cost a write per claim. The store's heartbeat is moved at most once per
@@ -17,7 +19,7 @@ use std::time::Duration;
 
 use agentyard_core::agent::{Agent, AgentStatus};
 use agentyard_core::{AgentName, Namespace, Task, Timestamp};
-use agentyard_store::StoreError;
+use agentyard_store::{AgentOptions, StoreError};
 
 use crate::metrics::Counters;
 use crate::state::AppState;
@@ -29,6 +31,9 @@ const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(5);
 const PRUNE_EVERY_MS: u64 = 10_000;
 /// A `gone` agent not heard of for this long is forgotten by [`Presence`] (not by the store).
 const FORGET_GONE_AFTER_MS: u64 = 600_000;
+/// Most agents one tick removes from the store: a backlog drains over a few ticks, and no tick
+/// holds the store for long.
+pub const FORGET_BATCH: usize = 100;
 
 #[derive(Debug, Clone, Copy)]
 struct Seen {
@@ -191,6 +196,8 @@ pub struct AgentTick {
     pub gone: Vec<AgentName>,
     /// Tasks they held, released for others.
     pub released: Vec<Task>,
+    /// Implicit agents removed for having been gone too long.
+    pub forgotten: Vec<AgentName>,
 }
 
 /// The loop marking silent agents `gone`. [`AgentExpiry::tick`] runs one pass.
@@ -204,14 +211,19 @@ impl AgentExpiry {
     }
 
     /// Writes the heartbeats of parked agents, then marks agents silent for `agent_timeout_ms`
-    /// as `gone`, releases their leases and wakes the claimers of the queues that got tasks back.
+    /// as `gone`, releases their leases and wakes the claimers of the queues that got tasks back;
+    /// then removes up to [`FORGET_BATCH`] implicit agents gone for `forget_gone_agents_after_ms`
+    /// (silent for the agent timeout and that much more).
     pub async fn tick(&self) -> Result<AgentTick, StoreError> {
         let s = &self.state;
         let presence = &s.fleet.presence;
         let now = s.clock.now();
         let mut tick = AgentTick::default();
         for (ns, name) in presence.due_parked(now) {
-            match s.store.touch_agent(&ns, &name, None, now).await {
+            let options = AgentOptions {
+                max_agents: s.config.max_agents_in(&ns),
+            };
+            match s.store.touch_agent(&ns, &name, None, options, now).await {
                 Ok(agent) => {
                     presence.record(&agent, now);
                     tick.touched += 1;
@@ -232,7 +244,34 @@ impl AgentExpiry {
             tick.released.extend(released);
         }
         Counters::add(&s.counters.agents_expired, tick.gone.len() as u64);
+        self.forget(now, &mut tick).await?;
         Ok(tick)
+    }
+
+    /// Removes implicit agents gone for longer than the setting, as `DELETE /v1/agents/{name}`
+    /// does (a gone agent holds no lease, but one it somehow kept is released all the same).
+    async fn forget(&self, now: Timestamp, tick: &mut AgentTick) -> Result<(), StoreError> {
+        let s = &self.state;
+        let after = s.config.forget_gone_agents_after_ms;
+        if after == 0 {
+            return Ok(());
+        }
+        let silence = i64::try_from(s.config.agent_timeout_ms.saturating_add(after)).unwrap_or(i64::MAX);
+        let silent_since = Timestamp::from_millis(now.as_millis().saturating_sub(silence));
+        for (agent, released) in s.store.forget_agents(now, silent_since, FORGET_BATCH).await? {
+            s.fleet.presence.forget(&agent.namespace, &agent.name);
+            tracing::info!(
+                agent = %agent.name,
+                namespace = %agent.namespace,
+                last_heartbeat = %agent.last_heartbeat,
+                "implicit agent gone too long: removed"
+            );
+            s.dispatch.tasks_changed(&released);
+            tick.forgotten.push(agent.name);
+            tick.released.extend(released);
+        }
+        Counters::add(&s.counters.agents_forgotten, tick.forgotten.len() as u64);
+        Ok(())
     }
 
     /// How often the loop ticks: often enough that an agent is declared gone at most a quarter
@@ -299,6 +338,7 @@ mod tests {
             running: 0,
             inbox_start: 0,
             inbox_cursor: 0,
+            implicit: true,
         }
     }
 

@@ -246,7 +246,166 @@ async fn an_agent_drained_while_it_waits_gets_nothing_and_another_gets_the_task(
     app.stop().await;
 }
 
+/// An agent made by a claim is removed once gone for `forget_gone_agents_after_ms` (its task
+/// went back to the queue when it went gone); registered agents stay, however long gone.
+async fn implicit_agents_gone_too_long_are_removed_and_registered_ones_kept(backend: Backend) {
+    let clock = manual();
+    let config = ServerConfig {
+        agent_timeout_ms: 30_000,
+        forget_gone_agents_after_ms: 60_000,
+        ..ServerConfig::default()
+    };
+    let app = TestApp::spawn_with_clock(backend, config, Arc::new(clock.clone())).await;
+    let task = app.create("jobs", json!({"n": 1})).await;
+    let mut claim = ClaimRequest::new(agent("drifter"));
+    claim.lease_ms = Some(3_600_000);
+    let held = app.client.claim(&q("jobs"), &claim).await.unwrap().tasks;
+    assert_eq!(held[0].id, task.id);
+    assert!(app.client.agent(&agent("drifter")).await.unwrap().implicit);
+    assert!(!register(&app, "keeper").await.implicit);
+    assert!(app.claim_one("jobs", "converted").await.is_none());
+    assert!(app.client.agent(&agent("converted")).await.unwrap().implicit);
+    assert!(
+        !register(&app, "converted").await.implicit,
+        "registering makes it explicit"
+    );
+
+    clock.advance(30_001);
+    AgentExpiry::new(app.state.clone()).tick().await.unwrap();
+    assert_eq!(
+        app.client.agent(&agent("drifter")).await.unwrap().status,
+        AgentStatus::Gone
+    );
+    clock.advance(59_000);
+    let tick = AgentExpiry::new(app.state.clone()).tick().await.unwrap();
+    assert!(tick.forgotten.is_empty(), "gone for 59 s of the 60: {tick:?}");
+    assert!(app.client.agent(&agent("drifter")).await.is_ok());
+
+    clock.advance(1_000);
+    // The server's own loop may get there first; either way the outcome is the same.
+    AgentExpiry::new(app.state.clone()).tick().await.unwrap();
+    let e = app.client.agent(&agent("drifter")).await.unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+    for kept in ["keeper", "converted"] {
+        let a = app.client.agent(&agent(kept)).await.unwrap();
+        assert_eq!((a.status, a.implicit), (AgentStatus::Gone, false), "{kept}");
+    }
+    let names: Vec<String> = app
+        .client
+        .agents(None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.name.to_string())
+        .collect();
+    assert_eq!(names, ["converted", "keeper"]);
+    assert!(
+        app.state
+            .counters
+            .get(agentyard_server::metrics::AGENTS_FORGOTTEN_TOTAL)
+            .unwrap()
+            >= 1
+    );
+    let retaken = app
+        .claim_one("jobs", "keeper")
+        .await
+        .expect("the task went back to the queue");
+    assert_eq!((retaken.id, retaken.attempt), (task.id, 2));
+    // A new claim in the forgotten name registers it anew.
+    assert!(app.claim_one("jobs", "drifter").await.is_none());
+    assert!(app.client.agent(&agent("drifter")).await.unwrap().implicit);
+    app.stop().await;
+}
+
+/// 0 keeps gone implicit agents for good.
+async fn implicit_agents_are_kept_when_removal_is_off(backend: Backend) {
+    let clock = manual();
+    let config = ServerConfig {
+        agent_timeout_ms: 30_000,
+        forget_gone_agents_after_ms: 0,
+        ..ServerConfig::default()
+    };
+    let app = TestApp::spawn_with_clock(backend, config, Arc::new(clock.clone())).await;
+    assert!(app.claim_one("jobs", "drifter").await.is_none());
+    clock.advance(30_001);
+    AgentExpiry::new(app.state.clone()).tick().await.unwrap();
+    clock.advance(365 * 86_400_000);
+    let tick = AgentExpiry::new(app.state.clone()).tick().await.unwrap();
+    assert!(tick.forgotten.is_empty());
+    assert_eq!(
+        app.client.agent(&agent("drifter")).await.unwrap().status,
+        AgentStatus::Gone
+    );
+    app.stop().await;
+}
+
+/// At the cap, a claim or registration that would create an agent gets 429
+/// `/problems/too-many-agents`; the agents already there go on claiming.
+async fn the_agent_cap_refuses_new_agents_and_serves_known_ones(backend: Backend) {
+    let mut config = ServerConfig {
+        max_agents_per_namespace: Some(2),
+        ..ServerConfig::default()
+    };
+    let wide = agentyard_core::Namespace::parse("wide").unwrap();
+    config.namespaces.insert(
+        wide.clone(),
+        agentyard_server::config::NamespaceConfig {
+            max_agents: Some(3),
+            ..Default::default()
+        },
+    );
+    let app = TestApp::spawn_with(backend, config).await;
+    assert!(app.claim_one("jobs", "a").await.is_none());
+    register(&app, "b").await;
+
+    let e = app
+        .client
+        .claim(&q("jobs"), &ClaimRequest::new(agent("c")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(429), "{e}");
+    assert_eq!(e.kind(), Some(agentyard_client::kinds::TOO_MANY_AGENTS));
+    assert_eq!(problem(&e).extra["limit"], 2);
+    assert_eq!(problem(&e).extra["agent"], "c");
+    let e = app
+        .client
+        .register_agent(&agent("c"), &RegisterAgentRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), Some(agentyard_client::kinds::TOO_MANY_AGENTS), "{e}");
+    assert!(app.client.agent(&agent("c")).await.unwrap_err().is_not_found());
+
+    let task = app.create("jobs", json!(1)).await;
+    assert_eq!(
+        app.claim_one("jobs", "a").await.expect("a known agent claims").id,
+        task.id
+    );
+    register(&app, "b").await;
+    assert_eq!(app.client.agents(None).await.unwrap().len(), 2);
+
+    // A namespace with a cap of its own.
+    let team = app.client.clone().with_namespace(wide);
+    for name in ["a", "b", "c"] {
+        team.register_agent(&agent(name), &RegisterAgentRequest::default())
+            .await
+            .unwrap();
+    }
+    let e = team
+        .register_agent(&agent("d"), &RegisterAgentRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(problem(&e).extra["limit"], 3, "{e}");
+
+    // Removing an agent makes room.
+    app.client.delete_agent(&agent("b")).await.unwrap();
+    assert!(app.claim_one("jobs", "c").await.is_none());
+    app.stop().await;
+}
+
 backend_tests!(
+    implicit_agents_gone_too_long_are_removed_and_registered_ones_kept,
+    implicit_agents_are_kept_when_removal_is_off,
+    the_agent_cap_refuses_new_agents_and_serves_known_ones,
     register_list_drain_and_remove,
     unknown_agents_and_bad_names_are_refused,
     an_agent_that_stops_heartbeating_is_gone_and_its_task_goes_to_another,

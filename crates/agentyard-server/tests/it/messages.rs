@@ -343,6 +343,7 @@ async fn a_broadcast_to_a_thousand_agents_is_one_stored_message(backend: Backend
                     slots: 1,
                     metadata: Value::Null,
                 },
+                agentyard_store::AgentOptions::default(),
                 app.state.clock.now(),
             )
             .await

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use agentyard_core::agent::AgentRegistration;
 use agentyard_core::message::{Message, NewMessage, Recipient, TopicName};
 use agentyard_core::{AgentName, Capability, NewTask, Task, TaskId};
-use agentyard_store::{Claim, CreateOptions, MemoryStore, SendOptions, StoreError, Yard};
+use agentyard_store::{AgentOptions, Claim, CreateOptions, MemoryStore, SendOptions, StoreError, Yard};
 use agentyard_store_sqlite::{SqliteOptions, SqliteStore};
 use serde_json::json;
 
@@ -165,15 +165,19 @@ async fn run_op(side: &mut Side, op: Op, now_ms: i64) -> String {
                 slots,
                 metadata: json!({ "slots": slots }),
             };
-            shown(s.register_agent(&ns(), &agent(name), reg, now).await, |a| {
-                format!("{a:?}")
-            })
+            shown(
+                s.register_agent(&ns(), &agent(name), reg, AgentOptions::default(), now)
+                    .await,
+                |a| format!("{a:?}"),
+            )
         }
         Op::Touch(name, caps) => {
             let caps = caps.then(|| vec![Capability::parse("go").expect("valid")]);
-            shown(s.touch_agent(&ns(), &agent(name), caps, now).await, |a| {
-                format!("{a:?}")
-            })
+            shown(
+                s.touch_agent(&ns(), &agent(name), caps, AgentOptions::default(), now)
+                    .await,
+                |a| format!("{a:?}"),
+            )
         }
         Op::Heartbeat(name) => shown(s.heartbeat_agent(&ns(), &agent(name), now).await, |a| format!("{a:?}")),
         Op::Drain(name) => shown(s.drain_agent(&ns(), &agent(name), now).await, |a| format!("{a:?}")),

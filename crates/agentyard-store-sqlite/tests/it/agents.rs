@@ -8,7 +8,7 @@ use std::path::Path;
 use agentyard_core::agent::{AgentRegistration, AgentStatus};
 use agentyard_core::message::{NewMessage, Recipient, TopicName};
 use agentyard_core::{AgentName, TaskStatus};
-use agentyard_store::{AgentStore, MessageStore, SendOptions, Store};
+use agentyard_store::{AgentOptions, AgentStore, MessageStore, SendOptions, Store};
 use serde_json::json;
 
 use super::{at, claim, create, db, many, ns, open, q};
@@ -58,7 +58,7 @@ async fn a_broadcast_to_a_thousand_agents_is_one_row_read_once_by_each() {
         let store = store.clone();
         registrations.push(tokio::spawn(async move {
             store
-                .register_agent(&ns(), &agent(&format!("a-{i}")), reg(), at(0))
+                .register_agent(&ns(), &agent(&format!("a-{i}")), reg(), AgentOptions::default(), at(0))
                 .await
                 .expect("register")
         }));
@@ -103,7 +103,7 @@ async fn a_hundred_concurrent_senders_lose_nothing_and_keep_the_sequence() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(&db(&dir));
     store
-        .register_agent(&ns(), &agent("sink"), reg(), at(0))
+        .register_agent(&ns(), &agent("sink"), reg(), AgentOptions::default(), at(0))
         .await
         .expect("register");
     let mut senders = Vec::new();
@@ -169,7 +169,7 @@ async fn a_reopened_store_keeps_agents_cursors_subscriptions_and_messages() {
         let store = open(&path);
         for name in ["reader", "other"] {
             store
-                .register_agent(&ns(), &agent(name), reg(), at(0))
+                .register_agent(&ns(), &agent(name), reg(), AgentOptions::default(), at(0))
                 .await
                 .expect("register");
         }
@@ -268,7 +268,7 @@ async fn released_leases_keep_the_queue_counts_right() {
         let store = open(&path);
         for name in ["quiet", "busy"] {
             store
-                .touch_agent(&ns(), &agent(name), None, at(0))
+                .touch_agent(&ns(), &agent(name), None, AgentOptions::default(), at(0))
                 .await
                 .expect("touch");
         }

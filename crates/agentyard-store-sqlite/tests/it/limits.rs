@@ -65,8 +65,11 @@ async fn a_database_from_before_limits_gains_them_at_open() {
     drop(open(&path));
     {
         let conn = rusqlite::Connection::open(&path).expect("raw open");
-        conn.execute_batch("DROP TABLE limits; DROP TABLE tokens; PRAGMA user_version = 3;")
-            .expect("back to version 3");
+        conn.execute_batch(
+            "DROP TABLE limits; DROP TABLE tokens; DROP INDEX agents_forgettable; \
+             ALTER TABLE agents DROP COLUMN implicit; PRAGMA user_version = 3;",
+        )
+        .expect("back to version 3");
     }
     {
         let store = open(&path);
@@ -76,7 +79,7 @@ async fn a_database_from_before_limits_gains_them_at_open() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 5, "every step since ran too");
+    assert_eq!(version, 6, "every step since ran too");
     let store = open(&path);
     assert_eq!(
         store.list_limits().await.expect("list"),

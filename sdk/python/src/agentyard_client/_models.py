@@ -557,6 +557,9 @@ class Agent:
     running: int
     inbox_start: int
     inbox_cursor: int
+    #: Registered by a claim rather than by ``register_agent``: the server removes it once it
+    #: has been gone long enough. Registering it makes it explicit.
+    implicit: bool = False
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Agent:
@@ -572,6 +575,7 @@ class Agent:
             running=int(d.get("running", 0)),
             inbox_start=int(d.get("inbox_start", 0)),
             inbox_cursor=int(d.get("inbox_cursor", 0)),
+            implicit=bool(d.get("implicit", False)),
         )
 
 

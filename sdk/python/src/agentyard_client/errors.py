@@ -23,7 +23,8 @@
         ├── TooManyRequests            429, ``retry_after`` seconds from Retry-After
         │   ├── Backpressure           queue full (queue, depth, limit)
         │   ├── InboxFull              (agent, depth, limit)
-        │   └── RateLimited            the agent is over its API rate (agent, limit, retry_after_ms)
+        │   ├── RateLimited            the agent is over its API rate (agent, limit, retry_after_ms)
+        │   └── TooManyAgents          a new agent would pass its namespace's cap (agent, limit)
         └── ServerError                5xx
             ├── ServerUnavailable      503, ``retry_after``
             └── InternalServerError    500
@@ -59,6 +60,7 @@ __all__ = [
     "RequestTimeout",
     "ServerError",
     "ServerUnavailable",
+    "TooManyAgents",
     "TooManyRequests",
     "TransportError",
     "Unauthorized",
@@ -230,6 +232,15 @@ class RateLimited(TooManyRequests):
         self.retry_after_ms: Optional[int] = self.problem.get("retry_after_ms")
 
 
+class TooManyAgents(TooManyRequests):
+    """A claim or registration would create an agent beyond its namespace's cap (``limit``);
+    agents already known go on working."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.agent: Optional[str] = self.problem.get("agent")
+
+
 class ServerError(ApiError):
     """5xx."""
 
@@ -263,6 +274,7 @@ _BY_TYPE: dict[str, type[ApiError]] = {
     "/problems/backpressure": Backpressure,
     "/problems/inbox-full": InboxFull,
     "/problems/rate-limited": RateLimited,
+    "/problems/too-many-agents": TooManyAgents,
     "/problems/unavailable": ServerUnavailable,
     "/problems/internal": InternalServerError,
 }
