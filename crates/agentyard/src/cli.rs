@@ -240,9 +240,9 @@ pub enum TaskCommand {
         client: ClientArgs,
         /// The task id (as `task create` or `task list` print it).
         id: String,
-        /// The lease token the claim returned.
-        #[arg(long, short)]
-        token: String,
+        /// The lease token the claim returned (`--token` is the API token).
+        #[arg(long, short = 't')]
+        lease_token: String,
         /// Result as JSON.
         #[arg(long, short)]
         result: Option<String>,
@@ -253,9 +253,9 @@ pub enum TaskCommand {
         client: ClientArgs,
         /// The task id (as `task create` or `task list` print it).
         id: String,
-        /// The lease token the claim returned.
-        #[arg(long, short)]
-        token: String,
+        /// The lease token the claim returned (`--token` is the API token).
+        #[arg(long, short = 't')]
+        lease_token: String,
         /// What went wrong, for whoever reads the dead-letter view.
         #[arg(long, short)]
         message: String,

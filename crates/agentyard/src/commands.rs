@@ -257,12 +257,12 @@ pub async fn task(cmd: TaskCommand) -> anyhow::Result<()> {
         TaskCommand::Complete {
             client: c,
             id,
-            token,
+            lease_token,
             result,
         } => {
             let result = result.map(|r| json_arg("--result", &r)).transpose()?;
             let req = CompleteRequest {
-                lease_token: LeaseToken::new(token),
+                lease_token: LeaseToken::new(lease_token),
                 result,
                 artifacts: None,
             };
@@ -275,13 +275,13 @@ pub async fn task(cmd: TaskCommand) -> anyhow::Result<()> {
         TaskCommand::Fail {
             client: c,
             id,
-            token,
+            lease_token,
             message,
             kind,
             no_retry,
         } => {
             let req = FailRequest {
-                lease_token: LeaseToken::new(token),
+                lease_token: LeaseToken::new(lease_token),
                 error: FailureReport {
                     kind: Some(kind),
                     message,

@@ -312,3 +312,44 @@ fn bench_reports_the_cost_of_a_self_started_server() {
     }
     assert!(row["server_peak_rss_mb"].as_f64().is_some_and(|mb| mb > 1.0), "{row}");
 }
+
+/// Every command's arguments are well formed: a debug build checks them (clap's debug asserts)
+/// only when the command is parsed, so a clash — such as a command's own `--token` beside the
+/// global API `--token` — would otherwise show up only when a person types that command.
+#[test]
+fn every_command_builds_its_help() {
+    fn subcommands(path: &[String]) -> Vec<String> {
+        let out = Command::new(env!("CARGO_BIN_EXE_agentyard"))
+            .args(path)
+            .arg("--help")
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .expect("run agentyard --help");
+        assert!(
+            out.status.success(),
+            "agentyard {} --help failed: {}",
+            path.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let help = String::from_utf8_lossy(&out.stdout).into_owned();
+        help.lines()
+            .skip_while(|l| !l.starts_with("Commands:"))
+            .skip(1)
+            .take_while(|l| !l.trim().is_empty())
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|c| *c != "help")
+            .map(str::to_owned)
+            .collect()
+    }
+    let mut pending = vec![Vec::<String>::new()];
+    let mut checked = 0;
+    while let Some(path) = pending.pop() {
+        for sub in subcommands(&path) {
+            let mut next = path.clone();
+            next.push(sub);
+            pending.push(next);
+        }
+        checked += 1;
+    }
+    assert!(checked > 30, "only {checked} commands found");
+}

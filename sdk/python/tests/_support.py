@@ -63,13 +63,14 @@ def make_admin_token(store: str) -> str:
 
 class Server:
     """One ``agentyard serve`` process on ``store`` (the memory store unless given); ``url``
-    once it listens."""
+    once it listens. ``log`` is its ``AGENTYARD_LOG`` filter (default: ``$AGENTYARD_LOG``, else
+    ``info``)."""
 
-    def __init__(self, *extra: str, store: str = "memory") -> None:
+    def __init__(self, *extra: str, store: str = "memory", log: str | None = None) -> None:
         binary = existing_bin()
         self.log = tempfile.NamedTemporaryFile(prefix="agentyard-server-", suffix=".log", delete=False)
         args = [str(binary), "serve", "--store", store, "--listen", "127.0.0.1:0", *extra]
-        env = dict(os.environ, AGENTYARD_LOG=os.environ.get("AGENTYARD_LOG", "info"))
+        env = dict(os.environ, AGENTYARD_LOG=log or os.environ.get("AGENTYARD_LOG", "info"))
         self.proc = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=self.log, env=env, text=True
         )
