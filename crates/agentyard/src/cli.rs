@@ -300,6 +300,9 @@ pub struct BenchArgs {
     /// Measure this running server instead of starting a fresh one per workload.
     #[arg(long)]
     pub url: Option<String>,
+    /// API token for a --url server run with --auth (servers the bench starts run without).
+    #[arg(long, env = "AGENTYARD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Store of the servers the bench starts itself: sqlite, log, memory, or postgres[://URL] (a
     /// fresh schema per workload, dropped after it, on the database at URL; without one at
     /// $AGENTYARD_BENCH_POSTGRES_URL, else postgres://postgres@127.0.0.1:5432/postgres). On

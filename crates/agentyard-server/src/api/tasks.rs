@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{IfMatch, JsonBody, Ns, TaskIdParam, etag};
+use crate::api::agents;
 use crate::api::json::{self, Json};
 use crate::auth::Caller;
 use crate::state::AppState;
@@ -409,7 +410,17 @@ pub async fn heartbeat(
         token: req.lease_token,
         progress: req.progress,
     };
-    apply(&s, &ns, id, command).await
+    let now = s.clock.now();
+    let task = s.store.apply(&ns, id, command, now).await?;
+    s.dispatch.task_changed(&task);
+    // A task's heartbeat is its agent's sign of life too: an agent busy with one long task is
+    // not declared gone (and its lease released) for not calling anything else.
+    if let Some(lease) = &task.lease
+        && let Err(e) = agents::seen(&s, &ns, &lease.agent, now).await
+    {
+        tracing::debug!(agent = %lease.agent, error = ?e, "a task heartbeat did not reach its agent");
+    }
+    Ok(task_response(StatusCode::OK, &task))
 }
 
 /// Finish a running task successfully, with its result and artifacts.

@@ -20,22 +20,34 @@ pub const TOKEN_TTL: Duration = Duration::from_secs(5);
 /// many entries as the store has tokens.
 #[derive(Default)]
 pub struct TokenCache {
-    entries: Mutex<HashMap<TokenId, (Arc<StoredToken>, Instant)>>,
+    entries: Mutex<HashMap<TokenId, Entry>>,
+}
+
+/// A token as looked up, with its grant made once for every request that presents it.
+#[derive(Clone)]
+struct Entry {
+    token: Arc<StoredToken>,
+    grant: Arc<Grant>,
+    at: Instant,
 }
 
 impl TokenCache {
     /// The grant of a presented token; 401 when it is unknown, revoked or its secret is wrong.
     pub async fn verify<T: TokenStore + ?Sized>(&self, store: &T, secret: &Secret) -> Result<Arc<Grant>, ApiError> {
-        let token = match self.cached(&secret.id) {
-            Some(token) => token,
+        let Entry { token, grant, .. } = match self.cached(&secret.id) {
+            Some(entry) => entry,
             None => {
                 let found = store.find_token(&secret.id).await?;
                 let Some(token) = found else {
                     return Err(ApiError::Unauthorized(format!("token {} does not exist", secret.id)));
                 };
-                let token = Arc::new(token);
-                self.lock().insert(secret.id.clone(), (token.clone(), Instant::now()));
-                token
+                let entry = Entry {
+                    grant: Arc::new(token.info.grant()),
+                    token: Arc::new(token),
+                    at: Instant::now(),
+                };
+                self.lock().insert(secret.id.clone(), entry.clone());
+                entry
             }
         };
         if !bool::from(token.secret_hash.ct_eq(&secret.hash())) {
@@ -50,15 +62,12 @@ impl TokenCache {
                 secret.id
             )));
         }
-        Ok(Arc::new(token.info.grant()))
+        Ok(grant)
     }
 
-    fn cached(&self, id: &TokenId) -> Option<Arc<StoredToken>> {
+    fn cached(&self, id: &TokenId) -> Option<Entry> {
         let entries = self.lock();
-        entries
-            .get(id)
-            .filter(|(_, at)| at.elapsed() < TOKEN_TTL)
-            .map(|(token, _)| token.clone())
+        entries.get(id).filter(|e| e.at.elapsed() < TOKEN_TTL).cloned()
     }
 
     /// Forgets one token (revoked here).
@@ -71,7 +80,7 @@ impl TokenCache {
         self.lock().clear();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TokenId, (Arc<StoredToken>, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TokenId, Entry>> {
         self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

@@ -21,12 +21,14 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
         req.extensions_mut().insert(Caller::Open);
         return next.run(req).await;
     }
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| req.uri().path().to_owned(), |m| m.as_str().to_owned());
+    // The route layer runs after routing, so every request here has its matched route.
+    let Some(route) = req.extensions().get::<MatchedPath>().cloned() else {
+        tracing::error!(path = %req.uri().path(), "the auth layer saw a request with no matched route");
+        return ApiError::Internal.into_response();
+    };
+    let route = route.as_str();
     // Probes and the API's description answer anyone.
-    if route == "/openapi.json" || OPEN_PATHS.contains(&route.as_str()) {
+    if route == "/openapi.json" || OPEN_PATHS.contains(&route) {
         return next.run(req).await;
     }
     let caller = match caller_of(&s, req.headers()).await {
@@ -35,11 +37,16 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
     };
     let (mut parts, body) = req.into_parts();
     if let Caller::Token { grant, .. } = &caller {
-        let name = RawPathParams::from_request_parts(&mut parts, &s)
-            .await
-            .ok()
-            .and_then(|p| p.iter().find(|(k, _)| *k == "name").map(|(_, v)| v.to_owned()));
-        if let Err(e) = role_permits(grant, &parts.method, &route, name.as_deref()) {
+        // Only agent tokens are checked against the `{name}` of a route.
+        let name = if grant.role == Role::Agent {
+            RawPathParams::from_request_parts(&mut parts, &s)
+                .await
+                .ok()
+                .and_then(|p| p.iter().find(|(k, _)| *k == "name").map(|(_, v)| v.to_owned()))
+        } else {
+            None
+        };
+        if let Err(e) = role_permits(grant, &parts.method, route, name.as_deref()) {
             return e.into_response();
         }
     }

@@ -402,7 +402,35 @@ async fn the_agent_cap_refuses_new_agents_and_serves_known_ones(backend: Backend
     app.stop().await;
 }
 
+async fn an_agent_that_heartbeats_its_task_stays_alive(backend: Backend) {
+    let clock = manual();
+    let config = ServerConfig {
+        agent_timeout_ms: 30_000,
+        ..ServerConfig::default()
+    };
+    let app = TestApp::spawn_with_clock(backend, config, Arc::new(clock.clone())).await;
+    app.create("jobs", json!({"n": 1})).await;
+    let mut claim = ClaimRequest::new(agent("busy"));
+    claim.lease_ms = Some(3_600_000);
+    let held = app.client.claim(&q("jobs"), &claim).await.unwrap().tasks;
+    let token = held[0].lease.clone().expect("leased").token;
+    // Two minutes of work, heartbeating the task only, every 20 s.
+    for _ in 0..6 {
+        clock.advance(20_000);
+        let beat = agentyard_core::api::HeartbeatRequest {
+            lease_token: token.clone(),
+            lease_ms: None,
+            progress: None,
+        };
+        app.client.heartbeat(held[0].id, &beat).await.expect("the lease holds");
+        AgentExpiry::new(app.state.clone()).tick().await.unwrap();
+    }
+    let busy = app.client.agent(&agent("busy")).await.unwrap();
+    assert_eq!((busy.status, busy.running), (AgentStatus::Active, 1), "{busy:?}");
+}
+
 backend_tests!(
+    an_agent_that_heartbeats_its_task_stays_alive,
     implicit_agents_gone_too_long_are_removed_and_registered_ones_kept,
     implicit_agents_are_kept_when_removal_is_off,
     the_agent_cap_refuses_new_agents_and_serves_known_ones,

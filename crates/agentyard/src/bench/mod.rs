@@ -67,6 +67,8 @@ impl Suite {
 /// What every suite shares: the settings and the HTTP connection pool.
 pub struct Bench {
     url: Option<String>,
+    /// For a `--url` server run with `--auth`.
+    token: Option<String>,
     store: StoreKind,
     durability: String,
     /// Servers of the drain and latency suites (PostgreSQL only).
@@ -191,6 +193,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     let bench = Bench {
         url: args.url.clone(),
+        token: args.token.clone(),
         store: args.store.clone(),
         durability: durability.to_string(),
         nodes: args.nodes,

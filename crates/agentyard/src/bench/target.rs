@@ -84,7 +84,10 @@ impl Bench {
         };
         let mut clients = Vec::with_capacity(urls.len());
         for url in urls {
-            let client = Client::with_http(url, self.http.clone());
+            let mut client = Client::with_http(url, self.http.clone());
+            if let Some(token) = &self.token {
+                client = client.with_token(token)?;
+            }
             client
                 .health()
                 .await
