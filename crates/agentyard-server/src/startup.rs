@@ -52,7 +52,8 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             metrics::count_problems,
         ));
-    http::layers(router, &state.config).with_state(state)
+    let request_metrics = state.counters.http.clone();
+    http::layers(router, &state.config, request_metrics).with_state(state)
 }
 
 async fn no_such_route(method: Method, uri: Uri) -> Response {

@@ -8,6 +8,7 @@ pub mod health;
 pub mod json;
 pub mod limits;
 pub mod messages;
+pub mod metrics;
 pub mod openapi;
 pub mod queues;
 pub mod release;
@@ -25,10 +26,18 @@ pub use error::{ApiError, Problem};
 /// Every route with its OpenAPI description: the single list both the router and the document
 /// are built from.
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+    let mut doc = openapi::ApiDoc::openapi();
+    doc.tags.get_or_insert_with(Vec::new).push(
+        utoipa::openapi::tag::TagBuilder::new()
+            .name("metrics")
+            .description(Some("Prometheus metrics"))
+            .build(),
+    );
+    OpenApiRouter::with_openapi(doc)
         .routes(routes!(health::health))
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
+        .routes(routes!(metrics::metrics))
         .routes(routes!(tasks::create_task, tasks::list_tasks))
         .routes(routes!(tasks::create_tasks))
         .routes(routes!(tasks::get_task, tasks::update_task))

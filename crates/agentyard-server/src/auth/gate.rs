@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use agentyard_core::auth::{Grant, Role};
+use agentyard_core::auth::{Grant, Namespaces, Role};
 
 use super::caller::Caller;
 use super::secret::Secret;
@@ -80,6 +80,17 @@ async fn caller_of(s: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError
 /// The role table. `name` is the `{name}` path parameter of agent routes.
 fn role_permits(grant: &Grant, method: &Method, route: &str, name: Option<&str>) -> Result<(), ApiError> {
     let reads = method == Method::GET || method == Method::HEAD;
+    // The metrics count every namespace's queues and agents, so they need a token that may see
+    // every namespace; its role does not matter (a reader's is enough).
+    if route == "/metrics" {
+        return match &grant.namespaces {
+            Namespaces::All => Ok(()),
+            Namespaces::Only(_) => Err(ApiError::Forbidden(format!(
+                "/metrics covers every namespace; this token is limited to {}",
+                grant.namespaces.describe()
+            ))),
+        };
+    }
     if route.starts_with("/v1/tokens") {
         return match grant.role {
             Role::Admin => Ok(()),

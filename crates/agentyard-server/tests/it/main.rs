@@ -23,6 +23,7 @@ mod fleet;
 mod lifecycle;
 mod limits;
 mod messages;
+mod metrics;
 mod openapi;
 mod pagination;
 mod release;

@@ -12,6 +12,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/health"),
     ("GET", "/health/live"),
     ("GET", "/health/ready"),
+    ("GET", "/metrics"),
     ("GET", "/v1/agents"),
     ("GET", "/v1/agents/{name}"),
     ("PUT", "/v1/agents/{name}"),

@@ -1,5 +1,11 @@
-//! Counters kept for the metrics endpoint: plain atomics, named by the constants below
-//! (`agentyard_<what>_total`). Gauges such as inbox depth are computed when asked for.
+//! Metrics: the counters handlers and loops keep (plain atomics, named by the constants below,
+//! `agentyard_<what>_total`), the request metrics ([`requests`]), and `GET /metrics`'s text
+//! ([`scrape`]: gauges such as queue depth are computed when scraped, [`process`] reads the
+//! process's memory and CPU).
+
+pub mod process;
+pub mod requests;
+pub mod scrape;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -24,6 +30,54 @@ pub const AGENTS_EXPIRED_TOTAL: &str = "agentyard_agents_expired_total";
 /// Implicit agents removed after being `gone` for `--forget-gone-agents-after-ms`.
 pub const AGENTS_FORGOTTEN_TOTAL: &str = "agentyard_agents_forgotten_total";
 
+/// Help text of each counter of [`Counters`], for the metrics endpoint.
+pub const COUNTER_HELP: &[(&str, &str)] = &[
+    (
+        RATE_LIMIT_HITS_TOTAL,
+        "Requests refused because their agent was over its API rate",
+    ),
+    (
+        DISPATCH_RATE_LIMITED_TOTAL,
+        "Tasks passed over by a claim because their rate_limit_key had no token left",
+    ),
+    (
+        BACKPRESSURE_EVENTS_TOTAL,
+        "Creates or sends refused because a queue or an inbox was full",
+    ),
+    (MESSAGES_SENT_TOTAL, "Messages sent, one per stored message"),
+    (
+        BROADCAST_FANOUT_TOTAL,
+        "Broadcast deliveries: the agents of the namespace of each broadcast",
+    ),
+    (AGENTS_EXPIRED_TOTAL, "Agents marked gone for missing their heartbeats"),
+    (
+        AGENTS_FORGOTTEN_TOTAL,
+        "Implicit agents removed after being gone for too long",
+    ),
+];
+
+/// Requests answered, by method, route template and status code.
+pub const HTTP_REQUESTS_TOTAL: &str = "agentyard_http_requests_total";
+/// Time from a request's arrival to its response's head, by method, route template and status.
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "agentyard_http_request_duration_seconds";
+/// Tasks waiting to run (queued + scheduled), per namespace and queue.
+pub const QUEUE_DEPTH: &str = "agentyard_queue_depth";
+/// Age of the oldest claimable task, per namespace and queue (0 when none is ready).
+pub const QUEUE_OLDEST_READY_AGE_SECONDS: &str = "agentyard_queue_oldest_ready_age_seconds";
+/// Tasks per namespace, queue and status.
+pub const TASKS: &str = "agentyard_tasks";
+/// Tasks running (leased), per namespace and queue.
+pub const TASKS_RUNNING: &str = "agentyard_tasks_running";
+/// Agents per namespace and status.
+pub const AGENTS: &str = "agentyard_agents";
+/// 1 when the store answered the scrape's queries, 0 when it did not (the store gauges are then
+/// left out of that scrape).
+pub const STORE_UP: &str = "agentyard_store_up";
+/// The process's resident memory (Linux only), the conventional name of Prometheus clients.
+pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "process_resident_memory_bytes";
+/// CPU time the process used, user and system (Linux only), the conventional name.
+pub const PROCESS_CPU_SECONDS_TOTAL: &str = "process_cpu_seconds_total";
+
 /// The counters, shared by handlers and loops.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -34,6 +88,8 @@ pub struct Counters {
     pub broadcast_fanout: AtomicU64,
     pub agents_expired: AtomicU64,
     pub agents_forgotten: AtomicU64,
+    /// Requests by route and status, with their durations.
+    pub http: requests::RequestMetrics,
 }
 
 impl Counters {

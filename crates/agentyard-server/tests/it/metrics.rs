@@ -1,0 +1,223 @@
+//! `GET /metrics` counts what happened, correlation ids come back on every response, and with
+//! `--auth` the metrics need a token (a reader's is enough).
+
+use agentyard_core::Namespace;
+use agentyard_core::api::{ClaimRequest, CompleteRequest, FailRequest, FailureReport};
+use agentyard_core::auth::{Namespaces, NewToken, Role};
+use agentyard_server::ServerConfig;
+use agentyard_server::auth::issue::issue;
+use serde_json::json;
+
+use crate::{Backend, TestApp, agent, q};
+
+/// The value of the sample `name` whose labels include every one of `labels`.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (series_name, rest) = series.split_once('{').unwrap_or((series, ""));
+        let all = labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+        (series_name == name && all).then(|| value.parse().expect("a number"))
+    })
+}
+
+async fn scrape(app: &TestApp) -> String {
+    let r = app.http.get(app.url("/metrics")).send().await.expect("scrape");
+    assert_eq!(r.status(), 200);
+    let ct = r.headers()["content-type"].to_str().expect("ascii").to_owned();
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    r.text().await.expect("text")
+}
+
+async fn metrics_count_what_a_workload_did(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let c = &app.client;
+    let mut tasks = Vec::new();
+    for i in 0..5 {
+        tasks.push(app.create("work", json!({"i": i})).await);
+    }
+    let mut claimed = Vec::new();
+    for _ in 0..4 {
+        let task = c
+            .claim(&q("work"), &ClaimRequest::new(agent("w")))
+            .await
+            .expect("claim")
+            .tasks
+            .pop()
+            .expect("a task");
+        claimed.push(task);
+    }
+    for task in &claimed[..2] {
+        let req = CompleteRequest {
+            lease_token: task.lease.clone().expect("a lease").token,
+            result: None,
+            artifacts: None,
+        };
+        c.complete(task.id, &req).await.expect("complete");
+    }
+    let failure = FailRequest {
+        lease_token: claimed[2].lease.clone().expect("a lease").token,
+        error: FailureReport {
+            kind: None,
+            message: "no".into(),
+            retryable: Some(false),
+        },
+    };
+    c.fail(claimed[2].id, &failure).await.expect("fail");
+    // One request no route matches.
+    let r = app.http.get(app.url("/nowhere/at/all")).send().await.expect("send");
+    assert_eq!(r.status(), 404);
+
+    let text = scrape(&app).await;
+    let requests = |method: &str, route: &str, status: &str| {
+        let labels = [("method", method), ("route", route), ("status", status)];
+        sample(&text, "agentyard_http_requests_total", &labels)
+    };
+    assert_eq!(requests("POST", "/v1/tasks", "201"), Some(5.0), "{text}");
+    assert_eq!(requests("POST", "/v1/queues/{queue}/claim", "200"), Some(4.0));
+    assert_eq!(requests("POST", "/v1/tasks/{id}/complete", "200"), Some(2.0));
+    assert_eq!(requests("POST", "/v1/tasks/{id}/fail", "200"), Some(1.0));
+    assert_eq!(requests("GET", "unmatched", "404"), Some(1.0));
+    let claims = [
+        ("method", "POST"),
+        ("route", "/v1/queues/{queue}/claim"),
+        ("status", "200"),
+    ];
+    assert_eq!(
+        sample(&text, "agentyard_http_request_duration_seconds_count", &claims),
+        Some(4.0)
+    );
+    let inf = [claims.as_slice(), &[("le", "+Inf")]].concat();
+    assert_eq!(
+        sample(&text, "agentyard_http_request_duration_seconds_bucket", &inf),
+        Some(4.0)
+    );
+    // Route templates only, never a raw path or a task id.
+    for task in &tasks {
+        assert!(!text.contains(&task.id.to_string()), "a task id in the metrics");
+    }
+    assert!(!text.contains("/nowhere"));
+
+    let work = [("namespace", "default"), ("queue", "work")];
+    let status = |s: &'static str| [work[0], work[1], ("status", s)];
+    assert_eq!(sample(&text, "agentyard_queue_depth", &work), Some(1.0));
+    assert_eq!(sample(&text, "agentyard_tasks_running", &work), Some(1.0));
+    assert_eq!(sample(&text, "agentyard_tasks", &status("succeeded")), Some(2.0));
+    assert_eq!(sample(&text, "agentyard_tasks", &status("failed")), Some(1.0));
+    assert_eq!(sample(&text, "agentyard_tasks", &status("queued")), Some(1.0));
+    let age = sample(&text, "agentyard_queue_oldest_ready_age_seconds", &work).expect("an age");
+    assert!((0.0..60.0).contains(&age), "{age}");
+    let active = [("namespace", "default"), ("status", "active")];
+    assert_eq!(sample(&text, "agentyard_agents", &active), Some(1.0));
+    assert_eq!(sample(&text, "agentyard_store_up", &[]), Some(1.0));
+    // The counters kept before there was an endpoint are exported too.
+    assert_eq!(sample(&text, "agentyard_messages_sent_total", &[]), Some(0.0));
+    assert_eq!(sample(&text, "agentyard_backpressure_events_total", &[]), Some(0.0));
+    if cfg!(target_os = "linux") {
+        assert!(sample(&text, "process_resident_memory_bytes", &[]).expect("rss") > 1e6);
+        assert!(sample(&text, "process_cpu_seconds_total", &[]).expect("cpu") >= 0.0);
+    }
+
+    // A scrape is a request too, counted once it is answered.
+    let text = scrape(&app).await;
+    assert_eq!(
+        sample(
+            &text,
+            "agentyard_http_requests_total",
+            &[("route", "/metrics"), ("status", "200")]
+        ),
+        Some(1.0)
+    );
+}
+
+async fn correlation_ids_are_echoed_or_made(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id_of = |r: &reqwest::Response| {
+        r.headers()
+            .get("x-correlation-id")
+            .expect("a correlation id")
+            .to_str()
+            .expect("ascii")
+            .to_owned()
+    };
+    let get = |headers: &[(&str, String)]| {
+        let mut rb = app.http.get(app.url("/v1/tasks"));
+        for (k, v) in headers {
+            rb = rb.header(*k, v);
+        }
+        rb.send()
+    };
+    let r = get(&[("x-correlation-id", "job-42/step-7".into())])
+        .await
+        .expect("send");
+    assert_eq!(id_of(&r), "job-42/step-7");
+    let longest = "c".repeat(128);
+    let r = get(&[("x-correlation-id", longest.clone())]).await.expect("send");
+    assert_eq!(id_of(&r), longest);
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = get(&[("traceparent", tp.into())]).await.expect("send");
+    assert_eq!(id_of(&r), "4bf92f3577b34da6a3ce929d0e0e4736");
+    // Absent or unsound: a new ULID each time.
+    let mut made = Vec::new();
+    for headers in [
+        vec![],
+        vec![("x-correlation-id", "c".repeat(129))],
+        vec![("x-correlation-id", "has a space".to_owned())],
+    ] {
+        let r = get(&headers).await.expect("send");
+        let id = id_of(&r);
+        assert!(ulid::Ulid::from_string(&id).is_ok(), "{id} for {headers:?}");
+        made.push(id);
+    }
+    made.sort();
+    made.dedup();
+    assert_eq!(made.len(), 3);
+    // Refusals carry it too.
+    let r = app
+        .http
+        .get(app.url("/nowhere"))
+        .header("x-correlation-id", "lost-1")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 404);
+    assert_eq!(id_of(&r), "lost-1");
+}
+
+/// With `--auth`: no token, 401; a reader token of every namespace, 200; a token limited to
+/// some namespaces, 403 (the metrics count every namespace's queues and agents).
+async fn with_auth_metrics_need_a_token_and_a_reader_is_enough(backend: Backend) {
+    let config = ServerConfig {
+        auth: true,
+        ..ServerConfig::default()
+    };
+    let app = TestApp::spawn_with(backend, config).await;
+    let status = |token: Option<String>| {
+        let mut rb = app.http.get(app.url("/metrics"));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        async move { rb.send().await.expect("send").status().as_u16() }
+    };
+    let reader = |namespaces: Namespaces| NewToken {
+        role: Role::Reader,
+        namespaces: Some(namespaces),
+        agent: None,
+        name: "prometheus".into(),
+    };
+    let now = app.state.clock.now();
+    let everywhere = issue(&*app.state.store, reader(Namespaces::All), now)
+        .await
+        .expect("issue");
+    let team_a = Namespaces::Only(vec![Namespace::parse("team-a").expect("valid")]);
+    let one = issue(&*app.state.store, reader(team_a), now).await.expect("issue");
+    assert_eq!(status(None).await, 401);
+    assert_eq!(status(Some("ayt_nonsense".into())).await, 401);
+    assert_eq!(status(Some(everywhere.token)).await, 200);
+    assert_eq!(status(Some(one.token)).await, 403);
+}
+
+backend_tests!(
+    metrics_count_what_a_workload_did,
+    correlation_ids_are_echoed_or_made,
+    with_auth_metrics_need_a_token_and_a_reader_is_enough,
+);
