@@ -89,9 +89,15 @@ fn check_key(field: &str, value: &Option<String>) -> Result<(), FieldError> {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BackoffRequest {
+    /// At most 604800000 (7 days).
+    #[cfg_attr(feature = "openapi", schema(maximum = 604_800_000))]
     pub initial_ms: Option<u64>,
+    /// At least `initial_ms`, at most 604800000 (7 days).
+    #[cfg_attr(feature = "openapi", schema(maximum = 604_800_000))]
     pub max_ms: Option<u64>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     pub multiplier: Option<f64>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1))]
     pub jitter: Option<f64>,
 }
 
@@ -101,9 +107,13 @@ pub struct BackoffRequest {
 #[serde(deny_unknown_fields)]
 pub struct CreateTaskRequest {
     pub queue: QueueName,
+    /// 1 to 1024 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 1024))]
     pub kind: Option<String>,
+    /// 1 to 1024 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 1024))]
     pub title: Option<String>,
     #[serde(default)]
     pub input: Value,
@@ -111,28 +121,47 @@ pub struct CreateTaskRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 64))]
     pub required_capabilities: Option<Vec<Capability>>,
-    /// Default 3.
+    /// 1 to 1000, default 3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub max_attempts: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<BackoffRequest>,
-    /// Not before this time. Exclusive with `delay_ms`.
+    /// Not before this time, at most a year from now (a past time is due at once). Exclusive with
+    /// `delay_ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_at: Option<Timestamp>,
-    /// Not before this many milliseconds from now. Exclusive with `run_at`.
+    /// Not before this many milliseconds from now (at most a year). Exclusive with `run_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 31_536_000_000_u64))]
     pub delay_ms: Option<u64>,
-    /// Hard limit of one attempt: its lease is never extended past it.
+    /// Hard limit of one attempt (100 ms to 24 hours): its lease is never extended past it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 100, maximum = 86_400_000))]
     pub timeout_ms: Option<u64>,
+    /// 1 to 1024 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 1024))]
     pub idempotency_key: Option<String>,
+    /// 1 to 1024 bytes, no control characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 1024, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")
+    )]
     pub concurrency_key: Option<String>,
+    /// 1 to 1024 bytes, no control characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 1024, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")
+    )]
     pub rate_limit_key: Option<String>,
+    /// 1 to 1024 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 1024))]
     pub correlation_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
@@ -264,7 +293,9 @@ pub struct UpdateTaskRequest {
     /// The version this change is based on (or send `If-Match: "<version>"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_version: Option<u64>,
+    /// 1 to 1024 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 1024))]
     pub title: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
@@ -424,8 +455,9 @@ pub struct ClaimResponse {
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
     pub lease_token: LeaseToken,
-    /// New lease length from now; the server default when left out.
+    /// New lease length from now (100 ms to 24 hours); the server default when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 100, maximum = 86_400_000))]
     pub lease_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
@@ -476,9 +508,12 @@ impl CompleteRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FailureReport {
-    /// A short machine-readable kind, e.g. `timeout`, `rate_limited`. Default `error`.
+    /// A short machine-readable kind (1 to 128 bytes), e.g. `timeout`, `rate_limited`. Default `error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
     pub kind: Option<String>,
+    /// At most 65536 bytes.
+    #[cfg_attr(feature = "openapi", schema(max_length = 65536))]
     pub message: String,
     /// `false` sends the task straight to the dead-letter view. Default `true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -601,11 +636,13 @@ pub const DEFAULT_INBOX_PAGE: usize = 100;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RegisterAgentRequest {
-    /// Labels of what it can do; tasks requiring capabilities go only to agents offering them all.
+    /// Labels of what it can do (at most 64); tasks requiring capabilities go only to agents offering them all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 64))]
     pub capabilities: Option<Vec<Capability>>,
     /// Most tasks it runs at once (1–10000, default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10_000))]
     pub slots: Option<u32>,
     /// Anything the operator wants to see next to it (a JSON value).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -669,16 +706,19 @@ pub struct SendMessageRequest {
     #[serde(default)]
     pub body: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 1024))]
     pub correlation_id: Option<String>,
-    /// The id of the message this one answers.
+    /// The id of the message this one answers (1 to 1024 bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 1024))]
     pub reply_to: Option<String>,
     /// Never delivered after this many milliseconds (at most thirty days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 2592000000.0))]
     pub ttl_ms: Option<u64>,
-    /// Sending again with the same key returns the original message instead of a second one.
+    /// Sending again with the same key (1 to 1024 bytes) returns the original message instead of a second one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 1024))]
     pub idempotency_key: Option<String>,
 }
 
@@ -806,14 +846,17 @@ pub struct Subscriptions {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LimitRequest {
-    /// Tasks with this `rate_limit_key` handed out per minute, fleet-wide.
+    /// Tasks with this `rate_limit_key` handed out per minute, fleet-wide (at least 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>, minimum = 1, maximum = 4_294_967_295_u64))]
     pub rate_per_minute: Option<u32>,
-    /// How many may go at once after a quiet spell (default 1); needs `rate_per_minute`.
+    /// How many may go at once after a quiet spell (at least 1, default 1); needs `rate_per_minute`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>, minimum = 1, maximum = 4_294_967_295_u64))]
     pub burst: Option<u32>,
-    /// Tasks with this `concurrency_key` running at once (without it: 1).
+    /// Tasks with this `concurrency_key` running at once (1 to 1000000; without it: 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1_000_000))]
     pub max_concurrent: Option<u64>,
 }
 

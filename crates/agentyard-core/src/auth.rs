@@ -252,7 +252,10 @@ pub struct NewToken {
     pub agent: Option<AgentName>,
     /// What it is for (at most 200 bytes, no control characters).
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(max_length = 200))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")
+    )]
     pub name: String,
 }
 

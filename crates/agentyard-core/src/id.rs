@@ -11,7 +11,14 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// priority and time oldest first by id, so that is the order they were created in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(value_type = String, example = "01JDQ7Y3S3M2W0XK8V1N6T4B5C"))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(
+        value_type = String,
+        example = "01JDQ7Y3S3M2W0XK8V1N6T4B5C",
+        pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$"
+    )
+)]
 pub struct TaskId(ulid::Ulid);
 
 impl TaskId {

@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 
@@ -21,7 +22,7 @@ pub const NAMESPACE_HEADER: &str = "agentyard-namespace";
 /// for JSON of the wrong shape.
 pub struct JsonBody<T>(pub T);
 
-impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+impl<T: DeserializeOwned + Serialize> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
@@ -71,7 +72,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// Parses a JSON body, reporting where a value of the wrong shape is (`tasks[3].queue`).
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn parse_json<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<T, ApiError> {
     // Every request body is an object; serde would also take a struct from an array of its
     // fields in order (`["q"]` for `{"queue": "q"}`).
     if let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace())
@@ -98,7 +99,53 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })?;
     de.end()
         .map_err(|e| ApiError::MalformedBody(format!("the body is not valid JSON: {e}")))?;
+    if bytes.contains(&b'[') {
+        objects_not_arrays(bytes, &value)?;
+    }
     Ok(value)
+}
+
+/// serde takes a struct from an array of its fields in order, also inside a body
+/// (`"progress": [50, "half"]`): the parsed value is written back and compared with what was
+/// sent, and an array where the value has an object is refused, naming the field.
+fn objects_not_arrays<T: Serialize>(bytes: &[u8], value: &T) -> Result<(), ApiError> {
+    use serde_json::Value;
+    fn walk(sent: &Value, parsed: &Value, path: &mut String) -> Result<(), ApiError> {
+        match (sent, parsed) {
+            (Value::Array(_), Value::Object(_)) => Err(ApiError::invalid(
+                if path.is_empty() { "body" } else { path.as_str() },
+                "must be a JSON object, not an array",
+            )),
+            (Value::Object(sent), Value::Object(parsed)) => {
+                for (key, sent) in sent {
+                    if let Some(parsed) = parsed.get(key) {
+                        let len = path.len();
+                        if !path.is_empty() {
+                            path.push('.');
+                        }
+                        path.push_str(key);
+                        walk(sent, parsed, path)?;
+                        path.truncate(len);
+                    }
+                }
+                Ok(())
+            }
+            (Value::Array(sent), Value::Array(parsed)) => {
+                for (i, (sent, parsed)) in sent.iter().zip(parsed).enumerate() {
+                    let len = path.len();
+                    path.push_str(&format!("[{i}]"));
+                    walk(sent, parsed, path)?;
+                    path.truncate(len);
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+    let (Ok(sent), Ok(parsed)) = (serde_json::from_slice::<Value>(bytes), serde_json::to_value(value)) else {
+        return Ok(());
+    };
+    walk(&sent, &parsed, &mut String::new())
 }
 
 /// serde_json appends " at line L column C" to data errors; the field path says more.
@@ -233,11 +280,11 @@ pub fn etag(version: u64) -> axum::http::HeaderValue {
 
 #[cfg(test)]
 mod tests {
-    use agentyard_core::api::{BatchCreateRequest, CreateTaskRequest};
+    use agentyard_core::api::{BatchCreateRequest, CreateTaskRequest, UpdateTaskRequest};
 
     use super::*;
 
-    fn check<T: DeserializeOwned + std::fmt::Debug>(body: &str, expected: Result<(), (&str, &str)>) {
+    fn check<T: DeserializeOwned + Serialize + std::fmt::Debug>(body: &str, expected: Result<(), (&str, &str)>) {
         let got = parse_json::<T>(body.as_bytes()).map(|_| ());
         match (got, expected) {
             (Ok(()), Ok(())) => {}
@@ -249,6 +296,14 @@ mod tests {
 
     #[test]
     fn bad_bodies_name_the_field() {
+        // An object inside a body given as an array of its fields (serde would take it).
+        check::<UpdateTaskRequest>(r#"{"progress":[null,null]}"#, Err(("422", "progress")));
+        check::<UpdateTaskRequest>(r#"{"progress":{"percent":5},"input":[1,2]}"#, Ok(()));
+        check::<BatchCreateRequest>(r#"{"tasks":[{"queue":"q"},["q"]]}"#, Err(("422", "tasks[1]")));
+        check::<BatchCreateRequest>(
+            r#"{"tasks":[{"queue":"q","backoff":[1,2,2.0,0.1]}]}"#,
+            Err(("422", "tasks[0].backoff")),
+        );
         check::<CreateTaskRequest>(r#"{"queue":"q"}"#, Ok(()));
         check::<CreateTaskRequest>(r#"{"queue":"Bad Name"}"#, Err(("422", "queue")));
         check::<CreateTaskRequest>(r#"{"queue":"q","priority":"high"}"#, Err(("422", "priority")));

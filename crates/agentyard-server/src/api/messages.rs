@@ -116,13 +116,17 @@ pub async fn send_message(
     Ok((StatusCode::CREATED, Json(sent.message)).into_response())
 }
 
+/// Largest inbox cursor (`after`, `Last-Event-ID`) taken: seqs are signed 64-bit numbers in the
+/// stores, so none is ever larger, and the document can state the bound as an int64.
+const MAX_SEQ: u64 = i64::MAX as u64;
+
 /// Query of the inbox routes. Everything arrives as text so each bad value gets a 422 naming it.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct InboxParams {
     /// Read messages after this `seq` (default: after the acknowledged cursor, so messages not
     /// acknowledged come again).
-    #[param(value_type = Option<u64>)]
+    #[param(value_type = Option<u64>, maximum = 9_223_372_036_854_775_807_u64)]
     pub after: Option<String>,
     /// Long poll: wait up to this long for a message when none is there (at most 60000).
     #[param(value_type = Option<u64>, maximum = 60000)]
@@ -173,7 +177,7 @@ pub async fn read_inbox(
     params: Result<Query<InboxParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<InboxResponse>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::invalid("query", e.body_text()))?;
-    let after = number("after", params.after, 0..=u64::MAX)?;
+    let after = number("after", params.after, 0..=MAX_SEQ)?;
     let wait_ms = number("wait_ms", params.wait_ms, 0..=MAX_WAIT_MS)?.unwrap_or(0);
     let limit = number("limit", params.limit, 1..=MAX_INBOX_PAGE as u64)?.map_or(DEFAULT_INBOX_PAGE, |l| l as usize);
     let now = s.clock.now();
@@ -249,7 +253,7 @@ pub async fn ack_inbox(
 pub struct StreamParams {
     /// Start after this `seq` (`Last-Event-ID` wins when both are given; default: after the
     /// acknowledged cursor).
-    #[param(value_type = Option<u64>)]
+    #[param(value_type = Option<u64>, maximum = 9_223_372_036_854_775_807_u64)]
     pub after: Option<String>,
 }
 
@@ -269,7 +273,8 @@ const STREAM_BATCH: usize = 100;
         StreamParams,
     ),
     responses(
-        (status = 200, description = "An event stream of messages", content_type = "text/event-stream", body = String),
+        (status = 200, description = "An event stream of messages: each event's id is the message's seq, its data \
+            the message as JSON (see InboxEvent)", content_type = "text/event-stream", body = String),
         (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid parameter or header", body = Problem,
             content_type = "application/problem+json"),
@@ -288,13 +293,12 @@ pub async fn stream_inbox(
     let last_event_id = headers
         .get("last-event-id")
         .map(|v| v.to_str().unwrap_or("").trim().to_owned());
-    let after =
-        match last_event_id {
-            Some(id) => Some(id.parse::<u64>().map_err(|_| {
-                ApiError::invalid("Last-Event-ID", format!("{id:?} is not an event id this server sent"))
-            })?),
-            None => number("after", params.after, 0..=u64::MAX)?,
-        };
+    let after = match last_event_id {
+        Some(id) => Some(id.parse::<u64>().ok().filter(|&seq| seq <= MAX_SEQ).ok_or_else(|| {
+            ApiError::invalid("Last-Event-ID", format!("{id:?} is not an event id this server sent"))
+        })?),
+        None => number("after", params.after, 0..=MAX_SEQ)?,
+    };
     let now = s.clock.now();
     admit(&s, &ns, &name, now)?;
     seen(&s, &ns, &name, now).await?;

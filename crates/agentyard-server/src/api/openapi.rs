@@ -15,7 +15,8 @@ use crate::api::error::Problem;
         title = "agentyard",
         description = "The coordination yard for fleets of AI agents: tasks wait in queues, get claimed \
                        under leases, retried and finished; agents register, heartbeat and message each other. Errors are RFC 9457 problem documents \
-                       (application/problem+json) with a stable `type`."
+                       (application/problem+json) with a stable `type`. Integer fields take JSON integers written \
+                       without a fraction or an exponent (`2`, not `2.0`); text bounds count bytes of UTF-8."
     ),
     components(schemas(Problem)),
     tags(
@@ -83,7 +84,19 @@ pub fn finish(doc: &mut utoipa::openapi::OpenApi) {
                 .build(),
         ),
     );
+    for (name, keywords) in cross_field_rules() {
+        add_keywords(components, name, keywords);
+    }
+    broadcast_is_true(components);
+    components.schemas.insert("InboxEvent".to_owned(), inbox_event().into());
     for (path, item) in doc.paths.paths.iter_mut() {
+        if path == "/v1/agents/{name}/inbox/stream"
+            && let Some(utoipa::openapi::RefOr::T(ok)) =
+                item.get.as_mut().and_then(|op| op.responses.responses.get_mut("200"))
+            && let Some(stream) = ok.content.get_mut("text/event-stream")
+        {
+            stream.schema = Some(utoipa::openapi::Ref::from_schema_name("InboxEvent").into());
+        }
         let namespaced = path.starts_with("/v1/") && !path.starts_with("/v1/tokens");
         let secured = !OPEN_PATHS.contains(&path.as_str());
         let operations = [
@@ -94,6 +107,7 @@ pub fn finish(doc: &mut utoipa::openapi::OpenApi) {
             &mut item.patch,
         ];
         for op in operations.into_iter().flatten() {
+            op.parameters.iter_mut().flatten().for_each(never_null);
             if namespaced {
                 op.parameters.get_or_insert_with(Vec::new).insert(0, namespace_header());
                 add_response(op, "422", "Invalid parameter (e.g. the namespace header)");
@@ -113,6 +127,189 @@ pub fn finish(doc: &mut utoipa::openapi::OpenApi) {
                 add_response(op, "401", "No valid token (with --auth)");
                 add_response(op, "403", "The token's role or namespaces do not allow it");
             }
+        }
+    }
+}
+
+/// Pattern of a name (namespace, queue, agent, topic, capability).
+const NAME: &str = "^[a-z0-9][a-z0-9._-]{0,127}$";
+
+/// Rules of a request body across its fields, which the derived schemas cannot state: JSON Schema
+/// keywords (`anyOf`, `oneOf`, `if`/`then`) added to the component schemas by name. Each mirrors
+/// a check of the server's; the check stays the authority, this only tells clients about it.
+fn cross_field_rules() -> Vec<(&'static str, serde_json::Value)> {
+    use serde_json::json;
+    let non_null = |field: &str, schema: serde_json::Value| json!({"required": [field], "properties": {field: schema}});
+    vec![
+        // UpdateTaskRequest::into_patch: an update changes something (422 otherwise).
+        (
+            "UpdateTaskRequest",
+            json!({"anyOf": [
+                non_null("title", json!({"type": "string"})),
+                non_null("priority", json!({"type": "integer"})),
+                non_null("input", json!({"not": {"type": "null"}})),
+                non_null("context", json!({"type": "object"})),
+                non_null("artifacts", json!({"type": "array", "minItems": 1})),
+                non_null("progress", json!({"type": "object"})),
+                non_null("status", json!({"type": "string"})),
+            ]}),
+        ),
+        // check_artifacts: an artifact has a uri or a content.
+        (
+            "NewArtifact",
+            json!({"anyOf": [
+                non_null("uri", json!({"type": "string"})),
+                non_null("content", json!({"not": {"type": "null"}})),
+            ]}),
+        ),
+        // LimitRequest::into_limit: a rate or a concurrency cap, and a burst only with a rate.
+        (
+            "LimitRequest",
+            json!({
+                "anyOf": [
+                    non_null("rate_per_minute", json!({"type": "integer"})),
+                    non_null("max_concurrent", json!({"type": "integer"})),
+                ],
+                "if": non_null("burst", json!({"type": "integer"})),
+                "then": non_null("rate_per_minute", json!({"type": "integer"})),
+            }),
+        ),
+        // completions(): each task at most once (the same item twice is that task twice).
+        (
+            "CompleteManyRequest",
+            json!({"properties": {"items": {"uniqueItems": true}}}),
+        ),
+        (
+            "ClaimRequest",
+            json!({"properties": {"complete": {"uniqueItems": true}}}),
+        ),
+        // CreateTaskRequest::into_new_task: run_at or delay_ms, not both.
+        (
+            "CreateTaskRequest",
+            json!({"not": {
+                "required": ["run_at", "delay_ms"],
+                "properties": {"run_at": {"type": "string"}, "delay_ms": {"type": "integer"}},
+            }}),
+        ),
+        // Namespaces' deserializer and auth::issue::grant_of: `["*"]` or a list of names; admin
+        // tokens cover every namespace (leave them out), the others name theirs; an agent token
+        // names its agent and not `*`, no other role has an agent.
+        (
+            "NewToken",
+            json!({
+                "properties": {"namespaces": {"anyOf": [
+                    {"type": "null"},
+                    {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": format!("^\\*$|{NAME}")}},
+                ]}},
+                "anyOf": [
+                    {"properties": {
+                        "role": {"enum": ["admin"]},
+                        "namespaces": {"anyOf": [{"type": "null"}, {"type": "array", "maxItems": 1, "items": {"enum": ["*"]}}]},
+                        "agent": {"type": "null"},
+                    }},
+                    {"required": ["namespaces"], "properties": {
+                        "role": {"enum": ["operator", "reader"]},
+                        "namespaces": {"anyOf": [
+                            {"type": "array", "maxItems": 1, "items": {"enum": ["*"]}},
+                            {"type": "array", "items": {"pattern": NAME}},
+                        ]},
+                        "agent": {"type": "null"},
+                    }},
+                    {"required": ["namespaces", "agent"], "properties": {
+                        "role": {"enum": ["agent"]},
+                        "namespaces": {"type": "array", "items": {"pattern": NAME}},
+                        "agent": {"type": "string"},
+                    }},
+                ],
+            }),
+        ),
+    ]
+}
+
+/// Adds JSON Schema keywords to the component schema `name` (an object schema).
+fn add_keywords(components: &mut utoipa::openapi::Components, name: &str, keywords: serde_json::Value) {
+    use utoipa::openapi::{RefOr, Schema};
+    let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) else {
+        debug_assert!(false, "no object schema {name} to add rules to");
+        return;
+    };
+    let extensions = object.extensions.get_or_insert_with(Default::default);
+    if let serde_json::Value::Object(keywords) = keywords {
+        for (keyword, value) in keywords {
+            // A `properties` keyword narrows properties the derived schema has: merge them in
+            // through `allOf` rather than replace the derived ones.
+            if keyword == "properties" {
+                extensions.insert("allOf".to_owned(), serde_json::json!([{"properties": value}]));
+            } else {
+                extensions.insert(keyword, value);
+            }
+        }
+    }
+}
+
+/// `{"broadcast": true}`: the only broadcast recipient the server takes (`false` is a 422).
+fn broadcast_is_true(components: &mut utoipa::openapi::Components) {
+    use utoipa::openapi::{RefOr, Schema};
+    let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut("Recipient") else {
+        debug_assert!(false, "Recipient is not a oneOf");
+        return;
+    };
+    for item in one_of.items.iter_mut() {
+        if let RefOr::T(Schema::Object(object)) = item
+            && let Some(RefOr::T(Schema::Object(flag))) = object.properties.get_mut("broadcast")
+        {
+            flag.enum_values = Some(vec![serde_json::json!(true)]);
+        }
+    }
+}
+
+/// One event of the inbox stream: `id` is the message's `seq`, `event` is `message`, `data` is
+/// the message as JSON (OpenAPI 3.1: the media type's schema describes each event).
+fn inbox_event() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::extensions::Extensions;
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(
+            "One Server-Sent Event: `id` is the message's `seq` (send it back as `Last-Event-ID` to \
+             resume), `event` is `message`, `data` is the message as JSON. Idle streams get comment lines.",
+        ))
+        .property(
+            "id",
+            ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[0-9]+$")),
+        )
+        .required("id")
+        .property(
+            "event",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["message"])),
+        )
+        .required("event")
+        .property(
+            "data",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .content_media_type("application/json")
+                .extensions(Some(Extensions::from_iter([(
+                    "contentSchema",
+                    serde_json::json!({"$ref": "#/components/schemas/Message"}),
+                )]))),
+        )
+        .required("data")
+        .build()
+}
+
+/// A parameter left out is absent, never `null`: utoipa types an optional one as `[T, "null"]`,
+/// which a client (or a test tool) would send as the text `null`.
+fn never_null(parameter: &mut Parameter) {
+    use utoipa::openapi::schema::SchemaType;
+    use utoipa::openapi::{RefOr, Schema};
+    if let Some(RefOr::T(Schema::Object(object))) = parameter.schema.as_mut()
+        && let SchemaType::Array(types) = &object.schema_type
+    {
+        let types: Vec<Type> = types.iter().filter(|t| **t != Type::Null).cloned().collect();
+        if let [only] = types.as_slice() {
+            object.schema_type = SchemaType::Type(only.clone());
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::state::AppState;
 /// its claim counted is not spent.
 #[utoipa::path(
     post, path = "/v1/tasks/{id}/release", tag = "leases", operation_id = "release_task",
-    params(("id" = String, Path, description = "Task id")),
+    params(("id" = String, Path, description = "Task id (a ULID)", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     request_body = ReleaseRequest,
     responses(
         (status = 200, description = "The task, queued (or scheduled) again", body = Task),

@@ -13,9 +13,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use crate::api::agents;
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{IfMatch, JsonBody, Ns, TaskIdParam, etag};
-use crate::api::agents;
 use crate::api::json::{self, Json};
 use crate::auth::Caller;
 use crate::state::AppState;
@@ -262,7 +262,9 @@ pub struct UpdateParams {
     patch, path = "/v1/tasks/{id}", tag = "tasks",
     params(
         ("id" = String, Path, description = "Task id (a ULID)", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$"),
-        ("If-Match" = Option<String>, Header, description = "The task's ETag, e.g. \"3\""),
+        ("If-Match" = Option<String>, Header, description = "The task's ETag, e.g. \"3\" (a weak one, W/\"3\", and \
+            the bare number are taken too); when the body also has expected_version they must agree (422)",
+            pattern = r#"^(W/)?("\+?[0-9]{1,19}"|\+?[0-9]{1,19})$"#),
         UpdateParams,
     ),
     request_body = UpdateTaskRequest,

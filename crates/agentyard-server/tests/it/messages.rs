@@ -406,6 +406,19 @@ async fn bad_sends_name_the_field(backend: Backend) {
         .send_raw(reqwest::Method::GET, "/v1/agents/x/inbox?wait_ms=999999", "")
         .await;
     assert_eq!((status, body["field"].as_str()), (422, Some("wait_ms")));
+    // Seqs are signed 64-bit numbers in the stores: a cursor past i64::MAX is refused, as the
+    // document's maximum says, where it was once taken (and echoed back as the cursor).
+    for path in [
+        "/v1/agents/x/inbox?after=9223372036854775808",
+        "/v1/agents/x/inbox/stream?after=9223372036854775808",
+    ] {
+        let (status, body) = app.send_raw(reqwest::Method::GET, path, "").await;
+        assert_eq!((status, body["field"].as_str()), (422, Some("after")), "{path}");
+    }
+    let (status, body) = app
+        .send_raw(reqwest::Method::GET, "/v1/agents/x/inbox?after=9223372036854775807", "")
+        .await;
+    assert_eq!((status, body["cursor"].as_u64()), (200, Some(i64::MAX as u64)));
     let (status, body) = app
         .send_raw(reqwest::Method::POST, "/v1/agents/x/inbox/ack", r#"{"cursor": 99}"#)
         .await;
