@@ -293,11 +293,13 @@ pub async fn stream_inbox(
     let last_event_id = headers
         .get("last-event-id")
         .map(|v| v.to_str().unwrap_or("").trim().to_owned());
+    // Both are checked, so a bad `after` is refused even when Last-Event-ID wins.
+    let after = number("after", params.after, 0..=MAX_SEQ)?;
     let after = match last_event_id {
         Some(id) => Some(id.parse::<u64>().ok().filter(|&seq| seq <= MAX_SEQ).ok_or_else(|| {
             ApiError::invalid("Last-Event-ID", format!("{id:?} is not an event id this server sent"))
         })?),
-        None => number("after", params.after, 0..=MAX_SEQ)?,
+        None => after,
     };
     let now = s.clock.now();
     admit(&s, &ns, &name, now)?;

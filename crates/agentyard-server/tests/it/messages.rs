@@ -276,6 +276,16 @@ async fn a_stream_sends_keep_alive_comments(backend: Backend) {
         .unwrap();
     assert_eq!(r.status(), 422);
     drop(r);
+    // Last-Event-ID wins over `after`, but a bad `after` is still refused, not ignored.
+    let r = app
+        .http
+        .get(app.url("/v1/agents/idle/inbox/stream?after=-1"))
+        .header("last-event-id", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    drop(r);
     app.stop().await;
 }
 
