@@ -46,7 +46,7 @@ from .errors import (
     TooManyRequests,
     TransportError,
 )
-from .worker import MULTI_QUEUE_WAIT_MS, SHUTDOWN_KIND
+from .worker import MULTI_QUEUE_WAIT_MS
 
 __all__ = ["AsyncJob", "AsyncWorker"]
 
@@ -368,13 +368,8 @@ class AsyncWorker:
 
     async def _release(self, task: Task, why: str) -> None:
         try:
-            await self.client.fail_task(
-                task.id,
-                task.lease_token,
-                message=f"worker {self.name} shut down before finishing the task: {why}",
-                kind=SHUTDOWN_KIND,
-                retryable=True,
-            )
+            # Given back untried: the shutdown is not the task's fault, so no attempt is spent.
+            await self.client.release_task(task.id, task.lease_token)
             self.stats["released"] += 1
             self.logger.info("worker %s: task %s released (%s)", self.name, task.id, why)
         except AgentyardError as e:

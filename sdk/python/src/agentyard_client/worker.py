@@ -28,7 +28,7 @@ What it does for you:
   anything else is retried after the task's backoff while it has attempts left;
 * shuts down gracefully on SIGTERM/SIGINT (or :meth:`Worker.stop`): drains the agent (no new
   tasks; a parked claim ends), lets running handlers finish for ``shutdown_grace`` seconds, then
-  releases the rest as retryable failures (kind ``worker_shutdown``). A second signal skips what
+  gives the rest back untried (``release_task``: no attempt spent). A second signal skips what
   is left of the grace period.
 
 It logs to the ``agentyard_client.worker`` logger.
@@ -69,7 +69,6 @@ H = TypeVar("H", bound=Handler)
 #: Long-poll wait of each claim when the worker serves several queues (they are polled in turn).
 MULTI_QUEUE_WAIT_MS = 1_000
 #: Kind of the failure that releases a task the worker could not finish before shutting down.
-SHUTDOWN_KIND = "worker_shutdown"
 
 
 class Job(JobBase):
@@ -433,13 +432,8 @@ class Worker:
 
     def _release(self, task: Task, why: str) -> None:
         try:
-            self.client.fail_task(
-                task.id,
-                task.lease_token,
-                message=f"worker {self.name} shut down before finishing the task: {why}",
-                kind=SHUTDOWN_KIND,
-                retryable=True,
-            )
+            # Given back untried: the shutdown is not the task's fault, so no attempt is spent.
+            self.client.release_task(task.id, task.lease_token)
             self._count("released")
             self.logger.info("worker %s: task %s released (%s)", self.name, task.id, why)
         except AgentyardError as e:
