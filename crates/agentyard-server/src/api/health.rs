@@ -12,6 +12,7 @@ use axum::extract::State;
 
 use crate::api::error::{ApiError, Problem};
 use crate::api::json::Json;
+use crate::auth::Caller;
 use crate::state::AppState;
 
 /// How long a verdict of `/health` is reused: probes may come often, and the inbox check reads
@@ -80,7 +81,8 @@ async fn verdict(s: &AppState, now: Timestamp) -> Result<Health, StoreError> {
 }
 
 /// Is the yard healthy: `ok`, or `degraded` with the queues and inboxes at 80 % of their limit
-/// or more (still 200: it serves, but producers should slow down).
+/// or more (still 200: it serves, but producers should slow down). With `--auth`, a token sees
+/// only the reasons of its own namespaces.
 #[utoipa::path(
     get, path = "/health", tag = "health",
     responses(
@@ -89,17 +91,35 @@ async fn verdict(s: &AppState, now: Timestamp) -> Result<Health, StoreError> {
             content_type = "application/problem+json"),
     )
 )]
-pub async fn health(State(s): State<AppState>) -> Result<Json<Health>, ApiError> {
+pub async fn health(State(s): State<AppState>, caller: Caller) -> Result<Json<Health>, ApiError> {
     let now = s.clock.now();
     let cache = &s.fleet.health;
-    if let Some((at, h)) = cache.last.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
-        && now.millis_since(*at) < VERDICT_TTL_MS
-    {
-        return Ok(Json(h.clone()));
+    let cached = cache
+        .last
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .filter(|(at, _)| now.millis_since(*at) < VERDICT_TTL_MS)
+        .map(|(_, h)| h.clone());
+    let h = match cached {
+        Some(h) => h,
+        None => {
+            let h = verdict(&s, now).await?;
+            *cache.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((now, h.clone()));
+            h
+        }
+    };
+    Ok(Json(seen_by(h, &caller)))
+}
+
+/// The verdict as a caller sees it: only the reasons of namespaces its token covers, so a
+/// tenant learns nothing of another's queues or agents (and is `ok` when its own are).
+fn seen_by(mut h: Health, caller: &Caller) -> Health {
+    h.reasons.retain(|r| caller.may_act_in(&r.namespace).is_ok());
+    if h.reasons.is_empty() && h.status == "degraded" {
+        h.status = "ok".to_owned();
     }
-    let h = verdict(&s, now).await?;
-    *cache.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((now, h.clone()));
-    Ok(Json(h))
+    h
 }
 
 /// Liveness: answers as long as the process runs.

@@ -341,7 +341,41 @@ async fn only_admins_make_list_and_revoke_tokens(backend: Backend) {
     assert_eq!(problem(&err).field.as_deref(), Some("agent"));
 }
 
+async fn health_shows_a_tenant_only_its_own_trouble(backend: Backend) {
+    let config = ServerConfig {
+        auth: true,
+        max_queue_depth: Some(5),
+        ..ServerConfig::default()
+    };
+    let app = TestApp::spawn_with(backend, config).await;
+    let admin = client(&app, &token(&app, Role::Admin, None, None).await, "team-b");
+    let reqs: Vec<_> = (0..5)
+        .map(|i| agentyard_core::api::CreateTaskRequest::new(q("backlog"), json!(i)))
+        .collect();
+    admin.create_tasks(&reqs).await.expect("fill team-b's queue");
+    // Registered in team-b so /health looks there (it checks the namespaces it knows of).
+    admin
+        .register_agent(&agent("b-worker"), &Default::default())
+        .await
+        .expect("register");
+
+    let seen_by_admin = admin.health().await.expect("health");
+    assert_eq!(seen_by_admin.status, "degraded");
+    assert!(
+        seen_by_admin.reasons.iter().any(|r| r.name == "backlog"),
+        "{seen_by_admin:?}"
+    );
+    let reader = client(&app, &token(&app, Role::Reader, only("team-a"), None).await, "team-a");
+    let seen_by_a = reader.health().await.expect("health");
+    assert_eq!(
+        seen_by_a.status, "ok",
+        "team-b's backlog is not team-a's: {seen_by_a:?}"
+    );
+    assert!(seen_by_a.reasons.is_empty());
+}
+
 backend_tests!(
+    health_shows_a_tenant_only_its_own_trouble,
     every_route_but_the_probes_needs_a_valid_token,
     a_token_of_one_namespace_reaches_nothing_of_another,
     a_reader_never_sees_a_lease_token_and_cannot_write,
