@@ -251,6 +251,21 @@ pub fn parse_agent(param: &str, raw: String) -> Result<AgentName, ApiError> {
     AgentName::parse(raw.as_str()).map_err(|e| ApiError::invalid(param, format!("invalid agent name {raw:?}: {e}")))
 }
 
+/// The correlation id the client gave with the request (`X-Correlation-Id`, or a `traceparent`'s
+/// trace id), if any: tasks and messages the request makes carry it when their body names none.
+/// An id the server made up for the request's log line is not carried.
+pub struct GivenCorrelation(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for GivenCorrelation {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(GivenCorrelation(
+            crate::http::correlation::CorrelationId::given(&parts.headers).map(|c| c.to_string()),
+        ))
+    }
+}
+
 /// The version named by `If-Match: "<version>"`, if the header is present.
 pub struct IfMatch(pub Option<u64>);
 

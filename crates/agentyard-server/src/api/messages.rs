@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use crate::api::agents::{admit, seen};
 use crate::api::error::{ApiError, Problem};
-use crate::api::extract::{AgentParam, JsonBody, Ns, parse_agent};
+use crate::api::extract::{AgentParam, GivenCorrelation, JsonBody, Ns, parse_agent};
 use crate::api::json::{self, Json};
 use crate::auth::Caller;
 use crate::dispatch::inboxes::Listener;
@@ -84,8 +84,12 @@ pub async fn send_message(
     State(s): State<AppState>,
     caller: Caller,
     Ns(ns): Ns,
-    JsonBody(req): JsonBody<SendMessageRequest>,
+    GivenCorrelation(correlation): GivenCorrelation,
+    JsonBody(mut req): JsonBody<SendMessageRequest>,
 ) -> Result<Response, ApiError> {
+    if req.correlation_id.is_none() {
+        req.correlation_id = correlation;
+    }
     let now = s.clock.now();
     let mut message = req.into_new_message()?;
     // An agent token sends as its agent: a message without `from` is from it.

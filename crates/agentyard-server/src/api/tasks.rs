@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::api::agents;
 use crate::api::error::{ApiError, Problem};
-use crate::api::extract::{IfMatch, JsonBody, Ns, TaskIdParam, etag};
+use crate::api::extract::{GivenCorrelation, IfMatch, JsonBody, Ns, TaskIdParam, etag};
 use crate::api::json::{self, Json};
 use crate::auth::Caller;
 use crate::state::AppState;
@@ -60,8 +60,12 @@ fn create_options(s: &AppState) -> CreateOptions {
 pub async fn create_task(
     State(s): State<AppState>,
     Ns(ns): Ns,
-    JsonBody(req): JsonBody<CreateTaskRequest>,
+    GivenCorrelation(correlation): GivenCorrelation,
+    JsonBody(mut req): JsonBody<CreateTaskRequest>,
 ) -> Result<Response, ApiError> {
+    if req.correlation_id.is_none() {
+        req.correlation_id = correlation;
+    }
     let now = s.clock.now();
     let new = req.into_new_task(now)?;
     let created = s.store.create_tasks(&ns, vec![new], create_options(&s), now).await?;
@@ -99,6 +103,7 @@ pub async fn create_task(
 pub async fn create_tasks(
     State(s): State<AppState>,
     Ns(ns): Ns,
+    GivenCorrelation(correlation): GivenCorrelation,
     JsonBody(req): JsonBody<BatchCreateRequest>,
 ) -> Result<Response, ApiError> {
     if req.tasks.is_empty() {
@@ -112,7 +117,10 @@ pub async fn create_tasks(
     }
     let now = s.clock.now();
     let mut new = Vec::with_capacity(req.tasks.len());
-    for (i, t) in req.tasks.into_iter().enumerate() {
+    for (i, mut t) in req.tasks.into_iter().enumerate() {
+        if t.correlation_id.is_none() {
+            t.correlation_id.clone_from(&correlation);
+        }
         new.push(t.into_new_task(now).map_err(|e| e.within(&format!("tasks[{i}]")))?);
     }
     let created = s.store.create_tasks(&ns, new, create_options(&s), now).await?;

@@ -20,11 +20,16 @@ pub struct CorrelationId(HeaderValue);
 impl CorrelationId {
     /// The request's id: its sound `X-Correlation-Id`, its `traceparent`'s trace id, or a new one.
     pub fn of(headers: &HeaderMap) -> Self {
+        Self::given(headers).unwrap_or_else(Self::generate)
+    }
+
+    /// The id the client gave, if it gave a sound one: its `X-Correlation-Id`, else its
+    /// `traceparent`'s trace id. What tasks and messages made by the request carry.
+    pub fn given(headers: &HeaderMap) -> Option<Self> {
         headers
             .get(&CORRELATION_ID)
             .and_then(|v| Self::parse(v.as_bytes()))
             .or_else(|| headers.get(&TRACEPARENT).and_then(|v| trace_id(v.as_bytes())))
-            .unwrap_or_else(Self::generate)
     }
 
     /// An id a client gave: 1 to 128 bytes of visible ASCII (`!` to `~`).

@@ -216,7 +216,79 @@ async fn with_auth_metrics_need_a_token_and_a_reader_is_enough(backend: Backend)
     assert_eq!(status(Some(one.token)).await, 403);
 }
 
+/// A correlation id the client gave is carried into the tasks and messages the request makes
+/// (unless their body names one); one the server made up is not.
+async fn a_given_correlation_id_is_carried_into_tasks_and_messages(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let post = |path: &str, body: serde_json::Value, headers: Vec<(&'static str, &'static str)>| {
+        let mut rb = app.http.post(app.url(path)).json(&body);
+        for (k, v) in headers {
+            rb = rb.header(k, v);
+        }
+        rb.send()
+    };
+    let task: serde_json::Value = post(
+        "/v1/tasks",
+        json!({"queue": "jobs"}),
+        vec![("x-correlation-id", "order-42")],
+    )
+    .await
+    .expect("send")
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(task["correlation_id"], "order-42");
+    let own: serde_json::Value = post(
+        "/v1/tasks",
+        json!({"queue": "jobs", "correlation_id": "its-own"}),
+        vec![("x-correlation-id", "order-42")],
+    )
+    .await
+    .expect("send")
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(own["correlation_id"], "its-own", "the body's own id wins");
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let batch: serde_json::Value = post(
+        "/v1/tasks/batch",
+        json!({"tasks": [{"queue": "jobs"}, {"queue": "jobs"}]}),
+        vec![("traceparent", tp)],
+    )
+    .await
+    .expect("send")
+    .json()
+    .await
+    .expect("json");
+    for t in batch["tasks"].as_array().expect("tasks") {
+        assert_eq!(t["correlation_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    }
+    let plain: serde_json::Value = post("/v1/tasks", json!({"queue": "jobs"}), vec![])
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        plain.get("correlation_id").is_none_or(|c| c.is_null()),
+        "no made-up id: {plain}"
+    );
+    crate::register(&app, "reader").await;
+    let message: serde_json::Value = post(
+        "/v1/messages",
+        json!({"to": {"agent": "reader"}, "body": "hi"}),
+        vec![("x-correlation-id", "chat-7")],
+    )
+    .await
+    .expect("send")
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(message["correlation_id"], "chat-7");
+}
+
 backend_tests!(
+    a_given_correlation_id_is_carried_into_tasks_and_messages,
     metrics_count_what_a_workload_did,
     correlation_ids_are_echoed_or_made,
     with_auth_metrics_need_a_token_and_a_reader_is_enough,
