@@ -5,6 +5,7 @@ pub mod agent;
 pub mod api;
 pub mod auth;
 pub mod backoff;
+pub mod event;
 pub mod flow;
 pub mod id;
 pub mod merge;

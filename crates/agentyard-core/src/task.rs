@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::backoff::Backoff;
+use crate::event::{LastChange, TaskChange};
 use crate::id::{LeaseToken, TaskId};
 use crate::merge::{self, ContextVersions};
 use crate::names::{AgentName, Capability, Namespace, QueueName};
@@ -165,6 +166,9 @@ pub struct TaskMeta {
     /// The token of the lease that finished the task, so a repeated `complete` is idempotent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_by: Option<LeaseToken>,
+    /// What changed the task last in this process (its event); never stored.
+    #[serde(skip)]
+    pub change: LastChange,
 }
 
 /// A unit of work. Field names are the API contract (design §2).
@@ -256,7 +260,10 @@ impl NewTask {
         } else {
             TaskStatus::Queued
         };
-        let mut meta = TaskMeta::default();
+        let mut meta = TaskMeta {
+            change: LastChange(Some(TaskChange::Created)),
+            ..TaskMeta::default()
+        };
         merge::record_paths(&mut meta.context_versions, &Value::Object(self.context.clone()), 1);
         Task {
             id,
@@ -402,6 +409,10 @@ impl Task {
         }
         self.attempt += 1;
         self.status = TaskStatus::Running;
+        self.set_change(TaskChange::Claimed {
+            agent: agent.clone(),
+            waited_ms: now.millis_since(self.run_at),
+        });
         self.lease = Some(Lease {
             agent: agent.clone(),
             token,
@@ -441,9 +452,15 @@ impl Task {
                 if let Some(lease) = self.lease.as_mut() {
                     lease.expires_at = expires_at;
                 }
+                let changed_progress = progress.is_some() && progress != self.progress;
                 if progress.is_some() {
                     self.progress = progress;
                 }
+                let agent = self.lease_agent();
+                self.set_change(TaskChange::Heartbeat {
+                    agent,
+                    progress: changed_progress,
+                });
                 self.touch(now);
                 Ok(Applied::Changed)
             }
@@ -452,6 +469,8 @@ impl Task {
                     return Ok(Applied::Unchanged);
                 }
                 self.check_lease(&token, "complete")?;
+                let (agent, run_ms) = self.lease_run(now);
+                self.set_change(TaskChange::Completed { agent, run_ms });
                 self.status = TaskStatus::Succeeded;
                 self.result = completion.result;
                 self.append_artifacts(completion.artifacts, now);
@@ -464,6 +483,8 @@ impl Task {
                 jitter_sample,
             } => {
                 self.check_lease(&token, "fail")?;
+                let (agent, run_ms) = self.lease_run(now);
+                self.set_change(TaskChange::Failed { agent, run_ms });
                 let retry = error.retryable && self.attempt < self.max_attempts;
                 self.error = Some(error);
                 if retry {
@@ -484,6 +505,8 @@ impl Task {
             }
             TaskCommand::Release { token, delay_ms } => {
                 self.check_lease(&token, "release")?;
+                let (agent, run_ms) = self.lease_run(now);
+                self.set_change(TaskChange::Released { agent, run_ms });
                 self.attempt = self.attempt.saturating_sub(1);
                 self.lease = None;
                 self.progress = None;
@@ -506,6 +529,7 @@ impl Task {
                 self.status = TaskStatus::Cancelled;
                 self.lease = None;
                 self.finished_at = Some(now);
+                self.set_change(TaskChange::Cancelled);
                 self.touch(now);
                 Ok(Applied::Changed)
             }
@@ -517,6 +541,7 @@ impl Task {
                     });
                 }
                 self.requeue_for_redrive(now);
+                self.set_change(TaskChange::Redriven);
                 self.touch(now);
                 Ok(Applied::Changed)
             }
@@ -531,6 +556,8 @@ impl Task {
             return false;
         }
         let message = format!("lease held by {} expired at {}", lease.agent, lease.expires_at);
+        let agent = lease.agent.clone();
+        self.set_change(TaskChange::LeaseExpired { agent });
         self.error = Some(TaskError {
             kind: "lease_expired".into(),
             message,
@@ -558,11 +585,13 @@ impl Task {
         if let Some(lease) = self.lease.as_mut() {
             lease.expires_at = now;
         }
+        let agent = self.lease_agent();
         let released = self.expire_lease(now);
         if let Some(e) = self.error.as_mut() {
             e.kind = "lease_released".into();
             e.message = reason.to_owned();
         }
+        self.set_change(TaskChange::LeaseRevoked { agent });
         released
     }
 
@@ -572,6 +601,7 @@ impl Task {
             return false;
         }
         self.status = TaskStatus::Queued;
+        self.set_change(TaskChange::Promoted);
         self.touch(now);
         true
     }
@@ -615,6 +645,7 @@ impl Task {
                 }
             }
         }
+        self.set_change(TaskChange::Updated);
         if let Some(status) = patch.status {
             self.patch_status(status, now)?;
         }
@@ -647,12 +678,16 @@ impl Task {
                 self.status = TaskStatus::Cancelled;
                 self.lease = None;
                 self.finished_at = Some(now);
+                self.set_change(TaskChange::Cancelled);
             }
             (TaskStatus::Scheduled, TaskStatus::Queued) => {
                 self.status = TaskStatus::Queued;
                 self.run_at = now;
             }
-            (TaskStatus::Failed, TaskStatus::Queued) => self.requeue_for_redrive(now),
+            (TaskStatus::Failed, TaskStatus::Queued) => {
+                self.requeue_for_redrive(now);
+                self.set_change(TaskChange::Redriven);
+            }
             (from, to) if from == to => {}
             (from, TaskStatus::Running | TaskStatus::Succeeded | TaskStatus::Failed) => {
                 return Err(TransitionError::Invalid(format!(
@@ -703,6 +738,24 @@ impl Task {
         self.finished_at = Some(now);
         self.meta.finished_by = Some(token);
         self.touch(now);
+    }
+
+    fn set_change(&mut self, change: TaskChange) {
+        self.meta.change = LastChange(Some(change));
+    }
+
+    /// The lease holder (a task that holds no lease has none; its change names no agent then).
+    fn lease_agent(&self) -> AgentName {
+        self.lease.as_ref().map_or_else(
+            || AgentName::parse("unknown").expect("a valid name"),
+            |l| l.agent.clone(),
+        )
+    }
+
+    /// The lease holder and how long the attempt has run.
+    fn lease_run(&self, now: Timestamp) -> (AgentName, u64) {
+        let run_ms = self.lease.as_ref().map_or(0, |l| now.millis_since(l.acquired_at));
+        (self.lease_agent(), run_ms)
     }
 
     fn touch(&mut self, now: Timestamp) {

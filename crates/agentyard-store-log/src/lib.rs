@@ -27,6 +27,7 @@
 //! retention yet, in this store or the SQLite one), start-up reads the whole file, and a
 //! compaction writes the whole state out again.
 
+mod events;
 mod format;
 mod journal;
 mod replay;
@@ -400,13 +401,13 @@ impl LimitStore for LogStore {
         self.durable(r).await
     }
 
-    async fn put_limit(&self, ns: &Namespace, key: &str, limit: KeyLimit) -> Result<(), StoreError> {
-        let r = self.mem.put_limit(ns, key, limit).await;
+    async fn put_limit(&self, ns: &Namespace, key: &str, limit: KeyLimit, now: Timestamp) -> Result<(), StoreError> {
+        let r = self.mem.put_limit(ns, key, limit, now).await;
         self.durable(r).await
     }
 
-    async fn delete_limit(&self, ns: &Namespace, key: &str) -> Result<bool, StoreError> {
-        let r = self.mem.delete_limit(ns, key).await;
+    async fn delete_limit(&self, ns: &Namespace, key: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let r = self.mem.delete_limit(ns, key, now).await;
         self.durable(r).await
     }
 }

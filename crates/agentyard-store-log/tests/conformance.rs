@@ -63,3 +63,16 @@ mod tokens {
     use super::log_token_store;
     agentyard_store::token_conformance_tests!(log_token_store);
 }
+
+async fn log_event_store() -> agentyard_store::conformance::events::EventTestStore {
+    let dir = tempfile::tempdir().expect("temp dir");
+    agentyard_store::conformance::events::EventTestStore {
+        store: open(&dir),
+        _guard: Box::new(dir),
+    }
+}
+
+mod events {
+    use super::log_event_store;
+    agentyard_store::event_conformance_tests!(log_event_store);
+}

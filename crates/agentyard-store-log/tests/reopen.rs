@@ -17,7 +17,10 @@ use agentyard_store::{
 };
 use agentyard_store_log::{LogOptions, LogStore};
 
-// Beside this file rather than in it: API tokens came later, and this file is long enough.
+// Beside this file rather than in it: API tokens and events came later, and this file is long
+// enough.
+#[path = "reopen/events.rs"]
+mod events;
 #[path = "reopen/tokens.rs"]
 mod tokens;
 
@@ -110,14 +113,22 @@ async fn every_kind_of_change(s: &LogStore) {
         ("repo", concurrent(2)),
         ("gone", concurrent(1)),
     ] {
-        s.put_limit(&ns(), key, limit).await.expect("put a limit");
+        s.put_limit(&ns(), key, limit, agentyard_core::Timestamp::from_millis(0))
+            .await
+            .expect("put a limit");
     }
-    s.put_limit(&ns(), "openai", rate(10, 1))
+    s.put_limit(&ns(), "openai", rate(10, 1), agentyard_core::Timestamp::from_millis(0))
         .await
         .expect("replace a limit");
-    assert!(s.delete_limit(&ns(), "gone").await.expect("remove a limit"));
     assert!(
-        !s.delete_limit(&ns(), "never-set").await.expect("remove no limit"),
+        s.delete_limit(&ns(), "gone", agentyard_core::Timestamp::from_millis(0))
+            .await
+            .expect("remove a limit")
+    );
+    assert!(
+        !s.delete_limit(&ns(), "never-set", agentyard_core::Timestamp::from_millis(0))
+            .await
+            .expect("remove no limit"),
         "nothing to remove, and no frame"
     );
     tokens::make_and_revoke(s).await;
@@ -635,12 +646,16 @@ async fn a_log_from_before_headers_opens_and_gains_one_when_compacted() {
         .expect("inbox");
     assert_eq!(inbox.messages.len(), 1);
     // Appended to as it is: the old frames stay, no header is put in front of them.
-    s.put_limit(&ns(), "openai", rate(60, 5)).await.expect("put");
+    s.put_limit(&ns(), "openai", rate(60, 5), agentyard_core::Timestamp::from_millis(0))
+        .await
+        .expect("put");
     let now = std::fs::read(&path).expect("log");
     assert_eq!(now[..old.len()], old[..]);
     // Until the log grows enough to be compacted: the snapshot has the header.
     for n in 1..=100 {
-        s.put_limit(&ns(), "churn", rate(n, 1)).await.expect("put");
+        s.put_limit(&ns(), "churn", rate(n, 1), agentyard_core::Timestamp::from_millis(0))
+            .await
+            .expect("put");
     }
     s.finish_compaction();
     assert!(s.compactions() >= 1, "the log was compacted");
@@ -832,14 +847,33 @@ async fn limits_survive_compaction_and_reopen() {
     let tenant = Namespace::parse("tenant-b").expect("valid namespace");
     let before = {
         let s = LogStore::open(&path, options).expect("open");
-        s.put_limit(&ns(), "openai", rate(60, 5)).await.expect("put");
-        s.put_limit(&tenant, "openai", concurrent(3)).await.expect("put");
-        s.put_limit(&ns(), "removed", concurrent(1)).await.expect("put");
-        assert!(s.delete_limit(&ns(), "removed").await.expect("delete"));
-        // One key set again and again: the log grows past the threshold, the state does not.
-        for n in 1..=200 {
-            s.put_limit(&tenant, "churn", rate(n, 1)).await.expect("put");
-        }
+        s.put_limit(&ns(), "openai", rate(60, 5), agentyard_core::Timestamp::from_millis(0))
+            .await
+            .expect("put");
+        s.put_limit(
+            &tenant,
+            "openai",
+            concurrent(3),
+            agentyard_core::Timestamp::from_millis(0),
+        )
+        .await
+        .expect("put");
+        s.put_limit(
+            &ns(),
+            "removed",
+            concurrent(1),
+            agentyard_core::Timestamp::from_millis(0),
+        )
+        .await
+        .expect("put");
+        assert!(
+            s.delete_limit(&ns(), "removed", agentyard_core::Timestamp::from_millis(0))
+                .await
+                .expect("delete")
+        );
+        // One agent heartbeating again and again: the log grows past the threshold, the state
+        // does not (a heartbeat logs no event).
+        churn(&s).await;
         s.finish_compaction();
         assert!(s.compactions() >= 1, "the log was compacted");
         s.export()
@@ -855,10 +889,27 @@ async fn limits_survive_compaction_and_reopen() {
         s.list_limits().await.expect("limits"),
         vec![
             stored(&ns(), "openai", rate(60, 5)),
-            stored(&tenant, "churn", rate(200, 1)),
             stored(&tenant, "openai", concurrent(3)),
         ]
     );
+}
+
+/// Registers an agent and heartbeats it 200 times: 200 frames that leave the state as it was
+/// but for the agent's last heartbeat.
+pub(crate) async fn churn(s: &LogStore) {
+    let reg = AgentRegistration {
+        capabilities: Vec::new(),
+        slots: 1,
+        metadata: serde_json::Value::Null,
+    };
+    s.register_agent(&ns(), &agent("churner"), reg, AgentOptions::default(), at(0))
+        .await
+        .expect("register");
+    for n in 1..=200 {
+        s.heartbeat_agent(&ns(), &agent("churner"), at(n))
+            .await
+            .expect("heartbeat");
+    }
 }
 
 /// A log written before limits existed (change kinds encoded as they always were) still opens,
@@ -883,12 +934,19 @@ async fn a_log_from_before_limits_still_opens() {
     {
         let s = open(&path);
         assert_eq!((s.replayed().frames, s.replayed().cut_bytes), (3, 0));
-        s.put_limit(&ns(), "openai", rate(60, 5)).await.expect("put");
+        s.put_limit(&ns(), "openai", rate(60, 5), agentyard_core::Timestamp::from_millis(0))
+            .await
+            .expect("put");
     }
     let s = open(&path);
     assert_eq!(s.replayed().frames, 4);
+    let events: Vec<OwnedChange> = s
+        .export()
+        .into_iter()
+        .filter(|c| !matches!(c, OwnedChange::Event(_)))
+        .collect();
     assert_eq!(
-        s.export(),
+        events,
         vec![
             OwnedChange::Subscribed {
                 namespace: ns(),

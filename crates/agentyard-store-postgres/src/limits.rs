@@ -47,7 +47,13 @@ impl LimitStore for PgStore {
             .collect()
     }
 
-    async fn put_limit(&self, ns: &Namespace, key: &str, limit: KeyLimit) -> Result<(), StoreError> {
+    async fn put_limit(
+        &self,
+        ns: &Namespace,
+        key: &str,
+        limit: KeyLimit,
+        _now: agentyard_core::Timestamp,
+    ) -> Result<(), StoreError> {
         write_tx!(self, |w| {
             let stmt =
                 w.tx.prepare_cached(
@@ -67,7 +73,12 @@ impl LimitStore for PgStore {
         })
     }
 
-    async fn delete_limit(&self, ns: &Namespace, key: &str) -> Result<bool, StoreError> {
+    async fn delete_limit(
+        &self,
+        ns: &Namespace,
+        key: &str,
+        _now: agentyard_core::Timestamp,
+    ) -> Result<bool, StoreError> {
         write_tx!(self, |w| {
             let stmt =
                 w.tx.prepare_cached("DELETE FROM limits WHERE namespace = $1 AND key = $2")

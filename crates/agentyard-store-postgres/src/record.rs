@@ -126,6 +126,7 @@ pub(crate) fn decode(row: &Row) -> Result<Task, StoreError> {
         meta: TaskMeta {
             context_versions,
             finished_by: finished_by.map(LeaseToken::new),
+            ..TaskMeta::default()
         },
     })
 }

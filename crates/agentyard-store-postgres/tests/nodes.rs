@@ -126,6 +126,7 @@ async fn other_nodes_hear_of_ready_tasks_messages_and_limits() {
             rate: None,
             max_concurrent: Some(2),
         },
+        agentyard_core::Timestamp::from_millis(0),
     )
     .await
     .expect("put");
@@ -177,6 +178,7 @@ async fn other_nodes_hear_of_tokens_made_and_revoked() {
             rate: None,
             max_concurrent: Some(2),
         },
+        agentyard_core::Timestamp::from_millis(0),
     )
     .await
     .expect("put");

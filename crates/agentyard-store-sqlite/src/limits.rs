@@ -93,12 +93,23 @@ impl LimitStore for SqliteStore {
         self.readers.run(list).await
     }
 
-    async fn put_limit(&self, ns: &Namespace, key: &str, limit: KeyLimit) -> Result<(), StoreError> {
+    async fn put_limit(
+        &self,
+        ns: &Namespace,
+        key: &str,
+        limit: KeyLimit,
+        _now: agentyard_core::Timestamp,
+    ) -> Result<(), StoreError> {
         let (ns, key) = (ns.clone(), key.to_owned());
         self.writer.run(move |ctx| put(ctx.conn(), &ns, &key, limit)).await
     }
 
-    async fn delete_limit(&self, ns: &Namespace, key: &str) -> Result<bool, StoreError> {
+    async fn delete_limit(
+        &self,
+        ns: &Namespace,
+        key: &str,
+        _now: agentyard_core::Timestamp,
+    ) -> Result<bool, StoreError> {
         let (ns, key) = (ns.clone(), key.to_owned());
         self.writer.run(move |ctx| delete(ctx.conn(), &ns, &key)).await
     }

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::{Claim, CreateOptions, Store, StoreError, TaskFilter};
 
+pub mod events;
 pub mod limits;
 pub mod tokens;
 

@@ -4,6 +4,7 @@
 
 pub mod agents;
 mod error;
+pub mod events;
 pub mod limits;
 pub mod memory;
 pub mod record;
@@ -22,6 +23,7 @@ use async_trait::async_trait;
 
 pub use agents::{AgentOptions, AgentStore, InboxPage, MessageStore, SendOptions, Sent};
 pub use error::StoreError;
+pub use events::{EVENT_SCAN_WINDOW, EventFilter, EventPage, EventStore};
 pub use limits::{LimitStore, StoredLimit};
 pub use memory::{Change, ChangeSink, ExportCursor, MemoryStore, OwnedChange};
 pub use tokens::{StoredToken, TokenStore};

@@ -6,8 +6,9 @@
 //! (`agentyard-store-log`) appends to its file. [`MemoryStore::restore`] reads such changes back.
 //!
 //! Dispatch limits (`LimitStore`) are in `memory/limits.rs`, API tokens (`TokenStore`) in
-//! `memory/tokens.rs`.
+//! `memory/tokens.rs`, the event log (`EventStore`) in `memory/events.rs`.
 
+mod events;
 mod limits;
 mod tokens;
 
@@ -20,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use agentyard_core::agent::{Agent, AgentRegistration, AgentStatus, DEFAULT_SLOTS};
 use agentyard_core::api::{QueueStats, StatusCounts};
 use agentyard_core::auth::TokenId;
+use agentyard_core::event::{self, Event, EventType, task_event};
 use agentyard_core::flow::KeyLimit;
 use agentyard_core::message::{Message, NewMessage, Recipient, TopicName};
 use agentyard_core::task::TaskMeta;
@@ -75,6 +77,8 @@ pub enum Change<'a> {
     },
     /// A token was created or revoked; this is all of it (serialized as its stored record).
     Token(#[serde(serialize_with = "crate::record::write_token")] &'a StoredToken),
+    /// An event was appended to the log.
+    Event(&'a Event),
 }
 
 /// A [`Change`] read back, for [`MemoryStore::restore`].
@@ -111,6 +115,7 @@ pub enum OwnedChange {
         key: String,
     },
     Token(#[serde(deserialize_with = "crate::record::read_token")] StoredToken),
+    Event(Event),
 }
 
 /// Sees every change of a [`MemoryStore`]. Both methods are called with the store's lock held, so
@@ -148,6 +153,10 @@ struct State {
     limits: BTreeMap<(Namespace, String), KeyLimit>,
     /// API tokens, revoked ones included, by id.
     tokens: BTreeMap<TokenId, StoredToken>,
+    /// The event log, by seq.
+    events: BTreeMap<u64, Event>,
+    /// The last seq given (never reused, also once the events it was given to are pruned).
+    last_event: u64,
     sink: Option<Arc<dyn ChangeSink>>,
     /// Something was recorded since the last seal.
     unsealed: Cell<bool>,
@@ -226,6 +235,10 @@ impl State {
             OwnedChange::Token(token) => {
                 self.tokens.insert(token.info.id.clone(), token);
             }
+            OwnedChange::Event(event) => {
+                self.last_event = self.last_event.max(event.seq);
+                self.events.insert(event.seq, event);
+            }
         }
     }
 
@@ -288,12 +301,18 @@ impl State {
         // Out of the map while it changes, so its old index entries can go without a copy of it.
         let mut task = self.tasks.remove(&id)?;
         self.unindex(&task);
+        let version = task.version;
         let r = f(&mut task);
         self.index(&task);
         self.record(Change::Task {
             task: &task,
             meta: &task.meta,
         });
+        if task.version != version
+            && let Some(event) = task_event(&task, task.updated_at)
+        {
+            self.log(event);
+        }
         let stored = Task::clone(&task);
         self.tasks.insert(id, task);
         Some((r, stored))
@@ -359,7 +378,7 @@ impl MemoryStore {
     }
 
     /// The next `max` entries of the state after `cursor` (agents, then tasks, then messages,
-    /// then subscriptions, then limits, then tokens), copied under one short hold of the lock; the cursor
+    /// then subscriptions, then limits, then tokens, then events), copied under one short hold of the lock; the cursor
     /// moves past them. Pages taken while the store changes are not one consistent copy: each
     /// entry is as it was when its page was taken. Restored and followed by every change
     /// recorded since the first page was taken, they give the state back exactly, since each
@@ -403,8 +422,11 @@ impl MemoryStore {
                         limit: *limit,
                     },
                 ),
-                _ => page(&st.tokens, &mut cursor.token, want, &mut out, |_, t| {
+                5 => page(&st.tokens, &mut cursor.token, want, &mut out, |_, t| {
                     OwnedChange::Token(t.clone())
+                }),
+                _ => page(&st.events, &mut cursor.event, want, &mut out, |_, e| {
+                    OwnedChange::Event(e.clone())
                 }),
             };
             if last {
@@ -425,12 +447,13 @@ pub struct ExportCursor {
     subscription: Option<(Namespace, AgentName, TopicName)>,
     limit: Option<(Namespace, String)>,
     token: Option<TokenId>,
+    event: Option<u64>,
 }
 
 impl ExportCursor {
     /// Every entry was exported.
     pub fn done(&self) -> bool {
-        self.stage > 5
+        self.stage > 6
     }
 }
 
@@ -534,6 +557,9 @@ impl Store for MemoryStore {
                         task: &task,
                         meta: &task.meta,
                     });
+                    if let Some(event) = task_event(&task, now) {
+                        st.log(event);
+                    }
                     st.tasks.insert(task.id, Box::new(task.clone()));
                     out.push(Created { task, created: true });
                 }
@@ -839,6 +865,8 @@ impl State {
         self.agents.remove(&(ns.clone(), name.clone()))?;
         self.subscriptions.retain(|(n, a, _), _| !(n == ns && a == name));
         self.record(Change::AgentRemoved { namespace: ns, name });
+        let holding = self.running_of(ns, name).map_or(0, BTreeSet::len);
+        self.log(event::agent_removed(ns, name, holding, now));
         Some(self.release_all(ns, name, now, &format!("agent {name} was removed")))
     }
 
@@ -880,7 +908,9 @@ impl AgentStore for MemoryStore {
         };
         st.agents.insert(key, agent);
         st.record_agent(ns, name);
-        st.agent_view(ns, name)
+        let view = st.agent_view(ns, name)?;
+        st.log(event::agent_event(EventType::AgentRegistered, &view, now));
+        Ok(view)
     }
 
     async fn touch_agent(
@@ -893,13 +923,14 @@ impl AgentStore for MemoryStore {
     ) -> Result<Agent, StoreError> {
         let mut st = self.lock();
         let key = (ns.clone(), name.clone());
-        let agent = match st.agents.get(&key).cloned() {
+        let (agent, kind) = match st.agents.get(&key).cloned() {
             Some(mut a) => {
-                if a.status == AgentStatus::Gone {
+                let back = a.status == AgentStatus::Gone;
+                if back {
                     a.status = AgentStatus::Active;
                 }
                 a.last_heartbeat = now;
-                a
+                (a, back.then_some(EventType::AgentBack))
             }
             None => {
                 let reg = AgentRegistration {
@@ -909,12 +940,16 @@ impl AgentStore for MemoryStore {
                 };
                 let mut a = st.new_agent(ns, name, reg, options, now)?;
                 a.implicit = true;
-                a
+                (a, Some(EventType::AgentRegistered))
             }
         };
         st.agents.insert(key, agent);
         st.record_agent(ns, name);
-        st.agent_view(ns, name)
+        let view = st.agent_view(ns, name)?;
+        if let Some(kind) = kind {
+            st.log(event::agent_event(kind, &view, now));
+        }
+        Ok(view)
     }
 
     async fn heartbeat_agent(&self, ns: &Namespace, name: &AgentName, now: Timestamp) -> Result<Agent, StoreError> {
@@ -923,12 +958,17 @@ impl AgentStore for MemoryStore {
             .agents
             .get_mut(&(ns.clone(), name.clone()))
             .ok_or_else(|| agent_not_found(name))?;
-        if a.status == AgentStatus::Gone {
+        let back = a.status == AgentStatus::Gone;
+        if back {
             a.status = AgentStatus::Active;
         }
         a.last_heartbeat = now;
         st.record_agent(ns, name);
-        st.agent_view(ns, name)
+        let view = st.agent_view(ns, name)?;
+        if back {
+            st.log(event::agent_event(EventType::AgentBack, &view, now));
+        }
+        Ok(view)
     }
 
     async fn get_agent(&self, ns: &Namespace, name: &AgentName) -> Result<Agent, StoreError> {
@@ -952,10 +992,15 @@ impl AgentStore for MemoryStore {
             .agents
             .get_mut(&(ns.clone(), name.clone()))
             .ok_or_else(|| agent_not_found(name))?;
+        let draining = a.status != AgentStatus::Draining;
         a.status = AgentStatus::Draining;
         a.last_heartbeat = a.last_heartbeat.max(now);
         st.record_agent(ns, name);
-        st.agent_view(ns, name)
+        let view = st.agent_view(ns, name)?;
+        if draining {
+            st.log(event::agent_event(EventType::AgentDraining, &view, now));
+        }
+        Ok(view)
     }
 
     async fn delete_agent(&self, ns: &Namespace, name: &AgentName, now: Timestamp) -> Result<Vec<Task>, StoreError> {
@@ -978,6 +1023,8 @@ impl AgentStore for MemoryStore {
                 a.status = AgentStatus::Gone;
             }
             st.record_agent(&ns, &name);
+            let gone = st.agent_view(&ns, &name)?;
+            st.log(event::agent_event(EventType::AgentGone, &gone, now));
             let reason = format!("agent {name} stopped heartbeating");
             let released = st.release_all(&ns, &name, now, &reason);
             out.push((st.agent_view(&ns, &name)?, released));
@@ -1060,6 +1107,7 @@ impl MessageStore for MemoryStore {
             st.message_keys.insert((ns.clone(), key.clone()), seq);
         }
         st.record(Change::Message(&stored));
+        st.log(event::message_sent(&stored, now));
         st.messages.insert((ns.clone(), seq), stored.clone());
         Ok(Sent {
             message: stored,

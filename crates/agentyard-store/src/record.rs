@@ -22,6 +22,7 @@
 //!
 //! API tokens are in `record/tokens.rs`.
 
+mod events;
 mod fleet;
 mod tokens;
 
@@ -41,6 +42,7 @@ use serde_json::{Map, Value};
 
 use crate::memory::{Change, OwnedChange};
 
+pub use events::EventRecordV1;
 pub use fleet::{
     AgentRecordV1, AgentStatusRecordV1, KeyLimitRecordV1, MessageRecordV1, RateLimitRecordV1, RecipientRecordV1,
 };
@@ -203,6 +205,7 @@ pub enum ChangeRecordV1<'a> {
     },
     /// A token was created or revoked; this is all of it.
     Token(TokenRecordV1<'a>),
+    Event(EventRecordV1<'a>),
 }
 
 /// Timestamps as version 1 writes them: `2026-11-22T07:33:35.123Z`; any RFC 3339 form is read.
@@ -490,6 +493,7 @@ impl From<TaskMetaRecordV1<'_>> for TaskMeta {
         Self {
             context_versions: m.context_versions.into_owned(),
             finished_by: m.finished_by.map(Cow::into_owned),
+            ..TaskMeta::default()
         }
     }
 }
@@ -537,6 +541,7 @@ impl<'a> From<&Change<'a>> for ChangeRecordV1<'a> {
                 key: Cow::Borrowed(key),
             },
             Change::Token(t) => Self::Token(t.into()),
+            Change::Event(e) => Self::Event(e.into()),
         }
     }
 }
@@ -584,6 +589,7 @@ impl<'a> From<&'a OwnedChange> for ChangeRecordV1<'a> {
                 key: Cow::Borrowed(key),
             },
             OwnedChange::Token(t) => Self::Token(t.into()),
+            OwnedChange::Event(e) => Self::Event(e.into()),
         }
     }
 }
@@ -631,6 +637,7 @@ impl From<ChangeRecordV1<'_>> for OwnedChange {
                 key: key.into_owned(),
             },
             ChangeRecordV1::Token(t) => Self::Token(t.into()),
+            ChangeRecordV1::Event(e) => Self::Event(e.into()),
         }
     }
 }
@@ -755,6 +762,7 @@ mod tests {
         TaskMeta {
             context_versions: [("plan".to_owned(), 5), ("plan.step".to_owned(), 7)].into(),
             finished_by: Some(LeaseToken::new("01kbwq8t3e00000000000000yy")),
+            ..TaskMeta::default()
         }
     }
 

@@ -52,3 +52,15 @@ mod tokens {
     use super::memory_token_store;
     agentyard_store::token_conformance_tests!(memory_token_store);
 }
+
+async fn memory_event_store() -> agentyard_store::conformance::events::EventTestStore {
+    agentyard_store::conformance::events::EventTestStore {
+        store: Arc::new(MemoryStore::new()),
+        _guard: Box::new(()),
+    }
+}
+
+mod events {
+    use super::memory_event_store;
+    agentyard_store::event_conformance_tests!(memory_event_store);
+}

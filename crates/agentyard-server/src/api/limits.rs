@@ -41,7 +41,7 @@ pub async fn set_limit(
         rate: limit.rate(),
         max_concurrent: limit.max_concurrent,
     };
-    s.store.put_limit(&ns, &limit.key, stored).await?;
+    s.store.put_limit(&ns, &limit.key, stored, s.clock.now()).await?;
     s.fleet.limits.set(&ns, limit.key.clone(), stored);
     tracing::info!(namespace = %ns, key = ?limit.key, rate = ?limit.rate_per_minute, burst = ?limit.burst,
         max_concurrent = ?limit.max_concurrent, "limit set");
@@ -86,7 +86,7 @@ pub async fn delete_limit(
     key: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let key = key_of(key)?;
-    if !s.store.delete_limit(&ns, &key).await? {
+    if !s.store.delete_limit(&ns, &key, s.clock.now()).await? {
         return Err(ApiError::NotFound(format!(
             "no limits were set for key {key:?} in namespace {ns}"
         )));

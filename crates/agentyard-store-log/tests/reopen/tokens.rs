@@ -3,10 +3,10 @@
 
 use agentyard_core::auth::{Namespaces, Role, TokenId, TokenInfo};
 use agentyard_core::{AgentName, Namespace};
-use agentyard_store::{LimitStore, StoredToken, TokenStore};
+use agentyard_store::{StoredToken, TokenStore};
 use agentyard_store_log::{LogOptions, LogStore};
 
-use super::{at, ns, rate, same};
+use super::{at, ns, same};
 
 fn id(s: &str) -> TokenId {
     TokenId::parse(s).expect("valid token id")
@@ -74,10 +74,7 @@ async fn tokens_survive_compaction_and_reopen() {
     let before = {
         let s = LogStore::open(&path, options).expect("open");
         make_and_revoke(&s).await;
-        // One limit set again and again: the log grows past the threshold, the state does not.
-        for n in 1..=200 {
-            s.put_limit(&ns(), "churn", rate(n, 1)).await.expect("put");
-        }
+        super::churn(&s).await;
         s.finish_compaction();
         assert!(s.compactions() >= 1, "the log was compacted");
         s.create_token(token("late00000000", false)).await.expect("create");

@@ -33,14 +33,48 @@ async fn limits_survive_closing_and_reopening_the_file() {
     };
     {
         let store = open(&path);
-        store.put_limit(&ns(), "openai", rate(60, 5, None)).await.expect("put");
-        store.put_limit(&ns(), "gone", rate(1, 1, None)).await.expect("put");
-        store.put_limit(&tenant, "openai", only_concurrency).await.expect("put");
         store
-            .put_limit(&ns(), "openai", rate(10, 2, Some(3)))
+            .put_limit(
+                &ns(),
+                "openai",
+                rate(60, 5, None),
+                agentyard_core::Timestamp::from_millis(0),
+            )
+            .await
+            .expect("put");
+        store
+            .put_limit(
+                &ns(),
+                "gone",
+                rate(1, 1, None),
+                agentyard_core::Timestamp::from_millis(0),
+            )
+            .await
+            .expect("put");
+        store
+            .put_limit(
+                &tenant,
+                "openai",
+                only_concurrency,
+                agentyard_core::Timestamp::from_millis(0),
+            )
+            .await
+            .expect("put");
+        store
+            .put_limit(
+                &ns(),
+                "openai",
+                rate(10, 2, Some(3)),
+                agentyard_core::Timestamp::from_millis(0),
+            )
             .await
             .expect("replace");
-        assert!(store.delete_limit(&ns(), "gone").await.expect("delete"));
+        assert!(
+            store
+                .delete_limit(&ns(), "gone", agentyard_core::Timestamp::from_millis(0))
+                .await
+                .expect("delete")
+        );
     }
     let store = open(&path);
     assert_eq!(
@@ -51,7 +85,10 @@ async fn limits_survive_closing_and_reopening_the_file() {
         ]
     );
     assert!(
-        !store.delete_limit(&ns(), "gone").await.expect("delete"),
+        !store
+            .delete_limit(&ns(), "gone", agentyard_core::Timestamp::from_millis(0))
+            .await
+            .expect("delete"),
         "the removal survived too"
     );
 }
@@ -73,7 +110,15 @@ async fn a_database_from_before_limits_gains_them_at_open() {
     }
     {
         let store = open(&path);
-        store.put_limit(&ns(), "openai", rate(60, 5, None)).await.expect("put");
+        store
+            .put_limit(
+                &ns(),
+                "openai",
+                rate(60, 5, None),
+                agentyard_core::Timestamp::from_millis(0),
+            )
+            .await
+            .expect("put");
     }
     let conn = rusqlite::Connection::open(&path).expect("raw open");
     let version: i64 = conn

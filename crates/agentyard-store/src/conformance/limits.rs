@@ -74,9 +74,30 @@ pub async fn limits_are_kept_per_namespace(s: &LimitTestStore) {
         rate: None,
         max_concurrent: Some(2),
     };
-    l.put_limit(&ns("tenant-b"), "openai", two).await.expect("put");
-    l.put_limit(&ns("tenant-a"), "openai", rate(60, 5)).await.expect("put");
-    l.put_limit(&ns("tenant-a"), "repo:acme/web", two).await.expect("put");
+    l.put_limit(
+        &ns("tenant-b"),
+        "openai",
+        two,
+        agentyard_core::Timestamp::from_millis(1_800_000_000_000),
+    )
+    .await
+    .expect("put");
+    l.put_limit(
+        &ns("tenant-a"),
+        "openai",
+        rate(60, 5),
+        agentyard_core::Timestamp::from_millis(1_800_000_000_000),
+    )
+    .await
+    .expect("put");
+    l.put_limit(
+        &ns("tenant-a"),
+        "repo:acme/web",
+        two,
+        agentyard_core::Timestamp::from_millis(1_800_000_000_000),
+    )
+    .await
+    .expect("put");
     assert_eq!(
         l.list_limits().await.expect("list"),
         vec![
@@ -86,12 +107,41 @@ pub async fn limits_are_kept_per_namespace(s: &LimitTestStore) {
         ],
         "by namespace, then key; one namespace's key does not touch another's"
     );
-    l.put_limit(&ns("tenant-a"), "openai", rate(10, 1))
+    l.put_limit(
+        &ns("tenant-a"),
+        "openai",
+        rate(10, 1),
+        agentyard_core::Timestamp::from_millis(1_800_000_000_000),
+    )
+    .await
+    .expect("replace");
+    assert!(
+        l.delete_limit(
+            &ns("tenant-b"),
+            "openai",
+            agentyard_core::Timestamp::from_millis(1_800_000_000_000)
+        )
         .await
-        .expect("replace");
-    assert!(l.delete_limit(&ns("tenant-b"), "openai").await.expect("delete"));
-    assert!(!l.delete_limit(&ns("tenant-b"), "openai").await.expect("delete again"));
-    assert!(!l.delete_limit(&ns("tenant-c"), "openai").await.expect("never set"));
+        .expect("delete")
+    );
+    assert!(
+        !l.delete_limit(
+            &ns("tenant-b"),
+            "openai",
+            agentyard_core::Timestamp::from_millis(1_800_000_000_000)
+        )
+        .await
+        .expect("delete again")
+    );
+    assert!(
+        !l.delete_limit(
+            &ns("tenant-c"),
+            "openai",
+            agentyard_core::Timestamp::from_millis(1_800_000_000_000)
+        )
+        .await
+        .expect("never set")
+    );
     assert_eq!(
         l.list_limits().await.expect("list"),
         vec![

@@ -1,8 +1,9 @@
 //! `LimitStore` on the memory store: the limits in one map of the state, each set or removal
 //! recorded for the sink like every other change, so the log store keeps them.
 
-use agentyard_core::Namespace;
+use agentyard_core::event::limit_changed;
 use agentyard_core::flow::KeyLimit;
+use agentyard_core::{Namespace, Timestamp};
 use async_trait::async_trait;
 
 use super::{Change, MemoryStore};
@@ -23,22 +24,24 @@ impl LimitStore for MemoryStore {
             .collect())
     }
 
-    async fn put_limit(&self, ns: &Namespace, key: &str, limit: KeyLimit) -> Result<(), StoreError> {
+    async fn put_limit(&self, ns: &Namespace, key: &str, limit: KeyLimit, now: Timestamp) -> Result<(), StoreError> {
         let mut st = self.lock();
         st.record(Change::Limit {
             namespace: ns,
             key,
             limit: &limit,
         });
+        st.log(limit_changed(ns, key, Some(&limit), now));
         st.limits.insert((ns.clone(), key.to_owned()), limit);
         Ok(())
     }
 
-    async fn delete_limit(&self, ns: &Namespace, key: &str) -> Result<bool, StoreError> {
+    async fn delete_limit(&self, ns: &Namespace, key: &str, now: Timestamp) -> Result<bool, StoreError> {
         let mut st = self.lock();
         let removed = st.limits.remove(&(ns.clone(), key.to_owned())).is_some();
         if removed {
             st.record(Change::LimitRemoved { namespace: ns, key });
+            st.log(limit_changed(ns, key, None, now));
         }
         Ok(removed)
     }
@@ -96,17 +99,45 @@ mod tests {
         let store = MemoryStore::new();
         let recorder = Arc::new(Recorder::default());
         store.attach(recorder.clone());
-        store.put_limit(&ns("a"), "openai", limit(60, None)).await.expect("put");
         store
-            .put_limit(&ns("a"), "repo", limit(10, Some(2)))
+            .put_limit(
+                &ns("a"),
+                "openai",
+                limit(60, None),
+                agentyard_core::Timestamp::from_millis(0),
+            )
             .await
             .expect("put");
         store
-            .put_limit(&ns("b"), "openai", KeyLimit::default())
+            .put_limit(
+                &ns("a"),
+                "repo",
+                limit(10, Some(2)),
+                agentyard_core::Timestamp::from_millis(0),
+            )
             .await
             .expect("put");
-        assert!(store.delete_limit(&ns("a"), "repo").await.expect("delete"));
-        assert!(!store.delete_limit(&ns("a"), "repo").await.expect("delete again"));
+        store
+            .put_limit(
+                &ns("b"),
+                "openai",
+                KeyLimit::default(),
+                agentyard_core::Timestamp::from_millis(0),
+            )
+            .await
+            .expect("put");
+        assert!(
+            store
+                .delete_limit(&ns("a"), "repo", agentyard_core::Timestamp::from_millis(0))
+                .await
+                .expect("delete")
+        );
+        assert!(
+            !store
+                .delete_limit(&ns("a"), "repo", agentyard_core::Timestamp::from_millis(0))
+                .await
+                .expect("delete again")
+        );
         let lines = recorder.take();
         assert_eq!(lines.iter().filter(|l| *l == "seal").count(), 4, "{lines:?}");
         assert_eq!(lines.last().map(String::as_str), Some("seal"), "{lines:?}");
@@ -115,8 +146,10 @@ mod tests {
             .filter(|l| *l != "seal")
             .map(|l| serde_json::from_str(l).expect("a change reads back"))
             .collect();
+        let limits: Vec<&OwnedChange> = changes.iter().filter(|c| !matches!(c, OwnedChange::Event(_))).collect();
+        assert_eq!(changes.len(), 2 * limits.len(), "each change with its event");
         assert_eq!(
-            changes[3],
+            *limits[3],
             OwnedChange::LimitRemoved {
                 namespace: ns("a"),
                 key: "repo".into(),
@@ -135,7 +168,12 @@ mod tests {
         let store = MemoryStore::new();
         for n in 0..5u32 {
             store
-                .put_limit(&ns("a"), &format!("key-{n}"), limit(n + 1, None))
+                .put_limit(
+                    &ns("a"),
+                    &format!("key-{n}"),
+                    limit(n + 1, None),
+                    agentyard_core::Timestamp::from_millis(0),
+                )
                 .await
                 .expect("put");
         }
@@ -144,7 +182,9 @@ mod tests {
         while !cursor.done() {
             pages.push(store.export_page(&mut cursor, 2));
         }
-        assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2, 1]);
+        // The five limits, then their five events.
+        assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2, 2, 2, 2]);
+        assert!(matches!(pages[2][1], OwnedChange::Event(_)));
         let copy = MemoryStore::new();
         copy.restore(pages.into_iter().flatten());
         assert_eq!(

@@ -140,7 +140,12 @@ mod tests {
     async fn the_export_holds_the_tokens() {
         let store = MemoryStore::new();
         store
-            .put_limit(&agentyard_core::Namespace::default_namespace(), "k", Default::default())
+            .put_limit(
+                &agentyard_core::Namespace::default_namespace(),
+                "k",
+                Default::default(),
+                agentyard_core::Timestamp::from_millis(0),
+            )
             .await
             .expect("put");
         for n in 0..5 {
@@ -152,8 +157,13 @@ mod tests {
         while !cursor.done() {
             pages.push(store.export_page(&mut cursor, 2));
         }
-        assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2, 2]);
-        assert!(matches!(pages[0][0], OwnedChange::Limit { .. }), "tokens come last");
+        // The limit, the five tokens, then the limit's event.
+        assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2, 2, 1]);
+        assert!(
+            matches!(pages[0][0], OwnedChange::Limit { .. }),
+            "tokens come after limits"
+        );
+        assert!(matches!(pages[3][0], OwnedChange::Event(_)), "and before the event log");
         let copy = MemoryStore::new();
         copy.restore(pages.into_iter().flatten());
         assert_eq!(
