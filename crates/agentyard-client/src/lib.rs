@@ -36,6 +36,7 @@
 //! next claim and shuts down gracefully. `examples/rust/worker.rs` is one.
 
 mod error;
+mod events;
 mod sse;
 mod tokens;
 pub mod worker;
@@ -58,6 +59,7 @@ use serde::{Deserialize, Serialize};
 
 pub use agentyard_core::api::Health;
 pub use error::{ClientError, Problem, kinds};
+pub use events::{EventQuery, EventStream};
 pub use sse::InboxStream;
 
 /// The header naming the namespace of a request.

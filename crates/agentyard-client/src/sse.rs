@@ -16,7 +16,7 @@ pub struct Event {
 
 /// Splits a byte stream into events.
 #[derive(Debug, Default)]
-struct Parser {
+pub(crate) struct Parser {
     buffer: Vec<u8>,
     current: Event,
     has_data: bool,
@@ -24,7 +24,7 @@ struct Parser {
 
 impl Parser {
     /// Feeds bytes; returns the events they completed.
-    fn feed(&mut self, bytes: &[u8]) -> Vec<Event> {
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> Vec<Event> {
         self.buffer.extend_from_slice(bytes);
         let mut events = Vec::new();
         while let Some(end) = self.buffer.iter().position(|b| *b == b'\n' || *b == b'\r') {

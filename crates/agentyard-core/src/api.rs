@@ -16,6 +16,7 @@ use crate::time::Timestamp;
 
 mod agents;
 mod complete;
+mod events;
 mod health;
 mod limits;
 mod messages;
@@ -24,6 +25,7 @@ mod release;
 pub use agents::*;
 use complete::completions;
 pub use complete::*;
+pub use events::{EventList, Trace};
 pub use health::*;
 pub use limits::*;
 pub use messages::*;

@@ -46,6 +46,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::gate::authenticate,
         ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            wake_event_followers,
+        ))
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response_with_state(
@@ -54,6 +58,21 @@ pub fn router(state: AppState) -> Router {
         ));
     let request_metrics = state.counters.http.clone();
     http::layers(router, &state.config, request_metrics).with_state(state)
+}
+
+/// A request that may have changed the yard (any but GET and HEAD) wakes the event log's
+/// followers once it is answered: whatever it committed logged its events in the same commit.
+async fn wake_event_followers(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let writes = !matches!(*request.method(), Method::GET | Method::HEAD);
+    let response = next.run(request).await;
+    if writes && response.status().is_success() {
+        s.dispatch.events.poke();
+    }
+    response
 }
 
 async fn no_such_route(method: Method, uri: Uri) -> Response {

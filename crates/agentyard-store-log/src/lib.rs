@@ -31,6 +31,7 @@ mod events;
 mod format;
 mod journal;
 mod replay;
+mod retention;
 mod tokens;
 
 use std::fs::OpenOptions;

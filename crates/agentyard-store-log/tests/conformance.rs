@@ -76,3 +76,16 @@ mod events {
     use super::log_event_store;
     agentyard_store::event_conformance_tests!(log_event_store);
 }
+
+async fn log_retention_store() -> agentyard_store::conformance::retention::RetentionTestStore {
+    let dir = tempfile::tempdir().expect("temp dir");
+    agentyard_store::conformance::retention::RetentionTestStore {
+        store: open(&dir),
+        _guard: Box::new(dir),
+    }
+}
+
+mod retention {
+    use super::log_retention_store;
+    agentyard_store::retention_conformance_tests!(log_retention_store);
+}

@@ -18,6 +18,7 @@ use crate::{Claim, CreateOptions, Store, StoreError, TaskFilter};
 
 pub mod events;
 pub mod limits;
+pub mod retention;
 pub mod tokens;
 
 /// A store under test and whatever must live as long as it (a temp dir, a schema).

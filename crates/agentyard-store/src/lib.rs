@@ -8,6 +8,7 @@ pub mod events;
 pub mod limits;
 pub mod memory;
 pub mod record;
+pub mod retention;
 pub mod tokens;
 
 #[cfg(feature = "conformance")]
@@ -26,6 +27,7 @@ pub use error::StoreError;
 pub use events::{EVENT_SCAN_WINDOW, EventFilter, EventPage, EventStore};
 pub use limits::{LimitStore, StoredLimit};
 pub use memory::{Change, ChangeSink, ExportCursor, MemoryStore, OwnedChange};
+pub use retention::{PruneCutoffs, Pruned, RetentionStore};
 pub use tokens::{StoredToken, TokenStore};
 
 /// Options of a create.
@@ -285,8 +287,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<QueueStats>, StoreError>;
 }
 
-/// A backend that stores everything: tasks, agents, messages, limits and tokens. The server holds
+/// A backend that stores everything: tasks, agents, messages, limits, tokens and the event log. The server holds
 /// one.
-pub trait Yard: Store + AgentStore + MessageStore + LimitStore + TokenStore {}
+pub trait Yard: Store + AgentStore + MessageStore + LimitStore + TokenStore + EventStore {}
 
-impl<T: Store + AgentStore + MessageStore + LimitStore + TokenStore> Yard for T {}
+impl<T: Store + AgentStore + MessageStore + LimitStore + TokenStore + EventStore> Yard for T {}

@@ -10,6 +10,7 @@
 
 mod events;
 mod limits;
+mod retention;
 mod tokens;
 
 use std::cell::Cell;
@@ -79,6 +80,20 @@ pub enum Change<'a> {
     Token(#[serde(serialize_with = "crate::record::write_token")] &'a StoredToken),
     /// An event was appended to the log.
     Event(&'a Event),
+    /// A task was deleted (retention).
+    TaskRemoved {
+        namespace: &'a Namespace,
+        id: TaskId,
+    },
+    /// A message was deleted (retention).
+    MessageRemoved {
+        namespace: &'a Namespace,
+        seq: u64,
+    },
+    /// The events up to this seq were deleted (retention).
+    EventsPruned {
+        through: u64,
+    },
 }
 
 /// A [`Change`] read back, for [`MemoryStore::restore`].
@@ -116,6 +131,17 @@ pub enum OwnedChange {
     },
     Token(#[serde(deserialize_with = "crate::record::read_token")] StoredToken),
     Event(Event),
+    TaskRemoved {
+        namespace: Namespace,
+        id: TaskId,
+    },
+    MessageRemoved {
+        namespace: Namespace,
+        seq: u64,
+    },
+    EventsPruned {
+        through: u64,
+    },
 }
 
 /// Sees every change of a [`MemoryStore`]. Both methods are called with the store's lock held, so
@@ -183,12 +209,19 @@ impl State {
         match change {
             OwnedChange::Task { mut task, meta } => {
                 task.meta = meta;
-                match self.tasks.remove(&task.id) {
-                    Some(old) => self.unindex(&old),
-                    None => {
-                        if let Some(key) = &task.idempotency_key {
-                            self.idempotency.insert((task.namespace.clone(), key.clone()), task.id);
-                        }
+                let old_key = match self.tasks.remove(&task.id) {
+                    Some(old) => {
+                        self.unindex(&old);
+                        old.idempotency_key.clone()
+                    }
+                    None => None,
+                };
+                if old_key != task.idempotency_key {
+                    if let Some(key) = old_key {
+                        self.idempotency.remove(&(task.namespace.clone(), key));
+                    }
+                    if let Some(key) = &task.idempotency_key {
+                        self.idempotency.insert((task.namespace.clone(), key.clone()), task.id);
                     }
                 }
                 self.index(&task);
@@ -206,6 +239,13 @@ impl State {
                 let ns = m.namespace.clone();
                 let last = self.last_seq.entry(ns.clone()).or_default();
                 *last = (*last).max(m.seq);
+                let old_key = self
+                    .messages
+                    .get(&(ns.clone(), m.seq))
+                    .and_then(|o| o.idempotency_key.clone());
+                if let Some(key) = old_key.filter(|k| m.idempotency_key.as_ref() != Some(k)) {
+                    self.message_keys.remove(&(ns.clone(), key));
+                }
                 if let Some(key) = &m.idempotency_key {
                     self.message_keys.insert((ns.clone(), key.clone()), m.seq);
                 }
@@ -238,6 +278,12 @@ impl State {
             OwnedChange::Event(event) => {
                 self.last_event = self.last_event.max(event.seq);
                 self.events.insert(event.seq, event);
+            }
+            OwnedChange::TaskRemoved { id, .. } => self.remove_task(id),
+            OwnedChange::MessageRemoved { namespace, seq } => self.remove_message(&namespace, seq),
+            OwnedChange::EventsPruned { through } => {
+                self.last_event = self.last_event.max(through);
+                self.remove_events_through(through);
             }
         }
     }

@@ -206,6 +206,17 @@ pub enum ChangeRecordV1<'a> {
     /// A token was created or revoked; this is all of it.
     Token(TokenRecordV1<'a>),
     Event(EventRecordV1<'a>),
+    TaskRemoved {
+        namespace: Cow<'a, Namespace>,
+        id: TaskId,
+    },
+    MessageRemoved {
+        namespace: Cow<'a, Namespace>,
+        seq: u64,
+    },
+    EventsPruned {
+        through: u64,
+    },
 }
 
 /// Timestamps as version 1 writes them: `2026-11-22T07:33:35.123Z`; any RFC 3339 form is read.
@@ -542,6 +553,15 @@ impl<'a> From<&Change<'a>> for ChangeRecordV1<'a> {
             },
             Change::Token(t) => Self::Token(t.into()),
             Change::Event(e) => Self::Event(e.into()),
+            Change::TaskRemoved { namespace, id } => Self::TaskRemoved {
+                namespace: Cow::Borrowed(namespace),
+                id,
+            },
+            Change::MessageRemoved { namespace, seq } => Self::MessageRemoved {
+                namespace: Cow::Borrowed(namespace),
+                seq,
+            },
+            Change::EventsPruned { through } => Self::EventsPruned { through },
         }
     }
 }
@@ -590,6 +610,15 @@ impl<'a> From<&'a OwnedChange> for ChangeRecordV1<'a> {
             },
             OwnedChange::Token(t) => Self::Token(t.into()),
             OwnedChange::Event(e) => Self::Event(e.into()),
+            OwnedChange::TaskRemoved { namespace, id } => Self::TaskRemoved {
+                namespace: Cow::Borrowed(namespace),
+                id: *id,
+            },
+            OwnedChange::MessageRemoved { namespace, seq } => Self::MessageRemoved {
+                namespace: Cow::Borrowed(namespace),
+                seq: *seq,
+            },
+            OwnedChange::EventsPruned { through } => Self::EventsPruned { through: *through },
         }
     }
 }
@@ -638,6 +667,15 @@ impl From<ChangeRecordV1<'_>> for OwnedChange {
             },
             ChangeRecordV1::Token(t) => Self::Token(t.into()),
             ChangeRecordV1::Event(e) => Self::Event(e.into()),
+            ChangeRecordV1::TaskRemoved { namespace, id } => Self::TaskRemoved {
+                namespace: namespace.into_owned(),
+                id,
+            },
+            ChangeRecordV1::MessageRemoved { namespace, seq } => Self::MessageRemoved {
+                namespace: namespace.into_owned(),
+                seq,
+            },
+            ChangeRecordV1::EventsPruned { through } => Self::EventsPruned { through },
         }
     }
 }

@@ -64,3 +64,15 @@ mod events {
     use super::memory_event_store;
     agentyard_store::event_conformance_tests!(memory_event_store);
 }
+
+async fn memory_retention_store() -> agentyard_store::conformance::retention::RetentionTestStore {
+    agentyard_store::conformance::retention::RetentionTestStore {
+        store: Arc::new(MemoryStore::new()),
+        _guard: Box::new(()),
+    }
+}
+
+mod retention {
+    use super::memory_retention_store;
+    agentyard_store::retention_conformance_tests!(memory_retention_store);
+}

@@ -34,6 +34,9 @@ pub enum Command {
     /// Make, list and revoke API tokens (through a server, or straight in its store).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The event log of a running server: list, follow (tail) and trace by correlation id.
+    #[command(subcommand)]
+    Events(crate::event_commands::EventsCommand),
     /// Measure a server: throughput and latency suites (see BENCHMARKS.md).
     Bench(BenchArgs),
 }
@@ -192,6 +195,13 @@ pub enum TaskCommand {
         #[command(flatten)]
         client: ClientArgs,
         /// The task id (as `task create` or `task list` print it).
+        id: String,
+    },
+    /// Everything that happened to one task, in order (its events).
+    History {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The task id.
         id: String,
     },
     /// List tasks, newest last.

@@ -26,7 +26,7 @@ pub(crate) fn json_arg(flag: &str, text: &str) -> anyhow::Result<Value> {
     serde_json::from_str(text).with_context(|| format!("{flag} is not valid JSON: {text}"))
 }
 
-fn task_id(s: &str) -> anyhow::Result<TaskId> {
+pub(crate) fn task_id(s: &str) -> anyhow::Result<TaskId> {
     TaskId::parse(s).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
@@ -178,6 +178,7 @@ pub async fn task(cmd: TaskCommand) -> anyhow::Result<()> {
             }
             println!("created {} on {} ({})", task.id, task.queue, task.status);
         }
+        TaskCommand::History { client: c, id } => crate::event_commands::task_history(c, id).await?,
         TaskCommand::Get { client: c, id } => {
             let task = client(&c)?.get_task(task_id(&id)?).await?;
             if c.json {

@@ -4,6 +4,7 @@ mod agent_commands;
 mod bench;
 mod cli;
 mod commands;
+mod event_commands;
 mod msg_commands;
 mod serve;
 mod settings;
@@ -25,6 +26,7 @@ async fn main() -> std::process::ExitCode {
         Command::Msg(cmd) => msg_commands::msg(cmd).await,
         Command::Limit(cmd) => agent_commands::limit(cmd).await,
         Command::Token(cmd) => token_commands::token(cmd).await,
+        Command::Events(cmd) => event_commands::events(cmd).await,
         Command::Bench(args) => bench::bench(args).await,
     };
     match result {

@@ -140,7 +140,11 @@ pub struct InboxParams {
     pub limit: Option<String>,
 }
 
-fn number(field: &str, value: Option<String>, range: std::ops::RangeInclusive<u64>) -> Result<Option<u64>, ApiError> {
+pub(crate) fn number(
+    field: &str,
+    value: Option<String>,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Option<u64>, ApiError> {
     value
         .map(|v| match v.parse::<u64>() {
             Ok(n) if range.contains(&n) => Ok(n),

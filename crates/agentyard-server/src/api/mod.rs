@@ -3,6 +3,7 @@
 pub mod agent_rate;
 pub mod agents;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod json;
@@ -64,6 +65,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(messages::list_subscriptions))
         .routes(routes!(limits::list_limits))
         .routes(routes!(limits::set_limit, limits::get_limit, limits::delete_limit))
+        .routes(routes!(events::list_events))
+        .routes(routes!(events::stream_events))
+        .routes(routes!(events::get_trace))
         .routes(routes!(tokens::create_token, tokens::list_tokens))
         .routes(routes!(tokens::revoke_token))
 }

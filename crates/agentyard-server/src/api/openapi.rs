@@ -28,6 +28,8 @@ use crate::api::error::Problem;
                                           Server-Sent Events and acknowledged by cursor"),
         (name = "limits", description = "Keyed dispatch limits: rate_limit_key token buckets and \
                                         concurrency_key caps"),
+        (name = "events", description = "The event log: every change of a task, agent, message or limit, read \
+                                        by offset, followed by Server-Sent Events, or by correlation id (traces)"),
         (name = "tokens", description = "API tokens (admin tokens only): make, list and revoke them"),
         (name = "health", description = "Liveness, readiness and degradation"),
     )

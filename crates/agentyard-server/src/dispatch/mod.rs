@@ -1,11 +1,13 @@
 //! Dispatch: waking long-polling claimers when tasks become ready ([`waiters`]), the timer loop
 //! that promotes due tasks and expires leases ([`timers`]), keyed dispatch limits ([`limits`]),
-//! agent liveness and its expiry loop ([`agents`]), and inbox readers' wake-ups ([`inboxes`]).
+//! agent liveness and its expiry loop ([`agents`]), inbox readers' wake-ups ([`inboxes`]) and the
+//! event log's followers' ([`events`]).
 //!
 //! Every handler that changes tasks reports the result to [`Dispatch::tasks_changed`]; that is
 //! the one place deciding who must be woken, so no code path can forget a wake-up.
 
 pub mod agents;
+pub mod events;
 pub mod inboxes;
 pub mod limits;
 pub mod timers;
@@ -15,6 +17,7 @@ use agentyard_core::{Namespace, QueueName, Task, TaskStatus, Timestamp};
 use agentyard_store::RemoteChange;
 
 pub use agents::{AgentExpiry, AgentTick, Presence};
+pub use events::EventFeed;
 pub use inboxes::Inboxes;
 pub use limits::{ClaimGate, Limits};
 pub use timers::{Tick, TimerSignal, Timers};
@@ -26,6 +29,7 @@ pub struct Dispatch {
     pub waiters: Waiters,
     pub timer: TimerSignal,
     pub inboxes: Inboxes,
+    pub events: EventFeed,
 }
 
 impl Dispatch {
@@ -41,6 +45,7 @@ impl Dispatch {
     /// Reports tasks as they are after a committed change. Queued ones wake claimers parked on
     /// their queue; scheduled and leased ones may move the timer loop's next wake-up earlier.
     pub fn tasks_changed(&self, tasks: &[Task]) {
+        self.events.poke();
         // Most changes touch one queue, so a short list beats a hash map here.
         let mut ready: Vec<(&Namespace, &QueueName, usize, bool)> = Vec::new();
         let mut earliest: Option<Timestamp> = None;
@@ -93,6 +98,7 @@ impl Dispatch {
     /// Wakes who waits for a change made through another node (see [`RemoteChange`]).
     /// Limits changes are the caller's to reload.
     pub fn remote_changed(&self, change: &RemoteChange) {
+        self.events.poke();
         match change {
             RemoteChange::TasksReady {
                 namespace,
@@ -113,5 +119,6 @@ impl Dispatch {
     pub fn shut_down(&self) {
         self.waiters.close();
         self.inboxes.close();
+        self.events.close();
     }
 }

@@ -19,6 +19,7 @@ mod conflicts;
 mod connections;
 mod dispatch;
 mod errors;
+mod events;
 mod fleet;
 mod lifecycle;
 mod limits;

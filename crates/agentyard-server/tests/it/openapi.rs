@@ -25,6 +25,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/agents/{name}/subscriptions"),
     ("PUT", "/v1/agents/{name}/subscriptions/{topic}"),
     ("DELETE", "/v1/agents/{name}/subscriptions/{topic}"),
+    ("GET", "/v1/events"),
+    ("GET", "/v1/events/stream"),
     ("GET", "/v1/limits"),
     ("GET", "/v1/limits/{key}"),
     ("DELETE", "/v1/limits/{key}"),
@@ -47,6 +49,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/tasks/{id}/redrive"),
     ("POST", "/v1/tasks/{id}/release"),
     ("GET", "/v1/tokens"),
+    ("GET", "/v1/traces/{correlation_id}"),
     ("POST", "/v1/tokens"),
     ("DELETE", "/v1/tokens/{id}"),
 ];

@@ -67,3 +67,65 @@ async fn events_survive_reopen_and_compaction_and_seqs_go_on() {
     assert_eq!(all.events.len(), 5, "four tasks and the churning agent's registration");
     assert_eq!(s.last_event_seq().await.expect("last"), 5);
 }
+
+/// What a prune deleted stays deleted after a reopen, read back from the frames and from a
+/// compaction's snapshot alike.
+#[tokio::test]
+async fn a_prune_survives_reopen_and_compaction() {
+    use agentyard_store::{PruneCutoffs, RetentionStore, TaskFilter};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("yard.log");
+    let cutoffs = PruneCutoffs {
+        finished_tasks: Some(at(100)),
+        events: Some(at(100)),
+        idempotency_keys: Some(at(100)),
+        ..PruneCutoffs::default()
+    };
+    let before = {
+        let s = open(&path);
+        for n in 0..4 {
+            let mut task = NewTask::on(queue("work"), json!({ "n": n }));
+            task.idempotency_key = Some(format!("k{n}"));
+            let id = s
+                .create_tasks(&ns(), vec![task], CreateOptions::default(), at(n))
+                .await
+                .expect("create")[0]
+                .task
+                .id;
+            if n < 2 {
+                s.apply(&ns(), id, agentyard_core::TaskCommand::Cancel, at(n))
+                    .await
+                    .expect("cancel");
+            }
+        }
+        create(&s, 200).await;
+        let pruned = s.prune(&cutoffs, at(300), 100).await.expect("prune");
+        assert_eq!((pruned.tasks, pruned.events, pruned.idempotency_keys), (2, 6, 2));
+        s.export()
+    };
+    let s = open(&path);
+    assert_eq!(s.export(), before, "replayed from the frames");
+    let tasks = s
+        .list_tasks(&ns(), &TaskFilter::default(), None, 10)
+        .await
+        .expect("list");
+    assert_eq!(tasks.items.len(), 3);
+    assert!(tasks.items.iter().all(|t| t.idempotency_key.is_none()));
+    drop(s);
+    let options = LogOptions {
+        fsync: false,
+        compact_at_bytes: 4 << 10,
+        ..LogOptions::default()
+    };
+    let compacted = {
+        let s = LogStore::open(&path, options).expect("open");
+        super::churn(&s).await;
+        s.finish_compaction();
+        assert!(s.compactions() >= 1);
+        s.export()
+    };
+    let s = LogStore::open(&path, options).expect("reopen");
+    assert_eq!(s.export(), compacted, "read back from the snapshot");
+    assert_eq!(s.last_event_seq().await.expect("last"), 8, "seqs are not given again");
+}
