@@ -35,6 +35,7 @@
 //! For a long-running agent, use [`worker::Worker`]: it heartbeats leases, completes inside the
 //! next claim and shuts down gracefully. `examples/rust/worker.rs` is one.
 
+mod admin;
 mod error;
 mod events;
 mod sse;

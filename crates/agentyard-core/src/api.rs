@@ -14,6 +14,7 @@ use crate::task::{
 };
 use crate::time::Timestamp;
 
+mod admin;
 mod agents;
 mod complete;
 mod events;
@@ -22,6 +23,7 @@ mod limits;
 mod messages;
 mod release;
 
+pub use admin::PruneResult;
 pub use agents::*;
 use complete::completions;
 pub use complete::*;

@@ -13,6 +13,7 @@ pub mod message;
 pub mod names;
 pub mod task;
 pub mod time;
+pub mod webhook;
 
 pub use backoff::Backoff;
 pub use id::{LeaseToken, TaskId};

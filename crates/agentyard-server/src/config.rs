@@ -51,6 +51,8 @@ pub struct ServerConfig {
     pub limits: BTreeMap<String, LimitConfig>,
     /// Settings that differ by namespace.
     pub namespaces: BTreeMap<Namespace, NamespaceConfig>,
+    /// How long history is kept.
+    pub retention: RetentionConfig,
     /// How often an idle Server-Sent-Events stream sends a keep-alive comment.
     pub sse_keep_alive: Duration,
     /// How long a request's headers may take: from accepting the connection (TLS handshake
@@ -111,6 +113,37 @@ impl ServerConfig {
     }
 }
 
+/// How long each kind of history is kept (0: forever), and how often the retention loop runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionConfig {
+    /// Succeeded, dead-lettered and cancelled tasks, from when they finished.
+    pub finished_tasks_ms: u64,
+    /// Events, from when they were logged.
+    pub events_ms: u64,
+    /// Messages that were acknowledged by everyone they are for, or expired, from when they
+    /// were sent.
+    pub messages_ms: u64,
+    /// Idempotency keys of tasks and messages, from when they were created: after this, the
+    /// same key makes a new task or message.
+    pub idempotency_keys_ms: u64,
+    pub interval: Duration,
+}
+
+/// A week: the default age of every kind of history.
+pub const WEEK_MS: u64 = 7 * 24 * 3_600_000;
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            finished_tasks_ms: WEEK_MS,
+            events_ms: WEEK_MS,
+            messages_ms: WEEK_MS,
+            idempotency_keys_ms: WEEK_MS,
+            interval: Duration::from_secs(60),
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -128,6 +161,7 @@ impl Default for ServerConfig {
             agent_rate: None,
             limits: BTreeMap::new(),
             namespaces: BTreeMap::new(),
+            retention: RetentionConfig::default(),
             sse_keep_alive: Duration::from_secs(15),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),

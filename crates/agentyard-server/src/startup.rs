@@ -14,7 +14,7 @@ use axum::routing::get;
 use agentyard_store::RemoteChange;
 
 use crate::api::{self, ApiError};
-use crate::dispatch::{AgentExpiry, Timers};
+use crate::dispatch::{AgentExpiry, Retention, Timers};
 use crate::state::AppState;
 use crate::{auth, http, metrics};
 
@@ -139,7 +139,8 @@ pub async fn run(
     };
     watch_other_nodes(&state).await;
     let timers = tokio::spawn(Timers::new(state.clone()).run(stopped(stop_rx.clone())));
-    let agents = tokio::spawn(AgentExpiry::new(state.clone()).run(stopped(stop_rx)));
+    let agents = tokio::spawn(AgentExpiry::new(state.clone()).run(stopped(stop_rx.clone())));
+    let retention = tokio::spawn(Retention::new(state.clone()).run(stopped(stop_rx)));
     let dispatch = state.dispatch.clone();
     let config = state.config.clone();
     let app = router(state);
@@ -154,6 +155,9 @@ pub async fn run(
     }
     if let Err(e) = agents.await {
         tracing::error!(error = %e, "the agent expiry loop panicked");
+    }
+    if let Err(e) = retention.await {
+        tracing::error!(error = %e, "the retention loop panicked");
     }
     served
 }

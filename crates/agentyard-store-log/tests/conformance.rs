@@ -89,3 +89,16 @@ mod retention {
     use super::log_retention_store;
     agentyard_store::retention_conformance_tests!(log_retention_store);
 }
+
+async fn log_webhook_store() -> agentyard_store::conformance::webhooks::WebhookTestStore {
+    let dir = tempfile::tempdir().expect("temp dir");
+    agentyard_store::conformance::webhooks::WebhookTestStore {
+        webhooks: open(&dir),
+        _guard: Box::new(dir),
+    }
+}
+
+mod webhooks {
+    use super::log_webhook_store;
+    agentyard_store::webhook_conformance_tests!(log_webhook_store);
+}

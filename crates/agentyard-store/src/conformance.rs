@@ -20,6 +20,7 @@ pub mod events;
 pub mod limits;
 pub mod retention;
 pub mod tokens;
+pub mod webhooks;
 
 /// A store under test and whatever must live as long as it (a temp dir, a schema).
 pub struct TestStore {

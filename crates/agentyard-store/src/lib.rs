@@ -10,6 +10,7 @@ pub mod memory;
 pub mod record;
 pub mod retention;
 pub mod tokens;
+pub mod webhooks;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -29,6 +30,7 @@ pub use limits::{LimitStore, StoredLimit};
 pub use memory::{Change, ChangeSink, ExportCursor, MemoryStore, OwnedChange};
 pub use retention::{PruneCutoffs, Pruned, RetentionStore};
 pub use tokens::{StoredToken, TokenStore};
+pub use webhooks::{StoredWebhook, WebhookStore};
 
 /// Options of a create.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -287,8 +289,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<QueueStats>, StoreError>;
 }
 
-/// A backend that stores everything: tasks, agents, messages, limits, tokens and the event log. The server holds
-/// one.
-pub trait Yard: Store + AgentStore + MessageStore + LimitStore + TokenStore + EventStore {}
+/// A backend that stores everything: tasks, agents, messages, limits, tokens, the event log and its
+/// retention, webhooks. The server holds one.
+pub trait Yard:
+    Store + AgentStore + MessageStore + LimitStore + TokenStore + EventStore + RetentionStore + WebhookStore
+{
+}
 
-impl<T: Store + AgentStore + MessageStore + LimitStore + TokenStore + EventStore> Yard for T {}
+impl<T> Yard for T where
+    T: Store + AgentStore + MessageStore + LimitStore + TokenStore + EventStore + RetentionStore + WebhookStore
+{
+}

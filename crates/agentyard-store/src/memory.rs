@@ -12,6 +12,7 @@ mod events;
 mod limits;
 mod retention;
 mod tokens;
+mod webhooks;
 
 use std::cell::Cell;
 use std::cmp::Reverse;
@@ -33,7 +34,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::agents::{AgentOptions, AgentStore, InboxPage, MessageStore, SendOptions, Sent};
-use crate::{Claim, CreateOptions, Created, Page, Store, StoreError, StoredToken, TaskFilter};
+use crate::{Claim, CreateOptions, Created, Page, Store, StoreError, StoredToken, StoredWebhook, TaskFilter};
 
 type ReadyKey = (Namespace, QueueName, Reverse<i32>, Timestamp, TaskId);
 
@@ -94,6 +95,12 @@ pub enum Change<'a> {
     EventsPruned {
         through: u64,
     },
+    /// A webhook was made or its cursor moved; this is all of it (serialized as its record).
+    Webhook(#[serde(serialize_with = "crate::record::write_webhook")] &'a StoredWebhook),
+    WebhookRemoved {
+        namespace: &'a Namespace,
+        id: &'a str,
+    },
 }
 
 /// A [`Change`] read back, for [`MemoryStore::restore`].
@@ -142,6 +149,11 @@ pub enum OwnedChange {
     EventsPruned {
         through: u64,
     },
+    Webhook(#[serde(deserialize_with = "crate::record::read_webhook")] StoredWebhook),
+    WebhookRemoved {
+        namespace: Namespace,
+        id: String,
+    },
 }
 
 /// Sees every change of a [`MemoryStore`]. Both methods are called with the store's lock held, so
@@ -183,6 +195,10 @@ struct State {
     events: BTreeMap<u64, Event>,
     /// The last seq given (never reused, also once the events it was given to are pruned).
     last_event: u64,
+    /// Webhooks by (namespace, id).
+    webhooks: BTreeMap<(Namespace, String), StoredWebhook>,
+    /// Who delivers each webhook, until when (never recorded: a restart is a new process).
+    webhook_leases: HashMap<(Namespace, String), (String, Timestamp)>,
     sink: Option<Arc<dyn ChangeSink>>,
     /// Something was recorded since the last seal.
     unsealed: Cell<bool>,
@@ -281,6 +297,12 @@ impl State {
             }
             OwnedChange::TaskRemoved { id, .. } => self.remove_task(id),
             OwnedChange::MessageRemoved { namespace, seq } => self.remove_message(&namespace, seq),
+            OwnedChange::Webhook(w) => {
+                self.webhooks.insert((w.hook.namespace.clone(), w.hook.id.clone()), w);
+            }
+            OwnedChange::WebhookRemoved { namespace, id } => {
+                self.webhooks.remove(&(namespace, id));
+            }
             OwnedChange::EventsPruned { through } => {
                 self.last_event = self.last_event.max(through);
                 self.remove_events_through(through);
@@ -424,7 +446,7 @@ impl MemoryStore {
     }
 
     /// The next `max` entries of the state after `cursor` (agents, then tasks, then messages,
-    /// then subscriptions, then limits, then tokens, then events), copied under one short hold of the lock; the cursor
+    /// then subscriptions, then limits, then tokens, then webhooks, then events), copied under one short hold of the lock; the cursor
     /// moves past them. Pages taken while the store changes are not one consistent copy: each
     /// entry is as it was when its page was taken. Restored and followed by every change
     /// recorded since the first page was taken, they give the state back exactly, since each
@@ -471,6 +493,9 @@ impl MemoryStore {
                 5 => page(&st.tokens, &mut cursor.token, want, &mut out, |_, t| {
                     OwnedChange::Token(t.clone())
                 }),
+                6 => page(&st.webhooks, &mut cursor.webhook, want, &mut out, |_, w| {
+                    OwnedChange::Webhook(w.clone())
+                }),
                 _ => page(&st.events, &mut cursor.event, want, &mut out, |_, e| {
                     OwnedChange::Event(e.clone())
                 }),
@@ -493,13 +518,14 @@ pub struct ExportCursor {
     subscription: Option<(Namespace, AgentName, TopicName)>,
     limit: Option<(Namespace, String)>,
     token: Option<TokenId>,
+    webhook: Option<(Namespace, String)>,
     event: Option<u64>,
 }
 
 impl ExportCursor {
     /// Every entry was exported.
     pub fn done(&self) -> bool {
-        self.stage > 6
+        self.stage > 7
     }
 }
 

@@ -25,6 +25,7 @@
 mod events;
 mod fleet;
 mod tokens;
+mod webhooks;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -48,6 +49,8 @@ pub use fleet::{
 };
 pub use tokens::{ALL_NAMESPACES, RoleRecordV1, TokenRecordV1, namespaces_from_names, namespaces_to_names};
 pub(crate) use tokens::{read_token, write_token};
+pub use webhooks::WebhookRecordV1;
+pub(crate) use webhooks::{read_webhook, write_webhook};
 
 /// A task without its [`TaskMeta`] (stored beside it as a [`TaskMetaRecordV1`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -216,6 +219,11 @@ pub enum ChangeRecordV1<'a> {
     },
     EventsPruned {
         through: u64,
+    },
+    Webhook(WebhookRecordV1<'a>),
+    WebhookRemoved {
+        namespace: Cow<'a, Namespace>,
+        id: Cow<'a, str>,
     },
 }
 
@@ -562,6 +570,11 @@ impl<'a> From<&Change<'a>> for ChangeRecordV1<'a> {
                 seq,
             },
             Change::EventsPruned { through } => Self::EventsPruned { through },
+            Change::Webhook(w) => Self::Webhook(w.into()),
+            Change::WebhookRemoved { namespace, id } => Self::WebhookRemoved {
+                namespace: Cow::Borrowed(namespace),
+                id: Cow::Borrowed(id),
+            },
         }
     }
 }
@@ -619,6 +632,11 @@ impl<'a> From<&'a OwnedChange> for ChangeRecordV1<'a> {
                 seq: *seq,
             },
             OwnedChange::EventsPruned { through } => Self::EventsPruned { through: *through },
+            OwnedChange::Webhook(w) => Self::Webhook(w.into()),
+            OwnedChange::WebhookRemoved { namespace, id } => Self::WebhookRemoved {
+                namespace: Cow::Borrowed(namespace),
+                id: Cow::Borrowed(id),
+            },
         }
     }
 }
@@ -676,6 +694,11 @@ impl From<ChangeRecordV1<'_>> for OwnedChange {
                 seq,
             },
             ChangeRecordV1::EventsPruned { through } => Self::EventsPruned { through },
+            ChangeRecordV1::Webhook(w) => Self::Webhook(w.into()),
+            ChangeRecordV1::WebhookRemoved { namespace, id } => Self::WebhookRemoved {
+                namespace: namespace.into_owned(),
+                id: id.into_owned(),
+            },
         }
     }
 }

@@ -76,3 +76,15 @@ mod retention {
     use super::memory_retention_store;
     agentyard_store::retention_conformance_tests!(memory_retention_store);
 }
+
+async fn memory_webhook_store() -> agentyard_store::conformance::webhooks::WebhookTestStore {
+    agentyard_store::conformance::webhooks::WebhookTestStore {
+        webhooks: Arc::new(MemoryStore::new()),
+        _guard: Box::new(()),
+    }
+}
+
+mod webhooks {
+    use super::memory_webhook_store;
+    agentyard_store::webhook_conformance_tests!(memory_webhook_store);
+}

@@ -37,6 +37,9 @@ pub enum Command {
     /// The event log of a running server: list, follow (tail) and trace by correlation id.
     #[command(subcommand)]
     Events(crate::event_commands::EventsCommand),
+    /// Maintenance of a running server: prune history now.
+    #[command(subcommand)]
+    Admin(crate::admin_commands::AdminCommand),
     /// Measure a server: throughput and latency suites (see BENCHMARKS.md).
     Bench(BenchArgs),
 }
@@ -134,6 +137,8 @@ pub struct ServeArgs {
     /// anything. Only a flag, never an environment variable or a file setting
     #[arg(long)]
     pub insecure_no_auth: bool,
+    #[command(flatten)]
+    pub retention: crate::retention_settings::RetentionArgs,
 }
 
 /// Where the server is and how to print.

@@ -1,11 +1,13 @@
 //! The `agentyard` binary: the server and a command-line client for it.
 
+mod admin_commands;
 mod agent_commands;
 mod bench;
 mod cli;
 mod commands;
 mod event_commands;
 mod msg_commands;
+mod retention_settings;
 mod serve;
 mod settings;
 mod store;
@@ -27,6 +29,7 @@ async fn main() -> std::process::ExitCode {
         Command::Limit(cmd) => agent_commands::limit(cmd).await,
         Command::Token(cmd) => token_commands::token(cmd).await,
         Command::Events(cmd) => event_commands::events(cmd).await,
+        Command::Admin(cmd) => admin_commands::admin(cmd).await,
         Command::Bench(args) => bench::bench(args).await,
     };
     match result {

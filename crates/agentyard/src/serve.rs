@@ -51,6 +51,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_connections: settings.max_connections,
         tls,
         auth: settings.auth,
+        retention: settings.retention.clone(),
         ..ServerConfig::default()
     };
     if settings.insecure_no_auth {

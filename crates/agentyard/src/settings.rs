@@ -100,6 +100,7 @@ pub struct Settings {
     pub auth: bool,
     /// `--insecure-no-auth`: serve a non-loopback address without tokens, knowingly.
     pub insecure_no_auth: bool,
+    pub retention: agentyard_server::config::RetentionConfig,
 }
 
 /// `--tls-cert` and `--tls-key`: PEM files.
@@ -150,6 +151,8 @@ struct FileSettings {
     /// `[namespaces.team-a]`: what that namespace does differently.
     #[serde(default)]
     namespaces: BTreeMap<String, FileNamespace>,
+    /// `[retention]`: how long history is kept.
+    retention: Option<crate::retention_settings::RetentionFile>,
 }
 
 /// A `[namespaces.NS]` table.
@@ -363,6 +366,7 @@ impl Settings {
             listen,
             auth,
             insecure_no_auth: args.insecure_no_auth,
+            retention: crate::retention_settings::resolve(&args.retention, file.retention.as_ref())?,
             store,
             durability,
             repair: args.repair,
@@ -441,6 +445,7 @@ mod tests {
             max_connections: None,
             tls_cert: None,
             tls_key: None,
+            retention: Default::default(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! The HTTP API: handlers by resource, the error type, the extractors and the OpenAPI document.
 
+pub mod admin;
 pub mod agent_rate;
 pub mod agents;
 pub mod error;
@@ -65,6 +66,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(messages::list_subscriptions))
         .routes(routes!(limits::list_limits))
         .routes(routes!(limits::set_limit, limits::get_limit, limits::delete_limit))
+        .routes(routes!(admin::prune))
         .routes(routes!(events::list_events))
         .routes(routes!(events::stream_events))
         .routes(routes!(events::get_trace))

@@ -99,6 +99,14 @@ fn role_permits(grant: &Grant, method: &Method, route: &str, name: Option<&str>)
             ))),
         };
     }
+    if route.starts_with("/v1/admin/") {
+        return match grant.role {
+            Role::Admin => Ok(()),
+            role => Err(ApiError::Forbidden(format!(
+                "{route} works across every namespace: only an admin token may; this one is {role}"
+            ))),
+        };
+    }
     match grant.role {
         Role::Admin | Role::Operator => Ok(()),
         Role::Reader if reads => Ok(()),
@@ -175,6 +183,26 @@ mod tests {
             assert!(!permits(role, Method::POST, "/v1/tokens", None), "{role}");
         }
         assert!(permits(Role::Admin, Method::DELETE, "/v1/tokens/{id}", None));
+    }
+
+    #[test]
+    fn only_admins_prune() {
+        for role in [Role::Operator, Role::Agent, Role::Reader] {
+            assert!(!permits(role, Method::POST, "/v1/admin/prune", None), "{role}");
+        }
+        assert!(permits(Role::Admin, Method::POST, "/v1/admin/prune", None));
+    }
+
+    #[test]
+    fn every_role_reads_the_event_log() {
+        for role in [Role::Operator, Role::Agent, Role::Reader] {
+            assert!(permits(role, Method::GET, "/v1/events", None), "{role}");
+            assert!(permits(role, Method::GET, "/v1/events/stream", None), "{role}");
+            assert!(
+                permits(role, Method::GET, "/v1/traces/{correlation_id}", None),
+                "{role}"
+            );
+        }
     }
 
     #[test]

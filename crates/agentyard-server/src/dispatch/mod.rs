@@ -10,6 +10,7 @@ pub mod agents;
 pub mod events;
 pub mod inboxes;
 pub mod limits;
+pub mod retention;
 pub mod timers;
 pub mod waiters;
 
@@ -20,6 +21,7 @@ pub use agents::{AgentExpiry, AgentTick, Presence};
 pub use events::EventFeed;
 pub use inboxes::Inboxes;
 pub use limits::{ClaimGate, Limits};
+pub use retention::Retention;
 pub use timers::{Tick, TimerSignal, Timers};
 pub use waiters::{ClaimHooks, Waiters};
 

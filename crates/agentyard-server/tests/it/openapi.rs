@@ -13,6 +13,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/health/live"),
     ("GET", "/health/ready"),
     ("GET", "/metrics"),
+    ("POST", "/v1/admin/prune"),
     ("GET", "/v1/agents"),
     ("GET", "/v1/agents/{name}"),
     ("PUT", "/v1/agents/{name}"),

@@ -129,3 +129,58 @@ async fn a_prune_survives_reopen_and_compaction() {
     assert_eq!(s.export(), compacted, "read back from the snapshot");
     assert_eq!(s.last_event_seq().await.expect("last"), 8, "seqs are not given again");
 }
+
+/// Webhooks and their cursors are read back after a reopen (and after a compaction).
+#[tokio::test]
+async fn webhooks_survive_reopen_and_compaction() {
+    use agentyard_core::webhook::Webhook;
+    use agentyard_store::{StoredWebhook, WebhookStore};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("yard.log");
+    let hook = |id: &str| StoredWebhook {
+        hook: Webhook {
+            id: id.to_owned(),
+            namespace: ns(),
+            url: format!("http://127.0.0.1:9/{id}"),
+            types: Vec::new(),
+            created_at: at(0),
+            cursor: 0,
+        },
+        secret: "s".into(),
+    };
+    {
+        let s = open(&path);
+        s.create_webhook(hook("a")).await.expect("create");
+        s.create_webhook(hook("b")).await.expect("create");
+        s.advance_webhook(&ns(), "a", 12).await.expect("advance");
+        s.delete_webhook(&ns(), "b").await.expect("delete");
+    }
+    let options = LogOptions {
+        fsync: false,
+        compact_at_bytes: 4 << 10,
+        ..LogOptions::default()
+    };
+    let expected = {
+        let mut a = hook("a");
+        a.hook.cursor = 12;
+        vec![a]
+    };
+    {
+        let s = LogStore::open(&path, options).expect("open");
+        assert_eq!(
+            s.list_webhooks().await.expect("list"),
+            expected,
+            "read back from the frames"
+        );
+        super::churn(&s).await;
+        s.finish_compaction();
+        assert!(s.compactions() >= 1);
+    }
+    let s = LogStore::open(&path, options).expect("reopen");
+    assert_eq!(
+        s.list_webhooks().await.expect("list"),
+        expected,
+        "read back from the snapshot"
+    );
+}
