@@ -70,7 +70,7 @@ impl Client {
 
     /// `GET /v1/traces/{correlation_id}`: everything under one correlation id, in order.
     pub async fn trace(&self, correlation_id: &str) -> Result<Trace, ClientError> {
-        let path = format!("/v1/traces/{}", urlencoding(correlation_id));
+        let path = format!("/v1/traces/{}", crate::encode_segment(correlation_id));
         self.call(self.request(Method::GET, &path)).await
     }
 
@@ -98,19 +98,6 @@ impl Client {
             last_event_id: after,
         })
     }
-}
-
-/// A path segment with everything but unreserved characters percent-encoded.
-fn urlencoding(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// The event log followed as Server-Sent Events (see `Client::event_stream`).

@@ -40,6 +40,7 @@ mod error;
 mod events;
 mod sse;
 mod tokens;
+mod webhooks;
 pub mod worker;
 
 use std::sync::Arc;

@@ -22,6 +22,7 @@ mod health;
 mod limits;
 mod messages;
 mod release;
+mod webhooks;
 
 pub use admin::PruneResult;
 pub use agents::*;
@@ -32,6 +33,7 @@ pub use health::*;
 pub use limits::*;
 pub use messages::*;
 pub use release::ReleaseRequest;
+pub use webhooks::*;
 
 /// Longest free-text field (titles, kinds, keys) the API accepts, in bytes.
 pub const MAX_TEXT_LEN: usize = 1024;

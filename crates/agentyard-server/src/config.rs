@@ -53,6 +53,8 @@ pub struct ServerConfig {
     pub namespaces: BTreeMap<Namespace, NamespaceConfig>,
     /// How long history is kept.
     pub retention: RetentionConfig,
+    /// How webhooks are delivered.
+    pub webhooks: WebhookConfig,
     /// How often an idle Server-Sent-Events stream sends a keep-alive comment.
     pub sse_keep_alive: Duration,
     /// How long a request's headers may take: from accepting the connection (TLS handshake
@@ -129,6 +131,37 @@ pub struct RetentionConfig {
     pub interval: Duration,
 }
 
+/// Delivery of webhooks: timeouts, retries and the circuit breaker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// Longest a receiver may take to answer one delivery.
+    pub timeout: Duration,
+    /// The first retry waits this long; each further one twice as long, up to `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// This many failed attempts in a row pause the webhook (the circuit opens).
+    pub breaker_failures: u32,
+    /// How long a paused webhook waits before it tries again (doubling while it keeps failing,
+    /// up to ten times this).
+    pub breaker_cooldown: Duration,
+    /// How long a node's right to deliver a webhook lasts without renewal (another node takes
+    /// over after it, when this one stopped).
+    pub lease: Duration,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(60),
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(30),
+            lease: Duration::from_secs(30),
+        }
+    }
+}
+
 /// A week: the default age of every kind of history.
 pub const WEEK_MS: u64 = 7 * 24 * 3_600_000;
 
@@ -162,6 +195,7 @@ impl Default for ServerConfig {
             limits: BTreeMap::new(),
             namespaces: BTreeMap::new(),
             retention: RetentionConfig::default(),
+            webhooks: WebhookConfig::default(),
             sse_keep_alive: Duration::from_secs(15),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),

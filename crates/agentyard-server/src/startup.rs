@@ -14,7 +14,7 @@ use axum::routing::get;
 use agentyard_store::RemoteChange;
 
 use crate::api::{self, ApiError};
-use crate::dispatch::{AgentExpiry, Retention, Timers};
+use crate::dispatch::{AgentExpiry, Retention, Timers, WebhookLoop};
 use crate::state::AppState;
 use crate::{auth, http, metrics};
 
@@ -140,7 +140,8 @@ pub async fn run(
     watch_other_nodes(&state).await;
     let timers = tokio::spawn(Timers::new(state.clone()).run(stopped(stop_rx.clone())));
     let agents = tokio::spawn(AgentExpiry::new(state.clone()).run(stopped(stop_rx.clone())));
-    let retention = tokio::spawn(Retention::new(state.clone()).run(stopped(stop_rx)));
+    let retention = tokio::spawn(Retention::new(state.clone()).run(stopped(stop_rx.clone())));
+    let webhooks = tokio::spawn(WebhookLoop::new(state.clone()).run(stop_rx));
     let dispatch = state.dispatch.clone();
     let config = state.config.clone();
     let app = router(state);
@@ -158,6 +159,9 @@ pub async fn run(
     }
     if let Err(e) = retention.await {
         tracing::error!(error = %e, "the retention loop panicked");
+    }
+    if let Err(e) = webhooks.await {
+        tracing::error!(error = %e, "the webhook loop panicked");
     }
     served
 }

@@ -26,6 +26,8 @@ pub struct AppState {
     pub counters: Arc<Counters>,
     /// API tokens looked up recently (used when auth is on).
     pub tokens: Arc<TokenCache>,
+    /// Webhook deliveries this node makes.
+    pub webhooks: Arc<crate::dispatch::Webhooks>,
 }
 
 /// What the server keeps in memory about its agents: liveness between heartbeat writes, API
@@ -74,9 +76,11 @@ impl AppState {
             health: HealthCache::default(),
             agent_counts: AgentCounts::default(),
         };
+        let webhooks = Arc::new(crate::dispatch::Webhooks::new(config.webhooks.timeout));
         Self {
             store,
             clock,
+            webhooks,
             config: Arc::new(config),
             dispatch: Arc::new(Dispatch::new()),
             fleet: Arc::new(fleet),

@@ -30,6 +30,8 @@ use crate::api::error::Problem;
                                         concurrency_key caps"),
         (name = "events", description = "The event log: every change of a task, agent, message or limit, read \
                                         by offset, followed by Server-Sent Events, or by correlation id (traces)"),
+        (name = "webhooks", description = "Events POSTed to your endpoints: signed, in order, at least once, \
+                                          retried with backoff, paused by a circuit breaker"),
         (name = "admin", description = "Maintenance across namespaces (admin tokens only)"),
         (name = "tokens", description = "API tokens (admin tokens only): make, list and revoke them"),
         (name = "health", description = "Liveness, readiness and degradation"),

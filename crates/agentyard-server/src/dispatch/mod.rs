@@ -13,6 +13,7 @@ pub mod limits;
 pub mod retention;
 pub mod timers;
 pub mod waiters;
+pub mod webhooks;
 
 use agentyard_core::{Namespace, QueueName, Task, TaskStatus, Timestamp};
 use agentyard_store::RemoteChange;
@@ -24,6 +25,7 @@ pub use limits::{ClaimGate, Limits};
 pub use retention::Retention;
 pub use timers::{Tick, TimerSignal, Timers};
 pub use waiters::{ClaimHooks, Waiters};
+pub use webhooks::{WebhookLoop, Webhooks};
 
 /// The in-memory side of dispatch shared by handlers and loops.
 #[derive(Default)]

@@ -29,6 +29,7 @@ mod openapi;
 mod pagination;
 mod release;
 mod tls;
+mod webhooks;
 mod worker;
 
 use std::net::SocketAddr;

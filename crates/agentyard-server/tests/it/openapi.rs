@@ -51,6 +51,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/tasks/{id}/release"),
     ("GET", "/v1/tokens"),
     ("GET", "/v1/traces/{correlation_id}"),
+    ("GET", "/v1/webhooks"),
+    ("POST", "/v1/webhooks"),
+    ("GET", "/v1/webhooks/{id}"),
+    ("DELETE", "/v1/webhooks/{id}"),
+    ("GET", "/v1/webhooks/{id}/deliveries"),
     ("POST", "/v1/tokens"),
     ("DELETE", "/v1/tokens/{id}"),
 ];
