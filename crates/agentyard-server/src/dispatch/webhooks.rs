@@ -152,14 +152,14 @@ impl WebhookLoop {
                     workers.retain(|_, w| !w.is_finished());
                     for hook in hooks {
                         let key = (hook.hook.namespace.clone(), hook.hook.id.clone());
-                        if !workers.contains_key(&key) {
+                        if let std::collections::hash_map::Entry::Vacant(slot) = workers.entry(key.clone()) {
                             let worker = Worker {
                                 s: self.state.clone(),
-                                key: key.clone(),
+                                key,
                                 hook,
                                 shutdown: shutdown.clone(),
                             };
-                            workers.insert(key, tokio::spawn(worker.run()));
+                            slot.insert(tokio::spawn(worker.run()));
                         }
                     }
                 }
