@@ -20,6 +20,7 @@ mod connections;
 mod dispatch;
 mod errors;
 mod fleet;
+mod health;
 mod lifecycle;
 mod limits;
 mod messages;
