@@ -1,6 +1,8 @@
 //! `GET /metrics` counts what happened, correlation ids come back on every response, and with
-//! `--auth` the metrics need a token (a reader's is enough).
+//! `--auth` the metrics need a token (a reader's is enough). The metric names the shipped
+//! dashboard and alert rules (`deploy/`) use are all in a scrape.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use agentyard_core::api::{ClaimRequest, CompleteRequest, FailRequest, FailureReport};
@@ -435,6 +437,66 @@ async fn task_metrics_count_a_scripted_workload(backend: Backend) {
         let groups = sample(&text, "agentyard_store_commit_groups_total", &[]).expect("groups");
         let commands = sample(&text, "agentyard_store_commit_commands_total", &[]).expect("commands");
         assert!(groups >= 1.0 && commands >= groups, "{groups} {commands}");
+    }
+    the_deploy_files_use_only_scraped_metrics(&text, backend_name);
+}
+
+/// Backend-specific metrics the dashboard and alerts may use, with the backends that export them.
+const BACKEND_ONLY: &[(&str, &[&str])] = &[
+    ("agentyard_store_commit_groups_total", &["sqlite"]),
+    ("agentyard_store_commit_commands_total", &["sqlite"]),
+    ("agentyard_store_compactions_total", &["log"]),
+    ("agentyard_store_disk_free_bytes", &["sqlite", "log"]),
+];
+
+/// Every metric name in a scrape: the series' names, and each family of a `# TYPE` line with the
+/// names its samples take (so a family with no series yet still counts).
+fn scraped_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split_whitespace();
+            let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let suffixes: &[&str] = match kind {
+                "counter" => &["_total"],
+                "histogram" => &["_bucket", "_sum", "_count"],
+                _ => &[""],
+            };
+            names.extend(suffixes.iter().map(|s| format!("{name}{s}")));
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let end = line.find(['{', ' ']).unwrap_or(line.len());
+            names.insert(line[..end].to_owned());
+        }
+    }
+    names
+}
+
+/// The metric names a PromQL-bearing file uses: identifiers starting `agentyard_` or `process_`.
+fn used_names(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("agentyard_") || w.starts_with("process_"))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn the_deploy_files_use_only_scraped_metrics(text: &str, backend_name: &str) {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy");
+    let scraped = scraped_names(text);
+    for file in ["grafana/agentyard.json", "prometheus/alerts.yml"] {
+        let content = std::fs::read_to_string(format!("{root}/{file}")).expect("a deploy file");
+        let used = used_names(&content);
+        assert!(used.len() > 5, "{file} names only {used:?}");
+        for name in used {
+            let elsewhere = BACKEND_ONLY
+                .iter()
+                .any(|(n, backends)| *n == name && !backends.contains(&backend_name));
+            assert!(
+                elsewhere || scraped.contains(&name),
+                "deploy/{file} uses {name}, which a scrape on {backend_name} does not have"
+            );
+        }
     }
 }
 
