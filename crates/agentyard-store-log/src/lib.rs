@@ -46,7 +46,7 @@ use agentyard_core::message::{NewMessage, TopicName};
 use agentyard_core::{AgentName, Capability, Namespace, NewTask, QueueName, Task, TaskCommand, TaskId, Timestamp};
 use agentyard_store::{
     AgentOptions, AgentStore, Claim, CreateOptions, Created, InboxPage, LimitStore, MemoryStore, MessageStore,
-    OwnedChange, Page, SendOptions, Sent, Store, StoreError, StoredLimit, TaskFilter,
+    OwnedChange, Page, SendOptions, Sent, StorageStats, Store, StoreError, StoredLimit, TaskFilter,
 };
 use async_trait::async_trait;
 
@@ -270,6 +270,14 @@ impl Store for LogStore {
     ) -> Result<Vec<QueueStats>, StoreError> {
         let r = self.mem.queue_stats(ns, queue, now).await;
         self.durable(r).await
+    }
+
+    fn storage_stats(&self) -> StorageStats {
+        StorageStats {
+            directory: Some(StorageStats::directory_of(&self.path)),
+            compactions: Some(self.compactions()),
+            ..StorageStats::default()
+        }
     }
 }
 

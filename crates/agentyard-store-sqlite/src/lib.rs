@@ -61,6 +61,7 @@ mod migrations;
 mod readers;
 mod reference;
 mod running;
+mod stats;
 mod store;
 mod tasks;
 mod tokens;

@@ -195,6 +195,10 @@ impl Store for SqliteStore {
             .await
     }
 
+    fn storage_stats(&self) -> agentyard_store::StorageStats {
+        crate::stats::storage_stats(self)
+    }
+
     async fn queue_stats(
         &self,
         ns: &Namespace,

@@ -15,6 +15,7 @@ pub mod webhooks;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use agentyard_core::api::QueueStats;
@@ -182,6 +183,31 @@ pub struct Page {
     pub next: Option<TaskId>,
 }
 
+/// What a backend tells about its own upkeep, for `/metrics` and `/health/detailed`: each figure
+/// is `None` where the backend keeps no such thing (the default: the memory and PostgreSQL
+/// stores report nothing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StorageStats {
+    /// The directory holding the store's files, where disk free space matters.
+    pub directory: Option<PathBuf>,
+    /// Transactions the writer committed since the store opened (SQLite's group commit).
+    pub commit_groups: Option<u64>,
+    /// Commands those transactions held: `commit_commands / commit_groups` is the mean group size.
+    pub commit_commands: Option<u64>,
+    /// Times the log store rewrote its file without the history it no longer needs.
+    pub compactions: Option<u64>,
+}
+
+impl StorageStats {
+    /// The directory of a store kept in `file` (`.` for a bare file name).
+    pub fn directory_of(file: &std::path::Path) -> PathBuf {
+        match file.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+}
+
 /// Durable storage of the yard. Every method is atomic: it happens entirely or not at all, and
 /// once it returns `Ok` the change survives a crash (subject to the backend's durability setting).
 ///
@@ -278,6 +304,11 @@ pub trait Store: Send + Sync + 'static {
     fn watch_remote(&self, sink: RemoteSink) -> bool {
         let _ = sink;
         false
+    }
+
+    /// Figures the backend keeps about its own upkeep (see [`StorageStats`]); cheap, no IO.
+    fn storage_stats(&self) -> StorageStats {
+        StorageStats::default()
     }
 
     /// Counts per status and the oldest ready task of each queue of the namespace (or of one).

@@ -244,6 +244,7 @@ pub async fn remove_agent(
     let released = s.store.delete_agent(&ns, &name, now).await?;
     s.fleet.presence.forget(&ns, &name);
     s.dispatch.tasks_changed(&released);
+    s.counters.tasks.lease_revoked(&released);
     Ok(Json(RemovedAgent {
         agent: name,
         released: released.iter().map(|t| t.id).collect(),

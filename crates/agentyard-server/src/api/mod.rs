@@ -40,6 +40,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::health))
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
+        .routes(routes!(health::detailed))
         .routes(routes!(metrics::metrics))
         .routes(routes!(tasks::create_task, tasks::list_tasks))
         .routes(routes!(tasks::create_tasks))

@@ -65,7 +65,7 @@ pub async fn claim(
     if agents::touch(&s, &ns, &req.agent, &capabilities, now).await? == AgentStatus::Draining {
         let completed = if asked_to_complete {
             let outcomes = s.store.apply_many(&ns, commands, now).await?;
-            Some(tasks::complete_outcomes(&s, ids, outcomes))
+            Some(tasks::complete_outcomes(&s, ids, outcomes, now))
         } else {
             None
         };
@@ -95,7 +95,7 @@ pub async fn claim(
     if asked_to_complete {
         // One store call for both; the long-poll below only if nothing was ready then.
         let (outcomes, now_claimed) = s.store.apply_then_claim(&ns, commands, &claim, now).await?;
-        completed = Some(tasks::complete_outcomes(&s, ids, outcomes));
+        completed = Some(tasks::complete_outcomes(&s, ids, outcomes, now));
         claimed = now_claimed;
     }
     if claimed.is_empty() && (!asked_to_complete || wait_ms > 0) {
@@ -119,6 +119,7 @@ pub async fn claim(
     if !surplus.is_empty() {
         release::give_back(&s, &ns, surplus).await;
     }
+    s.counters.tasks.claimed(&claimed);
     Ok(Json(ClaimResponse {
         tasks: claimed,
         completed,

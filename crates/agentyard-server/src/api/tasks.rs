@@ -6,7 +6,7 @@ use agentyard_core::api::{
     CompleteRequest, CreateTaskRequest, FailRequest, HeartbeatRequest, ItemProblem, MAX_BATCH, TaskPage,
     UpdateTaskRequest,
 };
-use agentyard_core::{Completion, LeaseToken, Namespace, QueueName, Task, TaskCommand, TaskId, TaskStatus};
+use agentyard_core::{Completion, LeaseToken, Namespace, QueueName, Task, TaskCommand, TaskId, TaskStatus, Timestamp};
 use agentyard_store::{CreateOptions, Page, StoreError, TaskFilter};
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -77,6 +77,7 @@ pub async fn create_task(
         return Ok(task_response(StatusCode::OK, &c.task));
     }
     s.dispatch.task_changed(&c.task);
+    s.counters.tasks.created(&c.task);
     let mut response = task_response(StatusCode::CREATED, &c.task);
     if let Ok(location) = HeaderValue::try_from(format!("/v1/tasks/{}", c.task.id)) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -125,6 +126,10 @@ pub async fn create_tasks(
     }
     let created = s.store.create_tasks(&ns, new, create_options(&s), now).await?;
     let fresh = created.iter().filter(|c| c.created).count();
+    created
+        .iter()
+        .filter(|c| c.created)
+        .for_each(|c| s.counters.tasks.created(&c.task));
     let tasks: Vec<Task> = created.into_iter().map(|c| c.task).collect();
     if fresh > 0 {
         s.dispatch.tasks_changed(&tasks);
@@ -350,8 +355,10 @@ pub(crate) async fn apply(
     id: TaskId,
     command: TaskCommand,
 ) -> Result<Response, ApiError> {
-    let task = s.store.apply(ns, id, command, s.clock.now()).await?;
+    let now = s.clock.now();
+    let task = s.store.apply(ns, id, command, now).await?;
     s.dispatch.task_changed(&task);
+    s.counters.tasks.changed(&task, now);
     Ok(task_response(StatusCode::OK, &task))
 }
 
@@ -488,7 +495,7 @@ pub async fn complete_many(
     let now = s.clock.now();
     // One store call: the SQLite store commits the whole batch in one transaction.
     let outcomes = s.store.apply_many(&ns, commands, now).await?;
-    let items = complete_outcomes(&s, ids, outcomes);
+    let items = complete_outcomes(&s, ids, outcomes, now);
     let completed = items.iter().filter(|o| o.error.is_none()).count();
     Ok(Json(CompleteManyResponse { items, completed }))
 }
@@ -525,18 +532,20 @@ pub(crate) fn complete_commands(
         .unzip()
 }
 
-/// The outcome of each completion of a batch, in order, with the dispatcher told of each task
-/// that finished.
+/// The outcome of each completion of a batch (applied at `now`), in order, with the dispatcher
+/// told of each task that finished and each completion counted.
 pub(crate) fn complete_outcomes(
     s: &AppState,
     ids: Vec<TaskId>,
     outcomes: Vec<Result<Task, StoreError>>,
+    now: Timestamp,
 ) -> Vec<CompleteOutcome> {
     ids.into_iter()
         .zip(outcomes)
         .map(|(id, outcome)| match outcome {
             Ok(task) => {
                 s.dispatch.task_changed(&task);
+                s.counters.tasks.changed(&task, now);
                 CompleteOutcome {
                     id,
                     version: Some(task.version),

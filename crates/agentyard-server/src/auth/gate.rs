@@ -240,4 +240,21 @@ mod tests {
         assert!(!permits(Role::Agent, Method::PUT, "/v1/limits/{key}", None));
         assert!(!permits(Role::Agent, Method::POST, "/v1/queues/{queue}/redrive", None));
     }
+
+    /// The health routes are reads any token may make, even one limited to some namespaces: the
+    /// handlers show it only its own namespaces' queues, inboxes and reasons. The metrics need a
+    /// token of every namespace.
+    #[test]
+    fn any_token_reads_health_but_metrics_need_every_namespace() {
+        for role in [Role::Admin, Role::Operator, Role::Agent, Role::Reader] {
+            for route in ["/health", "/health/detailed"] {
+                assert!(permits(role, Method::GET, route, None), "{role} {route}");
+            }
+            assert_eq!(
+                permits(role, Method::GET, "/metrics", None),
+                role == Role::Admin,
+                "{role}"
+            );
+        }
+    }
 }

@@ -240,6 +240,7 @@ impl AgentExpiry {
                 "agent stopped heartbeating: gone"
             );
             s.dispatch.tasks_changed(&released);
+            s.counters.tasks.lease_revoked(&released);
             tick.gone.push(agent.name);
             tick.released.extend(released);
         }
@@ -267,6 +268,7 @@ impl AgentExpiry {
                 "implicit agent gone too long: removed"
             );
             s.dispatch.tasks_changed(&released);
+            s.counters.tasks.lease_revoked(&released);
             tick.forgotten.push(agent.name);
             tick.released.extend(released);
         }

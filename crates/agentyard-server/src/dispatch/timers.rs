@@ -85,6 +85,7 @@ impl Timers {
             let expired = s.store.expire_leases(now, BATCH).await?;
             tick.expired += expired.len();
             s.dispatch.tasks_changed(&expired);
+            s.counters.tasks.lease_expired(&expired);
             if expired.len() < BATCH {
                 break;
             }

@@ -1,11 +1,14 @@
 //! Metrics: the counters handlers and loops keep (plain atomics, named by the constants below,
-//! `agentyard_<what>_total`), the request metrics ([`requests`]), and `GET /metrics`'s text
-//! ([`scrape`]: gauges such as queue depth are computed when scraped, [`process`] reads the
-//! process's memory and CPU).
+//! `agentyard_<what>_total`), the request metrics ([`requests`]), what happened to tasks per
+//! queue ([`tasks`]), and `GET /metrics`'s text ([`scrape`]: gauges such as queue depth are
+//! computed when scraped, [`process`] reads the process's memory and CPU).
 
+pub mod disk;
+pub mod pressure;
 pub mod process;
 pub mod requests;
 pub mod scrape;
+pub mod tasks;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -29,6 +32,9 @@ pub const BROADCAST_FANOUT_TOTAL: &str = "agentyard_broadcast_fanout_total";
 pub const AGENTS_EXPIRED_TOTAL: &str = "agentyard_agents_expired_total";
 /// Implicit agents removed after being `gone` for `--forget-gone-agents-after-ms`.
 pub const AGENTS_FORGOTTEN_TOTAL: &str = "agentyard_agents_forgotten_total";
+/// Updates refused because the task changed since the version they named (409 version or merge
+/// conflict, 412 on `If-Match`).
+pub const VERSION_CONFLICTS_TOTAL: &str = "agentyard_version_conflicts_total";
 
 /// Help text of each counter of [`Counters`], for the metrics endpoint.
 pub const COUNTER_HELP: &[(&str, &str)] = &[
@@ -54,6 +60,10 @@ pub const COUNTER_HELP: &[(&str, &str)] = &[
         AGENTS_FORGOTTEN_TOTAL,
         "Implicit agents removed after being gone for too long",
     ),
+    (
+        VERSION_CONFLICTS_TOTAL,
+        "Updates refused because the task changed since the version they named",
+    ),
 ];
 
 /// Requests answered, by method, route template and status code.
@@ -73,6 +83,40 @@ pub const AGENTS: &str = "agentyard_agents";
 /// 1 when the store answered the scrape's queries, 0 when it did not (the store gauges are then
 /// left out of that scrape).
 pub const STORE_UP: &str = "agentyard_store_up";
+/// Per namespace and queue, counted as they happen ([`tasks`]).
+pub const TASKS_CREATED_TOTAL: &str = "agentyard_tasks_created_total";
+pub const TASKS_CLAIMED_TOTAL: &str = "agentyard_tasks_claimed_total";
+pub const TASKS_COMPLETED_TOTAL: &str = "agentyard_tasks_completed_total";
+/// Failed attempts agents reported, whether a retry or the dead-letter view followed.
+pub const TASKS_FAILED_TOTAL: &str = "agentyard_tasks_failed_total";
+/// Attempts that failed (reported, or the lease expired) after which the task waits again.
+pub const TASKS_RETRIED_TOTAL: &str = "agentyard_tasks_retried_total";
+/// Tasks that ended `failed`: the dead-letter view.
+pub const TASKS_DEAD_LETTERED_TOTAL: &str = "agentyard_tasks_dead_lettered_total";
+pub const TASKS_LEASE_EXPIRED_TOTAL: &str = "agentyard_tasks_lease_expired_total";
+/// Leases released because their agent went `gone` or was removed.
+pub const TASKS_LEASE_REVOKED_TOTAL: &str = "agentyard_tasks_lease_revoked_total";
+/// Ready (`run_at`) to claimed, per namespace and queue.
+pub const TASK_PICKUP_LATENCY_SECONDS: &str = "agentyard_task_pickup_latency_seconds";
+/// Claimed to completed or failed, per namespace, queue and outcome.
+pub const TASK_RUN_DURATION_SECONDS: &str = "agentyard_task_run_duration_seconds";
+/// Unacknowledged messages over the inboxes of a namespace (the first 1,000 agents, as `/health`).
+pub const INBOX_MESSAGES: &str = "agentyard_inbox_messages";
+/// The deepest inbox of a namespace (same agents).
+pub const INBOX_DEPTH_MAX: &str = "agentyard_inbox_depth_max";
+/// Queues and inboxes at 80 % of their limit or more, per namespace and kind: each is a reason
+/// `/health` gives for `degraded`.
+pub const HEALTH_DEGRADED_REASONS: &str = "agentyard_health_degraded_reasons";
+/// Seconds the store took to answer a small read at this scrape.
+pub const STORE_ROUND_TRIP_SECONDS: &str = "agentyard_store_round_trip_seconds";
+/// Transactions the SQLite writer committed, and the commands they held (mean group size is
+/// their ratio).
+pub const STORE_COMMIT_GROUPS_TOTAL: &str = "agentyard_store_commit_groups_total";
+pub const STORE_COMMIT_COMMANDS_TOTAL: &str = "agentyard_store_commit_commands_total";
+/// Compactions of the log store's file.
+pub const STORE_COMPACTIONS_TOTAL: &str = "agentyard_store_compactions_total";
+/// Free space for the server's user on the file system holding the store's files.
+pub const STORE_DISK_FREE_BYTES: &str = "agentyard_store_disk_free_bytes";
 /// The process's resident memory (Linux only), the conventional name of Prometheus clients.
 pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "process_resident_memory_bytes";
 /// CPU time the process used, user and system (Linux only), the conventional name.
@@ -88,8 +132,11 @@ pub struct Counters {
     pub broadcast_fanout: AtomicU64,
     pub agents_expired: AtomicU64,
     pub agents_forgotten: AtomicU64,
+    pub version_conflicts: AtomicU64,
     /// Requests by route and status, with their durations.
     pub http: requests::RequestMetrics,
+    /// What happened to tasks, per namespace and queue.
+    pub tasks: tasks::TaskMetrics,
 }
 
 impl Counters {
@@ -108,6 +155,7 @@ impl Counters {
             (BROADCAST_FANOUT_TOTAL, get(&self.broadcast_fanout)),
             (AGENTS_EXPIRED_TOTAL, get(&self.agents_expired)),
             (AGENTS_FORGOTTEN_TOTAL, get(&self.agents_forgotten)),
+            (VERSION_CONFLICTS_TOTAL, get(&self.version_conflicts)),
         ]
     }
 
@@ -126,8 +174,16 @@ pub async fn count_problems(State(s): State<AppState>, response: Response) -> Re
             "/problems/backpressure" | "/problems/inbox-full" => {
                 Counters::add(&s.counters.backpressure_events, 1);
             }
+            "/problems/version-conflict" | "/problems/merge-conflict" | "/problems/precondition-failed" => {
+                Counters::add(&s.counters.version_conflicts, 1);
+            }
             _ => {}
         }
     }
     response
+}
+
+/// The encoder adds `_total` to a counter's name, so it is registered without it.
+pub(crate) fn counter_base(name: &str) -> &str {
+    name.strip_suffix("_total").unwrap_or(name)
 }

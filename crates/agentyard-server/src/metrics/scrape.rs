@@ -1,13 +1,16 @@
-//! The text of `GET /metrics` (Prometheus text format 0.0.4): the counters, the request metrics,
-//! and gauges computed at scrape time from the store (queue depth, oldest ready age, tasks per
-//! status, agents per status) and from `/proc` (memory, CPU).
+//! The text of `GET /metrics` (Prometheus text format 0.0.4): the counters, the request and task
+//! metrics, and gauges computed at scrape time from the store (queue depth, oldest ready age,
+//! tasks per status, agents per status, inbox depth, the store's round trip and upkeep, disk
+//! free where its files are) and from `/proc` (memory, CPU).
 //!
 //! The store gauges cover the namespaces the server knows of, as `/health` does: `default`,
 //! the configured ones and those of agents it has seen. Their labels are bounded: namespace,
-//! queue and status, never a task id or an agent name.
+//! queue and status, never a task id or an agent name. Inbox depth costs a read per agent, so
+//! it covers the first 1,000 agents of each namespace, as `/health` does.
 
 use agentyard_core::agent::AgentStatus;
-use agentyard_core::{Namespace, TaskStatus, Timestamp};
+use agentyard_core::flow::{DepthLevel, depth_level};
+use agentyard_core::{TaskStatus, Timestamp};
 use agentyard_store::StoreError;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::prometheus_text;
@@ -18,8 +21,10 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
 use super::{
-    AGENTS, COUNTER_HELP, HTTP_REQUEST_DURATION_SECONDS, HTTP_REQUESTS_TOTAL, PROCESS_CPU_SECONDS_TOTAL,
-    PROCESS_RESIDENT_MEMORY_BYTES, QUEUE_DEPTH, QUEUE_OLDEST_READY_AGE_SECONDS, STORE_UP, TASKS, TASKS_RUNNING,
+    AGENTS, COUNTER_HELP, HEALTH_DEGRADED_REASONS, HTTP_REQUEST_DURATION_SECONDS, HTTP_REQUESTS_TOTAL, INBOX_DEPTH_MAX,
+    INBOX_MESSAGES, PROCESS_CPU_SECONDS_TOTAL, PROCESS_RESIDENT_MEMORY_BYTES, QUEUE_DEPTH,
+    QUEUE_OLDEST_READY_AGE_SECONDS, STORE_COMMIT_COMMANDS_TOTAL, STORE_COMMIT_GROUPS_TOTAL, STORE_COMPACTIONS_TOTAL,
+    STORE_DISK_FREE_BYTES, STORE_ROUND_TRIP_SECONDS, STORE_UP, TASKS, TASKS_RUNNING, counter_base, disk, pressure,
     process,
 };
 use crate::state::AppState;
@@ -41,6 +46,17 @@ struct TaskLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NamespaceLabels {
+    namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    namespace: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AgentLabels {
     namespace: String,
     status: &'static str,
@@ -54,6 +70,10 @@ struct StoreGauges {
     tasks: Family<TaskLabels, Gauge>,
     running: Family<QueueLabels, Gauge>,
     agents: Family<AgentLabels, Gauge>,
+    inbox_messages: Family<NamespaceLabels, Gauge>,
+    inbox_depth_max: Family<NamespaceLabels, Gauge>,
+    degraded: Family<ReasonLabels, Gauge>,
+    round_trip_seconds: f64,
 }
 
 fn gauge_value(n: u64) -> i64 {
@@ -61,14 +81,22 @@ fn gauge_value(n: u64) -> i64 {
 }
 
 async fn read_store(s: &AppState, now: Timestamp) -> Result<StoreGauges, StoreError> {
-    let mut namespaces = vec![Namespace::default()];
-    namespaces.extend(s.config.namespaces.keys().cloned());
-    namespaces.extend(s.fleet.presence.namespaces());
-    namespaces.sort();
-    namespaces.dedup();
-    let g = StoreGauges::default();
-    for ns in &namespaces {
+    let g = StoreGauges {
+        round_trip_seconds: pressure::store_round_trip(s).await?.as_secs_f64(),
+        ..StoreGauges::default()
+    };
+    // At 80 % of its limit or more: a reason of `/health`.
+    let pressed = |depth: u64, limit: Option<u64>| limit.is_some_and(|l| depth_level(depth, l) != DepthLevel::Ok);
+    for ns in &pressure::known_namespaces(s) {
+        let reasons = |kind| ReasonLabels {
+            namespace: ns.to_string(),
+            kind,
+        };
+        let full_queues = g.degraded.get_or_create(&reasons("queue")).clone();
         for q in s.store.queue_stats(ns, None, now).await? {
+            if pressed(q.depth, s.config.max_queue_depth) {
+                full_queues.inc();
+            }
             let at = QueueLabels {
                 namespace: ns.to_string(),
                 queue: q.queue.to_string(),
@@ -97,6 +125,19 @@ async fn read_store(s: &AppState, now: Timestamp) -> Result<StoreGauges, StoreEr
                 .get_or_create(&labels)
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+        let inboxes = pressure::inboxes(s, ns, now).await?;
+        let labels = NamespaceLabels {
+            namespace: ns.to_string(),
+        };
+        g.inbox_messages.get_or_create(&labels).set(gauge_value(inboxes.total));
+        g.inbox_depth_max
+            .get_or_create(&labels)
+            .set(gauge_value(inboxes.deepest()));
+        let limit = s.config.max_inbox_depth_in(ns);
+        let full_inboxes = inboxes.depths.iter().filter(|(_, d)| pressed(*d, limit)).count();
+        g.degraded
+            .get_or_create(&reasons("inbox"))
+            .set(gauge_value(full_inboxes as u64));
     }
     Ok(g)
 }
@@ -133,12 +174,34 @@ pub async fn render(s: &AppState) -> String {
             registry.register(TASKS, "Tasks by status", g.tasks);
             registry.register(TASKS_RUNNING, "Tasks running under a lease", g.running);
             registry.register(AGENTS, "Registered agents by status", g.agents);
+            registry.register(
+                INBOX_MESSAGES,
+                "Unacknowledged messages over the inboxes of the namespace (its first 1000 agents)",
+                g.inbox_messages,
+            );
+            registry.register(
+                INBOX_DEPTH_MAX,
+                "Unacknowledged messages in the deepest inbox of the namespace (its first 1000 agents)",
+                g.inbox_depth_max,
+            );
+            registry.register(
+                HEALTH_DEGRADED_REASONS,
+                "Queues and inboxes at 80% of their limit or more: the reasons /health gives for degraded",
+                g.degraded,
+            );
+            registry.register(
+                STORE_ROUND_TRIP_SECONDS,
+                "Time the store took to answer a small read at this scrape",
+                ConstGauge::new(g.round_trip_seconds),
+            );
         }
         Err(e) => {
             tracing::warn!(error = %e, "metrics: the store did not answer; its gauges are left out of this scrape");
             registry.register(STORE_UP, "1 when the store answered this scrape", ConstGauge::new(0i64));
         }
     }
+    register_storage(s, &mut registry);
+    s.counters.tasks.register(&mut registry);
     if let Some(p) = process::read() {
         registry.register(
             PROCESS_RESIDENT_MEMORY_BYTES,
@@ -159,7 +222,37 @@ pub async fn render(s: &AppState) -> String {
     out
 }
 
-/// The encoder adds `_total` to a counter's name, so it is registered without it.
-fn counter_base(name: &str) -> &str {
-    name.strip_suffix("_total").unwrap_or(name)
+/// What the backend keeps about its own upkeep (each left out where it keeps none), and the disk
+/// free where its files are.
+fn register_storage(s: &AppState, registry: &mut Registry) {
+    let stats = s.store.storage_stats();
+    let counters = [
+        (
+            STORE_COMMIT_GROUPS_TOTAL,
+            "Transactions the store's writer committed (SQLite group commit)",
+            stats.commit_groups,
+        ),
+        (
+            STORE_COMMIT_COMMANDS_TOTAL,
+            "Commands those transactions held; divided by the groups, the mean group size",
+            stats.commit_commands,
+        ),
+        (
+            STORE_COMPACTIONS_TOTAL,
+            "Compactions of the log store's file",
+            stats.compactions,
+        ),
+    ];
+    for (name, help, value) in counters {
+        if let Some(v) = value {
+            registry.register(counter_base(name), help, ConstCounter::new(v));
+        }
+    }
+    if let Some(space) = stats.directory.as_deref().and_then(disk::read) {
+        registry.register(
+            STORE_DISK_FREE_BYTES,
+            "Free space on the file system holding the store's files",
+            ConstGauge::new(gauge_value(space.free_bytes)),
+        );
+    }
 }

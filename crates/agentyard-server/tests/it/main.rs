@@ -21,6 +21,7 @@ mod dispatch;
 mod errors;
 mod events;
 mod fleet;
+mod health;
 mod lifecycle;
 mod limits;
 mod messages;

@@ -1,12 +1,17 @@
 //! `GET /metrics` counts what happened, correlation ids come back on every response, and with
-//! `--auth` the metrics need a token (a reader's is enough).
+//! `--auth` the metrics need a token (a reader's is enough). The metric names the shipped
+//! dashboard and alert rules (`deploy/`) use are all in a scrape.
 
-use agentyard_core::Namespace;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
 use agentyard_core::api::{ClaimRequest, CompleteRequest, FailRequest, FailureReport};
 use agentyard_core::auth::{Namespaces, NewToken, Role};
+use agentyard_core::{ManualClock, Namespace, Timestamp};
 use agentyard_server::ServerConfig;
 use agentyard_server::auth::issue::issue;
-use serde_json::json;
+use agentyard_server::dispatch::timers::Timers;
+use serde_json::{Value, json};
 
 use crate::{Backend, TestApp, agent, q};
 
@@ -287,7 +292,216 @@ async fn a_given_correlation_id_is_carried_into_tasks_and_messages(backend: Back
     assert_eq!(message["correlation_id"], "chat-7");
 }
 
+/// POSTs `body` to `path` and answers the status with the JSON body.
+async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
+    app.send_raw(reqwest::Method::POST, path, &body.to_string()).await
+}
+
+fn lease_token(task: &Value) -> Value {
+    task["lease"]["token"].clone()
+}
+
+/// A scripted workload on a clock the test moves, then the task counters and histograms of
+/// `/metrics` say exactly what happened: 8 created (an idempotent repeat is not), 8 claimed
+/// after waiting 2 s each, 3 completed (a repeated completion counts once) and 3 failed after
+/// 0.5 s of work each, 1 of them retried and 2 dead-lettered, 2 leases expired (both retried),
+/// one lease revoked by removing its agent, one version conflict, one unread message.
+async fn task_metrics_count_a_scripted_workload(backend: Backend) {
+    let clock = ManualClock::new(Timestamp::from_millis(1_800_000_000_000));
+    let config = ServerConfig {
+        max_queue_depth: Some(10),
+        max_inbox_depth: Some(1),
+        ..ServerConfig::default()
+    };
+    let backend_name = backend.name;
+    let app = TestApp::spawn_with_clock(backend, config, Arc::new(clock.clone())).await;
+    for _ in 0..5 {
+        assert_eq!(post(&app, "/v1/tasks", json!({"queue": "work"})).await.0, 201);
+    }
+    let once = json!({"queue": "work", "idempotency_key": "once"});
+    assert_eq!(post(&app, "/v1/tasks", once.clone()).await.0, 201);
+    assert_eq!(post(&app, "/v1/tasks", once).await.0, 200);
+    let batch = json!({"tasks": [{"queue": "work"}, {"queue": "work"}]});
+    assert_eq!(post(&app, "/v1/tasks/batch", batch).await.0, 201);
+
+    clock.advance(2_000);
+    let claim = json!({"agent": "w", "max": 8, "lease_ms": 10_000});
+    let (status, claimed) = post(&app, "/v1/queues/work/claim", claim).await;
+    assert_eq!(status, 200, "{claimed}");
+    let tasks = claimed["tasks"].as_array().expect("tasks").clone();
+    assert_eq!(tasks.len(), 8);
+    let path = |t: &Value, what: &str| format!("/v1/tasks/{}/{what}", t["id"].as_str().expect("an id"));
+
+    clock.advance(500);
+    for t in &tasks[..2] {
+        let (status, body) = post(&app, &path(t, "complete"), json!({"lease_token": lease_token(t)})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let items = json!({"items": [{"id": tasks[2]["id"], "lease_token": lease_token(&tasks[2])}]});
+    assert_eq!(post(&app, "/v1/tasks/complete", items).await.0, 200);
+    let retryable = |retryable: bool, t: &Value| json!({"lease_token": lease_token(t), "error": {"message": "no", "retryable": retryable}});
+    assert_eq!(
+        post(&app, &path(&tasks[3], "fail"), retryable(true, &tasks[3])).await.0,
+        200
+    );
+    for t in &tasks[4..6] {
+        assert_eq!(post(&app, &path(t, "fail"), retryable(false, t)).await.0, 200);
+    }
+    // Completing again under the same lease, later: harmless, and not counted again.
+    clock.advance(1);
+    let again = json!({"lease_token": lease_token(&tasks[0])});
+    assert_eq!(post(&app, &path(&tasks[0], "complete"), again).await.0, 200);
+
+    // The last two leases run out; the server's own timer loop may get there first.
+    clock.advance(10_000);
+    Timers::new(app.state.clone()).tick().await.expect("tick");
+
+    // A task on another queue whose agent is removed while it holds the lease.
+    assert_eq!(post(&app, "/v1/tasks", json!({"queue": "side"})).await.0, 201);
+    let (status, _) = post(&app, "/v1/queues/side/claim", json!({"agent": "x"})).await;
+    assert_eq!(status, 200);
+    let removed = app.http.delete(app.url("/v1/agents/x")).send().await.expect("send");
+    assert_eq!(removed.status(), 200);
+
+    // An update naming a stale version.
+    let stale = json!({"expected_version": 1, "title": "late"});
+    let task_path = format!("/v1/tasks/{}", tasks[6]["id"].as_str().expect("an id"));
+    let (status, _) = app
+        .send_raw(reqwest::Method::PATCH, &task_path, &stale.to_string())
+        .await;
+    assert_eq!(status, 409);
+    // One unread message fills w's inbox (limit 1): a reason for `degraded`.
+    let message = json!({"to": {"agent": "w"}, "body": "hi"});
+    assert_eq!(post(&app, "/v1/messages", message).await.0, 201);
+
+    let text = scrape(&app).await;
+    let work = [("namespace", "default"), ("queue", "work")];
+    let count = |name: &str| sample(&text, name, &work);
+    assert_eq!(count("agentyard_tasks_created_total"), Some(8.0));
+    assert_eq!(count("agentyard_tasks_claimed_total"), Some(8.0));
+    assert_eq!(count("agentyard_tasks_completed_total"), Some(3.0));
+    assert_eq!(count("agentyard_tasks_failed_total"), Some(3.0));
+    assert_eq!(count("agentyard_tasks_retried_total"), Some(3.0));
+    assert_eq!(count("agentyard_tasks_dead_lettered_total"), Some(2.0));
+    assert_eq!(count("agentyard_tasks_lease_expired_total"), Some(2.0));
+    assert_eq!(count("agentyard_tasks_lease_revoked_total"), None);
+    let side = [("namespace", "default"), ("queue", "side")];
+    assert_eq!(sample(&text, "agentyard_tasks_lease_revoked_total", &side), Some(1.0));
+    assert_eq!(sample(&text, "agentyard_tasks_claimed_total", &side), Some(1.0));
+    // Every claim of `work` waited 2 s; every run took 0.5 s.
+    assert_eq!(
+        count("agentyard_task_pickup_latency_seconds_count"),
+        Some(8.0),
+        "{text}"
+    );
+    assert_eq!(count("agentyard_task_pickup_latency_seconds_sum"), Some(16.0));
+    let le = |b: &'static str| [work[0], work[1], ("le", b)];
+    assert_eq!(
+        sample(&text, "agentyard_task_pickup_latency_seconds_bucket", &le("1")),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&text, "agentyard_task_pickup_latency_seconds_bucket", &le("2.5")),
+        Some(8.0)
+    );
+    for outcome in ["succeeded", "failed"] {
+        let run = [work[0], work[1], ("outcome", outcome)];
+        assert_eq!(
+            sample(&text, "agentyard_task_run_duration_seconds_count", &run),
+            Some(3.0)
+        );
+        assert_eq!(
+            sample(&text, "agentyard_task_run_duration_seconds_sum", &run),
+            Some(1.5)
+        );
+    }
+    assert_eq!(sample(&text, "agentyard_version_conflicts_total", &[]), Some(1.0));
+    let default = [("namespace", "default")];
+    assert_eq!(sample(&text, "agentyard_inbox_messages", &default), Some(1.0));
+    assert_eq!(sample(&text, "agentyard_inbox_depth_max", &default), Some(1.0));
+    let inbox = [default[0], ("kind", "inbox")];
+    assert_eq!(sample(&text, "agentyard_health_degraded_reasons", &inbox), Some(1.0));
+    let queue = [default[0], ("kind", "queue")];
+    assert_eq!(sample(&text, "agentyard_health_degraded_reasons", &queue), Some(0.0));
+    let rtt = sample(&text, "agentyard_store_round_trip_seconds", &[]).expect("a round trip");
+    assert!((0.0..5.0).contains(&rtt), "{rtt}");
+    // What only some backends keep.
+    let has = |name: &str| sample(&text, name, &[]).is_some();
+    assert_eq!(has("agentyard_store_commit_groups_total"), backend_name == "sqlite");
+    assert_eq!(has("agentyard_store_compactions_total"), backend_name == "log");
+    assert_eq!(
+        has("agentyard_store_disk_free_bytes"),
+        matches!(backend_name, "sqlite" | "log")
+    );
+    if backend_name == "sqlite" {
+        let groups = sample(&text, "agentyard_store_commit_groups_total", &[]).expect("groups");
+        let commands = sample(&text, "agentyard_store_commit_commands_total", &[]).expect("commands");
+        assert!(groups >= 1.0 && commands >= groups, "{groups} {commands}");
+    }
+    the_deploy_files_use_only_scraped_metrics(&text, backend_name);
+}
+
+/// Backend-specific metrics the dashboard and alerts may use, with the backends that export them.
+const BACKEND_ONLY: &[(&str, &[&str])] = &[
+    ("agentyard_store_commit_groups_total", &["sqlite"]),
+    ("agentyard_store_commit_commands_total", &["sqlite"]),
+    ("agentyard_store_compactions_total", &["log"]),
+    ("agentyard_store_disk_free_bytes", &["sqlite", "log"]),
+];
+
+/// Every metric name in a scrape: the series' names, and each family of a `# TYPE` line with the
+/// names its samples take (so a family with no series yet still counts).
+fn scraped_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split_whitespace();
+            let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let suffixes: &[&str] = match kind {
+                "counter" => &["_total"],
+                "histogram" => &["_bucket", "_sum", "_count"],
+                _ => &[""],
+            };
+            names.extend(suffixes.iter().map(|s| format!("{name}{s}")));
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let end = line.find(['{', ' ']).unwrap_or(line.len());
+            names.insert(line[..end].to_owned());
+        }
+    }
+    names
+}
+
+/// The metric names a PromQL-bearing file uses: identifiers starting `agentyard_` or `process_`.
+fn used_names(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("agentyard_") || w.starts_with("process_"))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn the_deploy_files_use_only_scraped_metrics(text: &str, backend_name: &str) {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy");
+    let scraped = scraped_names(text);
+    for file in ["grafana/agentyard.json", "prometheus/alerts.yml"] {
+        let content = std::fs::read_to_string(format!("{root}/{file}")).expect("a deploy file");
+        let used = used_names(&content);
+        assert!(used.len() > 5, "{file} names only {used:?}");
+        for name in used {
+            let elsewhere = BACKEND_ONLY
+                .iter()
+                .any(|(n, backends)| *n == name && !backends.contains(&backend_name));
+            assert!(
+                elsewhere || scraped.contains(&name),
+                "deploy/{file} uses {name}, which a scrape on {backend_name} does not have"
+            );
+        }
+    }
+}
+
 backend_tests!(
+    task_metrics_count_a_scripted_workload,
     a_given_correlation_id_is_carried_into_tasks_and_messages,
     metrics_count_what_a_workload_did,
     correlation_ids_are_echoed_or_made,

@@ -10,6 +10,7 @@ use crate::{Backend, TestApp};
 /// `api::routes`) and so to the document; this test fails when any of the three disagree.
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/health"),
+    ("GET", "/health/detailed"),
     ("GET", "/health/live"),
     ("GET", "/health/ready"),
     ("GET", "/metrics"),
