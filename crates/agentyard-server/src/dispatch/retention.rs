@@ -73,6 +73,7 @@ impl Retention {
                 "retention: pruned history"
             );
         }
+        s.counters.pruned(&total);
         Ok(total)
     }
 

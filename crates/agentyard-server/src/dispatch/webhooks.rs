@@ -399,6 +399,15 @@ impl Worker {
                 error: error.clone(),
                 duration_ms,
             };
+            let counters = &self.s.counters;
+            crate::metrics::Counters::add(
+                if delivered {
+                    &counters.webhook_deliveries
+                } else {
+                    &counters.webhook_failures
+                },
+                1,
+            );
             let mut pause = None;
             webhooks.update(&self.key, |st| {
                 st.deliveries.push_back(record);
@@ -420,6 +429,7 @@ impl Worker {
                         .breaker_cooldown
                         .saturating_mul(1 << (trips - 1).min(4))
                         .min(config.breaker_cooldown.saturating_mul(10));
+                    crate::metrics::Counters::add(&counters.webhook_pauses, 1);
                     st.state = WebhookState::Paused;
                     st.paused_until = Some(now.add_millis(cooldown.as_millis() as u64));
                     tracing::warn!(webhook = %self.key.1, failures = st.failures, cooldown_ms = cooldown.as_millis() as u64,

@@ -35,6 +35,15 @@ pub const AGENTS_FORGOTTEN_TOTAL: &str = "agentyard_agents_forgotten_total";
 /// Updates refused because the task changed since the version they named (409 version or merge
 /// conflict, 412 on `If-Match`).
 pub const VERSION_CONFLICTS_TOTAL: &str = "agentyard_version_conflicts_total";
+/// History deleted by retention, by kind.
+pub const PRUNED_TASKS_TOTAL: &str = "agentyard_pruned_tasks_total";
+pub const PRUNED_EVENTS_TOTAL: &str = "agentyard_pruned_events_total";
+pub const PRUNED_MESSAGES_TOTAL: &str = "agentyard_pruned_messages_total";
+pub const PRUNED_IDEMPOTENCY_KEYS_TOTAL: &str = "agentyard_pruned_idempotency_keys_total";
+/// Webhook deliveries a receiver took, attempts that failed, and times a webhook was paused.
+pub const WEBHOOK_DELIVERIES_TOTAL: &str = "agentyard_webhook_deliveries_total";
+pub const WEBHOOK_FAILURES_TOTAL: &str = "agentyard_webhook_failures_total";
+pub const WEBHOOK_PAUSES_TOTAL: &str = "agentyard_webhook_pauses_total";
 
 /// Help text of each counter of [`Counters`], for the metrics endpoint.
 pub const COUNTER_HELP: &[(&str, &str)] = &[
@@ -63,6 +72,25 @@ pub const COUNTER_HELP: &[(&str, &str)] = &[
     (
         VERSION_CONFLICTS_TOTAL,
         "Updates refused because the task changed since the version they named",
+    ),
+    (PRUNED_TASKS_TOTAL, "Finished tasks deleted by retention"),
+    (PRUNED_EVENTS_TOTAL, "Events deleted by retention"),
+    (
+        PRUNED_MESSAGES_TOTAL,
+        "Acknowledged or expired messages deleted by retention",
+    ),
+    (PRUNED_IDEMPOTENCY_KEYS_TOTAL, "Idempotency keys freed by retention"),
+    (
+        WEBHOOK_DELIVERIES_TOTAL,
+        "Events a webhook receiver took (answered 2xx), by this node",
+    ),
+    (
+        WEBHOOK_FAILURES_TOTAL,
+        "Webhook delivery attempts that failed (no answer in time, or not 2xx)",
+    ),
+    (
+        WEBHOOK_PAUSES_TOTAL,
+        "Times a webhook was paused by its circuit breaker after failing again and again",
     ),
 ];
 
@@ -133,6 +161,13 @@ pub struct Counters {
     pub agents_expired: AtomicU64,
     pub agents_forgotten: AtomicU64,
     pub version_conflicts: AtomicU64,
+    pub pruned_tasks: AtomicU64,
+    pub pruned_events: AtomicU64,
+    pub pruned_messages: AtomicU64,
+    pub pruned_idempotency_keys: AtomicU64,
+    pub webhook_deliveries: AtomicU64,
+    pub webhook_failures: AtomicU64,
+    pub webhook_pauses: AtomicU64,
     /// Requests by route and status, with their durations.
     pub http: requests::RequestMetrics,
     /// What happened to tasks, per namespace and queue.
@@ -156,7 +191,22 @@ impl Counters {
             (AGENTS_EXPIRED_TOTAL, get(&self.agents_expired)),
             (AGENTS_FORGOTTEN_TOTAL, get(&self.agents_forgotten)),
             (VERSION_CONFLICTS_TOTAL, get(&self.version_conflicts)),
+            (PRUNED_TASKS_TOTAL, get(&self.pruned_tasks)),
+            (PRUNED_EVENTS_TOTAL, get(&self.pruned_events)),
+            (PRUNED_MESSAGES_TOTAL, get(&self.pruned_messages)),
+            (PRUNED_IDEMPOTENCY_KEYS_TOTAL, get(&self.pruned_idempotency_keys)),
+            (WEBHOOK_DELIVERIES_TOTAL, get(&self.webhook_deliveries)),
+            (WEBHOOK_FAILURES_TOTAL, get(&self.webhook_failures)),
+            (WEBHOOK_PAUSES_TOTAL, get(&self.webhook_pauses)),
         ]
+    }
+
+    /// Counts what a retention pass deleted.
+    pub fn pruned(&self, p: &agentyard_store::Pruned) {
+        Self::add(&self.pruned_tasks, p.tasks);
+        Self::add(&self.pruned_events, p.events);
+        Self::add(&self.pruned_messages, p.messages);
+        Self::add(&self.pruned_idempotency_keys, p.idempotency_keys);
     }
 
     /// The value of one counter by its metric name.
