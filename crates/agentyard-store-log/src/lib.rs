@@ -33,6 +33,7 @@ mod journal;
 mod replay;
 mod retention;
 mod tokens;
+mod trim;
 mod webhooks;
 
 use std::fs::OpenOptions;

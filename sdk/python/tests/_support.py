@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import selectors
+import socket
 import subprocess
 import sys
 import tempfile
@@ -64,12 +65,14 @@ def make_admin_token(store: str) -> str:
 class Server:
     """One ``agentyard serve`` process on ``store`` (the memory store unless given); ``url``
     once it listens. ``log`` is its ``AGENTYARD_LOG`` filter (default: ``$AGENTYARD_LOG``, else
-    ``info``)."""
+    ``info``); ``listen`` its address (a free port unless given: see :func:`free_port`)."""
 
-    def __init__(self, *extra: str, store: str = "memory", log: str | None = None) -> None:
+    def __init__(
+        self, *extra: str, store: str = "memory", log: str | None = None, listen: str = "127.0.0.1:0"
+    ) -> None:
         binary = existing_bin()
         self.log = tempfile.NamedTemporaryFile(prefix="agentyard-server-", suffix=".log", delete=False)
-        args = [str(binary), "serve", "--store", store, "--listen", "127.0.0.1:0", *extra]
+        args = [str(binary), "serve", "--store", store, "--listen", listen, *extra]
         env = dict(os.environ, AGENTYARD_LOG=log or os.environ.get("AGENTYARD_LOG", "info"))
         self.proc = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=self.log, env=env, text=True
@@ -121,6 +124,14 @@ class AuthServer:
     @property
     def url(self) -> str:
         return self.server.url
+
+
+def free_port() -> int:
+    """A port free right now, for a server that must come back on the same address."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 10.0, every: float = 0.05) -> None:

@@ -23,11 +23,12 @@ def server() -> Iterator[Server]:
 
 @pytest.fixture
 def start_server() -> Iterator[Callable[..., Server]]:
-    """Starts a server with extra flags (e.g. ``--max-queue-depth 2``), stopped after the test."""
+    """Starts a server with extra flags (e.g. ``--max-queue-depth 2``) and ``Server``'s keyword
+    arguments (``store=``, ``listen=``), stopped after the test."""
     started: list[Server] = []
 
-    def start(*extra: str) -> Server:
-        s = Server(*extra)
+    def start(*extra: str, **options: str) -> Server:
+        s = Server(*extra, **options)
         started.append(s)
         return s
 

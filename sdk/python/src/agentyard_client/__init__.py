@@ -3,11 +3,20 @@
 * :class:`Client` / :class:`AsyncClient` — every operation of the HTTP API, typed.
 * :class:`Worker` / :class:`AsyncWorker` — an agent's claim loop with handlers per queue,
   lease heartbeats, "done, next" completions, retries and graceful shutdown.
+* :func:`verify_webhook` / :class:`WebhookPayload` — the receiving end of webhooks.
 * :mod:`agentyard_client.errors` — problem+json answers as exceptions carrying their fields.
 """
 
-from ._calls import NAMESPACE_HEADER, TaskOptions
-from ._client import DEFAULT_URL, AsyncClient, AsyncInboxStream, Client, InboxStream
+from ._calls import NAMESPACE_HEADER, EventTypes, TaskOptions
+from ._client import (
+    DEFAULT_URL,
+    AsyncClient,
+    AsyncEventStream,
+    AsyncInboxStream,
+    Client,
+    EventStream,
+    InboxStream,
+)
 from ._jobs import FatalError, RetryableError, TaskFailure
 from ._models import (
     Agent,
@@ -20,6 +29,10 @@ from ._models import (
     CompleteOutcome,
     Completion,
     Created,
+    Delivery,
+    Event,
+    EventPage,
+    EventType,
     Health,
     HealthReason,
     InboxPage,
@@ -31,6 +44,7 @@ from ._models import (
     NewArtifact,
     NewTask,
     Progress,
+    PruneResult,
     QueueStats,
     Recipient,
     RemovedAgent,
@@ -42,6 +56,18 @@ from ._models import (
     TaskStatus,
     TokenInfo,
     TokenRole,
+    Trace,
+    Webhook,
+    WebhookPayload,
+    WebhookState,
+)
+from ._webhooks import (
+    DELIVERY_ID_HEADER,
+    EVENT_TYPE_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    verify_webhook,
+    webhook_signature,
 )
 from .async_worker import AsyncJob, AsyncWorker
 from .errors import (
@@ -79,13 +105,18 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_URL",
+    "DELIVERY_ID_HEADER",
+    "EVENT_TYPE_HEADER",
     "NAMESPACE_HEADER",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
     "Agent",
     "AgentStatus",
     "AgentyardError",
     "ApiError",
     "Artifact",
     "AsyncClient",
+    "AsyncEventStream",
     "AsyncInboxStream",
     "AsyncJob",
     "AsyncWorker",
@@ -100,6 +131,12 @@ __all__ = [
     "Completion",
     "Conflict",
     "Created",
+    "Delivery",
+    "Event",
+    "EventPage",
+    "EventStream",
+    "EventType",
+    "EventTypes",
     "FatalError",
     "Forbidden",
     "Health",
@@ -126,6 +163,7 @@ __all__ = [
     "PreconditionFailed",
     "PreconditionRequired",
     "Progress",
+    "PruneResult",
     "QueueStats",
     "RateLimited",
     "Recipient",
@@ -146,10 +184,16 @@ __all__ = [
     "TokenRole",
     "TooManyAgents",
     "TooManyRequests",
+    "Trace",
     "TransportError",
     "Unauthorized",
     "ValidationError",
     "VersionConflict",
+    "Webhook",
+    "WebhookPayload",
+    "WebhookState",
     "Worker",
     "run_workers",
+    "verify_webhook",
+    "webhook_signature",
 ]

@@ -24,6 +24,10 @@ from ._models import (
     CompleteManyResult,
     Completion,
     Created,
+    Delivery,
+    Event,
+    EventPage,
+    EventType,
     Health,
     InboxPage,
     IssuedToken,
@@ -32,6 +36,7 @@ from ._models import (
     NewArtifact,
     NewTask,
     Progress,
+    PruneResult,
     QueueStats,
     Recipient,
     RemovedAgent,
@@ -41,6 +46,8 @@ from ._models import (
     TaskStatus,
     TokenInfo,
     TokenRole,
+    Trace,
+    Webhook,
 )
 from .errors import ApiError, error_from_response
 
@@ -586,6 +593,124 @@ def revoke_token(token_id: str) -> Call[TokenInfo]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Events and traces
+
+#: Event types to filter by: one string (an exact type, a kind such as ``"task.*"``, or several
+#: of them comma-separated) or a sequence of them.
+EventTypes = Union[str, EventType, Sequence[Union[str, EventType]]]
+
+def event_types(types: Optional[EventTypes]) -> Optional[str]:
+    """The ``type`` query parameter: the patterns comma-separated (``None`` for no filter)."""
+    if types is None:
+        return None
+    if isinstance(types, str):  # EventType is a str too
+        return str(types)
+    return ",".join(str(t) for t in types)
+
+
+def task_subject(task_id: str) -> str:
+    """The ``subject`` of a task's events."""
+    return f"task:{task_id}"
+
+
+def _event_filter(
+    types: Optional[EventTypes], subject: Optional[str], correlation_id: Optional[str]
+) -> dict[str, str]:
+    return _drop_none(
+        {"type": event_types(types), "subject": subject, "correlation_id": correlation_id}
+    )
+
+
+def list_events(
+    after: int,
+    limit: Optional[int],
+    types: Optional[EventTypes],
+    subject: Optional[str],
+    correlation_id: Optional[str],
+) -> Call[EventPage]:
+    params = _event_filter(types, subject, correlation_id)
+    params["after"] = str(after)
+    if limit is not None:
+        params["limit"] = str(limit)
+    return Call("GET", "/v1/events", lambda a: EventPage.from_json(a.body), params=params)
+
+
+def last_seq() -> Call[int]:
+    """The newest ``seq`` of the yard's log, read with the smallest page there is."""
+    return Call(
+        "GET",
+        "/v1/events",
+        lambda a: int(a.body["last_seq"]),
+        params={"after": "0", "limit": "1"},
+    )
+
+
+def trace(correlation_id: str) -> Call[Trace]:
+    return Call("GET", f"/v1/traces/{seg(correlation_id)}", lambda a: Trace.from_json(a.body))
+
+
+def stream_events(
+    after: Optional[int],
+    last_event_id: Optional[str],
+    types: Optional[EventTypes],
+    subject: Optional[str],
+    correlation_id: Optional[str],
+) -> Call[None]:
+    """The request of the event stream; its answer is read by :class:`SseDecoder`."""
+    headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+    params = _event_filter(types, subject, correlation_id)
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
+    elif after is not None:
+        params["after"] = str(after)
+    return Call(
+        "GET", "/v1/events/stream", lambda a: None, params=params or None, headers=headers
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Webhooks
+
+
+def create_webhook(url: str, secret: str, types: Optional[EventTypes]) -> Call[Webhook]:
+    body: dict[str, Any] = {"url": url, "secret": secret}
+    if types is not None:
+        listed = [types] if isinstance(types, str) else types  # one pattern, not its characters
+        body["types"] = [str(t) for t in listed]
+    return Call("POST", "/v1/webhooks", lambda a: Webhook.from_json(a.body), json=body)
+
+
+def list_webhooks() -> Call[list[Webhook]]:
+    return Call(
+        "GET", "/v1/webhooks", lambda a: [Webhook.from_json(h) for h in a.body["webhooks"]]
+    )
+
+
+def get_webhook(webhook_id: str) -> Call[Webhook]:
+    return Call("GET", f"/v1/webhooks/{seg(webhook_id)}", lambda a: Webhook.from_json(a.body))
+
+
+def delete_webhook(webhook_id: str) -> Call[None]:
+    return Call("DELETE", f"/v1/webhooks/{seg(webhook_id)}", lambda a: None)
+
+
+def list_deliveries(webhook_id: str) -> Call[list[Delivery]]:
+    return Call(
+        "GET",
+        f"/v1/webhooks/{seg(webhook_id)}/deliveries",
+        lambda a: [Delivery.from_json(d) for d in a.body["deliveries"]],
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Admin (admin tokens only)
+
+
+def prune() -> Call[PruneResult]:
+    return Call("POST", "/v1/admin/prune", lambda a: PruneResult.from_json(a.body))
+
+
+# ---------------------------------------------------------------------------------------------
 # Server-Sent Events
 
 
@@ -640,3 +765,8 @@ def message_of(event: SseEvent) -> Optional[Message]:
     if event.event != "message":
         return None
     return Message.from_json(_json.loads(event.data))
+
+
+def event_of(event: SseEvent) -> Event:
+    """The log entry an event stream's SSE event carries (its data is the event's JSON)."""
+    return Event.from_json(_json.loads(event.data))

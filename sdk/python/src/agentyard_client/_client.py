@@ -13,6 +13,8 @@ from types import TracebackType
 from typing import (
     Any,
     AsyncIterator,
+    Callable,
+    Generic,
     Iterator,
     Mapping,
     Optional,
@@ -24,7 +26,7 @@ from typing import (
 import httpx
 
 from . import _calls as calls
-from ._calls import Call, SseDecoder, TaskOptions, message_of
+from ._calls import Call, EventTypes, SseDecoder, SseEvent, TaskOptions, event_of, message_of
 from ._models import (
     JSON,
     Agent,
@@ -34,6 +36,9 @@ from ._models import (
     CompleteManyResult,
     Completion,
     Created,
+    Delivery,
+    Event,
+    EventPage,
     Health,
     InboxPage,
     IssuedToken,
@@ -42,6 +47,7 @@ from ._models import (
     NewArtifact,
     NewTask,
     Progress,
+    PruneResult,
     QueueStats,
     RemovedAgent,
     Subscriptions,
@@ -50,6 +56,8 @@ from ._models import (
     TaskStatus,
     TokenInfo,
     TokenRole,
+    Trace,
+    Webhook,
 )
 from .errors import MethodNotAllowed, NoSuchRoute, NotFound, TransportError
 
@@ -58,7 +66,15 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - 3.10
     from typing_extensions import Self, Unpack
 
-__all__ = ["AsyncClient", "AsyncInboxStream", "Client", "InboxStream", "DEFAULT_URL"]
+__all__ = [
+    "AsyncClient",
+    "AsyncEventStream",
+    "AsyncInboxStream",
+    "Client",
+    "EventStream",
+    "InboxStream",
+    "DEFAULT_URL",
+]
 
 T = TypeVar("T")
 
@@ -67,6 +83,7 @@ DEFAULT_URL = "http://127.0.0.1:7070"
 _VERSION = "0.1.0"
 TaskRef = Union[Task, str]
 TokenRef = Union[TokenInfo, IssuedToken, str]
+WebhookRef = Union[Webhook, str]
 
 
 def _base_url(base_url: Optional[str]) -> str:
@@ -107,6 +124,15 @@ def _lease(task: TaskRef, lease_token: Optional[str]) -> tuple[str, str]:
 
 def _id(task: TaskRef) -> str:
     return task.id if isinstance(task, Task) else task
+
+
+def _webhook_id(webhook: WebhookRef) -> str:
+    return webhook if isinstance(webhook, str) else webhook.id
+
+
+def _caught_up(page: EventPage, after: int) -> bool:
+    """Whether a reader that asked for events after ``after`` has read everything there is."""
+    return page.next_after == after
 
 
 def _unreachable(base_url: str, exc: Exception) -> TransportError:
@@ -694,26 +720,164 @@ class Client(_Base):
         :class:`NotFound` for an unknown id."""
         return self.run(calls.revoke_token(_token_id(id)))
 
+    # -- events and traces ----------------------------------------------------------------
 
-class _StreamState:
-    """What both inbox streams share: the decoder, the resume point and the retry policy."""
+    def list_events(
+        self,
+        *,
+        after: int = 0,
+        limit: Optional[int] = None,
+        types: Optional[EventTypes] = None,
+        subject: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+    ) -> EventPage:
+        """One page of the namespace's event log, oldest first, after the ``seq`` ``after``
+        (0: from the oldest kept), at most ``limit`` events (1 to 1000; 100 by default).
+        Filters: ``types`` (``"task.completed"``, a kind such as ``"task.*"``, several
+        comma-separated or as a list), ``subject`` (``task:<id>``, ``agent:<name>``,
+        ``message:<seq>``, ``limit:<key>``) and ``correlation_id``. Go on with
+        ``after=page.next_after``; you are caught up when it equals the ``after`` you sent
+        (:meth:`iter_events` does that for you). An unknown type raises
+        :class:`ValidationError`."""
+        return self.run(calls.list_events(after, limit, types, subject, correlation_id))
+
+    def iter_events(
+        self,
+        *,
+        after: int = 0,
+        types: Optional[EventTypes] = None,
+        subject: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        page_size: Optional[int] = None,
+    ) -> Iterator[Event]:
+        """Every matching event after ``after`` (from the oldest kept by default), fetching
+        pages as the iteration goes; it ends once it has caught up with the log. To follow
+        the log as it grows, use :meth:`stream_events` (with ``after`` the last ``seq`` seen)."""
+        while True:
+            page = self.run(calls.list_events(after, page_size, types, subject, correlation_id))
+            yield from page.events
+            if _caught_up(page, after):
+                return
+            after = page.next_after
+
+    def task_history(self, task: TaskRef) -> list[Event]:
+        """Everything that happened to a task, oldest first: its events (``subject``
+        ``task:<id>``) from ``task.created`` on. Empty for an unknown task (or one whose
+        events were pruned)."""
+        return list(self.iter_events(subject=calls.task_subject(_id(task)), page_size=1000))
+
+    def trace(self, correlation_id: str) -> Trace:
+        """Everything that happened under one correlation id (a task's or a message's
+        ``correlation_id``, or a request's ``X-Correlation-Id`` / ``traceparent``), in order:
+        the events of every task, message and agent change made under it. Empty when nothing
+        was; at most 10,000 events (``truncated`` says when there are more)."""
+        return self.run(calls.trace(correlation_id))
+
+    def stream_events(
+        self,
+        *,
+        types: Optional[EventTypes] = None,
+        subject: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        after: Optional[int] = None,
+        last_event_id: Optional[Union[int, str]] = None,
+        reconnect: bool = True,
+        read_timeout: float = 60.0,
+        max_retries: int = 3,
+    ) -> EventStream:
+        """Follows the namespace's event log as Server-Sent Events: an iterator of
+        :class:`Event` that waits for the next one (and a context manager that closes the
+        connection). It starts after ``last_event_id`` (a stream's ``last_event_id``, or an
+        event's ``seq``) or ``after``; with neither, with what happens from the first
+        ``next()`` on. Filters as in :meth:`list_events`. When the connection drops it
+        reconnects with ``Last-Event-ID``, so no event is lost or repeated, giving up with
+        :class:`TransportError` after ``max_retries`` failed attempts in a row (at once with
+        ``reconnect=False``). ``read_timeout`` bounds the silence between two reads (the
+        server sends keep-alives every 15 s)."""
+        return EventStream(
+            self,
+            types=types,
+            subject=subject,
+            correlation_id=correlation_id,
+            after=after,
+            last_event_id=None if last_event_id is None else str(last_event_id),
+            reconnect=reconnect,
+            read_timeout=read_timeout,
+            max_retries=max_retries,
+        )
+
+    # -- webhooks -------------------------------------------------------------------------
+
+    def create_webhook(
+        self, url: str, secret: str, types: Optional[EventTypes] = None
+    ) -> Webhook:
+        """Registers a webhook: from now on the namespace's events (those of ``types``, exact or
+        kinds such as ``"task.*"``; all when left out) are POSTed to ``url`` (http or https),
+        in order, at least once, signed with ``secret`` (16 to 1024 bytes; the server keeps it
+        and never shows it again). A receiver checks each request with
+        :func:`verify_webhook` and reads it with :meth:`WebhookPayload.parse`. Failed deliveries
+        are retried with backoff; a webhook that keeps failing is paused for a while (see
+        :meth:`get_webhook`). :class:`ValidationError` names a bad ``url``, ``secret`` or
+        ``types[i]``."""
+        return self.run(calls.create_webhook(url, secret, types))
+
+    def list_webhooks(self) -> list[Webhook]:
+        """The namespace's webhooks with their delivery state, by id."""
+        return self.run(calls.list_webhooks())
+
+    def get_webhook(self, webhook: WebhookRef) -> Webhook:
+        """One webhook (by id, or a :class:`Webhook`) with its delivery state: ``state``,
+        ``consecutive_failures``, ``last_error``, ``paused_until``, ``last_delivered_at`` and
+        ``cursor``, the ``seq`` of the last event delivered. :class:`NotFound` when unknown."""
+        return self.run(calls.get_webhook(_webhook_id(webhook)))
+
+    def delete_webhook(self, webhook: WebhookRef) -> None:
+        """Removes a webhook: nothing more is delivered to it. :class:`NotFound` when unknown."""
+        self.run(calls.delete_webhook(_webhook_id(webhook)))
+
+    def list_deliveries(self, webhook: WebhookRef) -> list[Delivery]:
+        """The latest delivery attempts of a webhook (up to 100, newest first), as the node
+        answering made them: each with the event's ``seq``, the ``attempt``, whether it was
+        ``delivered``, the receiver's ``status`` or the ``error``."""
+        return self.run(calls.list_deliveries(_webhook_id(webhook)))
+
+    # -- admin (admin tokens only) --------------------------------------------------------
+
+    def prune(self) -> PruneResult:
+        """Runs the server's retention pass now, in every namespace: deletes what is older than
+        its retention ages (finished tasks, events, messages acknowledged by all or expired,
+        idempotency keys; a week each by default) and says how many of each. Needs an admin
+        token when the server runs with ``--auth`` (:class:`Forbidden`)."""
+        return self.run(calls.prune())
+
+
+class _StreamState(Generic[T]):
+    """What every Server-Sent-Events stream shares, sync or async, inbox or event log: the
+    decoder, the resume point, the retry policy and how an SSE event becomes an item."""
 
     def __init__(
         self,
-        agent: str,
+        request: Callable[[Optional[int], Optional[str]], Call[None]],
+        read: Callable[[SseEvent], Optional[T]],
+        *,
         after: Optional[int],
         last_event_id: Optional[str],
         reconnect: bool,
         read_timeout: float,
         max_retries: int,
+        anchor: Optional[Call[int]] = None,
     ) -> None:
-        self.agent = agent
+        self._request = request
+        self._read = read
         self.after = after
         self.decoder = SseDecoder()
         self.decoder.last_event_id = last_event_id
         self.reconnect = reconnect
         self.read_timeout = read_timeout
         self.max_retries = max_retries
+        # A stream that starts "from now" reads where now is before it first connects, so a
+        # reconnect before its first event resumes there too instead of at a later "now".
+        self.anchor = anchor if after is None and last_event_id is None else None
         self.failures = 0
         self.closed = False
 
@@ -722,19 +886,22 @@ class _StreamState:
         return self.decoder.last_event_id
 
     def call(self) -> Call[None]:
-        return calls.stream_inbox(self.agent, self.after, self.decoder.last_event_id)
+        return self._request(self.after, self.decoder.last_event_id)
+
+    def anchored(self, seq: int) -> None:
+        self.after, self.anchor = seq, None
 
     def retry_delay(self) -> float:
         return (self.decoder.retry_ms or 500) / 1000.0
 
-    def take(self, line: str) -> Optional[Message]:
+    def take(self, line: str) -> Optional[T]:
         event = self.decoder.feed(line)
         if event is None:
             return None
-        message = message_of(event)
-        if message is not None:
+        item = self._read(event)
+        if item is not None:
             self.failures = 0
-        return message
+        return item
 
     def restart(self) -> None:
         """A new connection starts a new event; the resume point stays."""
@@ -745,34 +912,66 @@ class _StreamState:
         self.decoder.retry_ms = retry
 
 
-class InboxStream(Iterator[Message]):
-    """An agent's inbox as Server-Sent Events (see :meth:`Client.stream_inbox`).
-    ``last_event_id`` is the ``seq`` of the last message received, to resume from later."""
+def _inbox_state(
+    agent: str,
+    after: Optional[int],
+    last_event_id: Optional[str],
+    reconnect: bool,
+    read_timeout: float,
+    max_retries: int,
+) -> _StreamState[Message]:
+    return _StreamState(
+        lambda after, last: calls.stream_inbox(agent, after, last),
+        message_of,
+        after=after,
+        last_event_id=last_event_id,
+        reconnect=reconnect,
+        read_timeout=read_timeout,
+        max_retries=max_retries,
+    )
 
-    def __init__(
-        self,
-        client: Client,
-        agent: str,
-        *,
-        after: Optional[int],
-        last_event_id: Optional[str],
-        reconnect: bool,
-        read_timeout: float,
-        max_retries: int,
-    ) -> None:
+
+def _event_state(
+    types: Optional[EventTypes],
+    subject: Optional[str],
+    correlation_id: Optional[str],
+    after: Optional[int],
+    last_event_id: Optional[str],
+    reconnect: bool,
+    read_timeout: float,
+    max_retries: int,
+) -> _StreamState[Event]:
+    return _StreamState(
+        lambda after, last: calls.stream_events(after, last, types, subject, correlation_id),
+        event_of,
+        after=after,
+        last_event_id=last_event_id,
+        reconnect=reconnect,
+        read_timeout=read_timeout,
+        max_retries=max_retries,
+        anchor=calls.last_seq(),
+    )
+
+
+class _SseStream(Iterator[T]):
+    """A Server-Sent-Events stream read with a :class:`Client`: connects on the first
+    ``next()``, reconnects with ``Last-Event-ID`` as its state says."""
+
+    def __init__(self, client: Client, state: _StreamState[T]) -> None:
         self._client = client
-        self._state = _StreamState(agent, after, last_event_id, reconnect, read_timeout, max_retries)
+        self._state = state
         self._response: Optional[httpx.Response] = None
         self._lines: Optional[Iterator[str]] = None
 
     @property
     def last_event_id(self) -> Optional[str]:
+        """The SSE id of the last item received (its ``seq``): where a new stream resumes."""
         return self._state.last_event_id
 
-    def __iter__(self) -> InboxStream:
+    def __iter__(self) -> Self:
         return self
 
-    def __enter__(self) -> InboxStream:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -789,6 +988,8 @@ class InboxStream(Iterator[Message]):
 
     def _connect(self) -> Iterator[str]:
         c = self._client
+        if self._state.anchor is not None:
+            self._state.anchored(c.run(self._state.anchor))
         call = self._state.call()
         timeout = httpx.Timeout(c._timeout, read=self._state.read_timeout)
         request = c._http.build_request(
@@ -809,7 +1010,7 @@ class InboxStream(Iterator[Message]):
         self._state.restart()
         return response.iter_lines()
 
-    def __next__(self) -> Message:
+    def __next__(self) -> T:
         state = self._state
         while True:
             if state.closed:
@@ -818,9 +1019,9 @@ class InboxStream(Iterator[Message]):
                 if self._lines is None:
                     self._lines = self._connect()
                 for line in self._lines:
-                    message = state.take(line)
-                    if message is not None:
-                        return message
+                    item = state.take(line)
+                    if item is not None:
+                        return item
                 ended: Optional[Exception] = None  # the server ended the stream
             except (httpx.TransportError, TransportError) as e:
                 ended = e
@@ -836,6 +1037,53 @@ class InboxStream(Iterator[Message]):
                     raise StopIteration
                 raise _as_transport(self._client._base, ended) from ended
             time.sleep(state.retry_delay())
+
+
+class InboxStream(_SseStream[Message]):
+    """An agent's inbox as Server-Sent Events (see :meth:`Client.stream_inbox`).
+    ``last_event_id`` is the ``seq`` of the last message received, to resume from later."""
+
+    def __init__(
+        self,
+        client: Client,
+        agent: str,
+        *,
+        after: Optional[int],
+        last_event_id: Optional[str],
+        reconnect: bool,
+        read_timeout: float,
+        max_retries: int,
+    ) -> None:
+        super().__init__(
+            client,
+            _inbox_state(agent, after, last_event_id, reconnect, read_timeout, max_retries),
+        )
+
+
+class EventStream(_SseStream[Event]):
+    """The namespace's event log as Server-Sent Events (see :meth:`Client.stream_events`).
+    ``last_event_id`` is the ``seq`` of the last event received, to resume from later."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        types: Optional[EventTypes],
+        subject: Optional[str],
+        correlation_id: Optional[str],
+        after: Optional[int],
+        last_event_id: Optional[str],
+        reconnect: bool,
+        read_timeout: float,
+        max_retries: int,
+    ) -> None:
+        super().__init__(
+            client,
+            _event_state(
+                types, subject, correlation_id, after, last_event_id, reconnect, read_timeout,
+                max_retries,
+            ),
+        )
 
 
 class AsyncClient(_Base):
@@ -1292,34 +1540,122 @@ class AsyncClient(_Base):
     async def revoke_token(self, id: TokenRef) -> TokenInfo:
         return await self.run(calls.revoke_token(_token_id(id)))
 
+    # -- events and traces ----------------------------------------------------------------
 
-class AsyncInboxStream(AsyncIterator[Message]):
-    """The asynchronous :class:`InboxStream`."""
-
-    def __init__(
+    async def list_events(
         self,
-        client: AsyncClient,
-        agent: str,
         *,
-        after: Optional[int],
-        last_event_id: Optional[str],
-        reconnect: bool,
-        read_timeout: float,
-        max_retries: int,
-    ) -> None:
+        after: int = 0,
+        limit: Optional[int] = None,
+        types: Optional[EventTypes] = None,
+        subject: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+    ) -> EventPage:
+        """One page of the event log (see :meth:`Client.list_events`)."""
+        return await self.run(calls.list_events(after, limit, types, subject, correlation_id))
+
+    async def iter_events(
+        self,
+        *,
+        after: int = 0,
+        types: Optional[EventTypes] = None,
+        subject: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        page_size: Optional[int] = None,
+    ) -> AsyncIterator[Event]:
+        """Every matching event after ``after``, until caught up (see
+        :meth:`Client.iter_events`)."""
+        while True:
+            page = await self.run(
+                calls.list_events(after, page_size, types, subject, correlation_id)
+            )
+            for event in page.events:
+                yield event
+            if _caught_up(page, after):
+                return
+            after = page.next_after
+
+    async def task_history(self, task: TaskRef) -> list[Event]:
+        """Everything that happened to a task, oldest first (see :meth:`Client.task_history`)."""
+        subject = calls.task_subject(_id(task))
+        return [e async for e in self.iter_events(subject=subject, page_size=1000)]
+
+    async def trace(self, correlation_id: str) -> Trace:
+        """Everything that happened under one correlation id (see :meth:`Client.trace`)."""
+        return await self.run(calls.trace(correlation_id))
+
+    def stream_events(
+        self,
+        *,
+        types: Optional[EventTypes] = None,
+        subject: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        after: Optional[int] = None,
+        last_event_id: Optional[Union[int, str]] = None,
+        reconnect: bool = True,
+        read_timeout: float = 60.0,
+        max_retries: int = 3,
+    ) -> AsyncEventStream:
+        """Follows the event log as Server-Sent Events, resuming by ``Last-Event-ID`` (see
+        :meth:`Client.stream_events`)."""
+        return AsyncEventStream(
+            self,
+            types=types,
+            subject=subject,
+            correlation_id=correlation_id,
+            after=after,
+            last_event_id=None if last_event_id is None else str(last_event_id),
+            reconnect=reconnect,
+            read_timeout=read_timeout,
+            max_retries=max_retries,
+        )
+
+    # -- webhooks -------------------------------------------------------------------------
+
+    async def create_webhook(
+        self, url: str, secret: str, types: Optional[EventTypes] = None
+    ) -> Webhook:
+        """Registers a webhook (see :meth:`Client.create_webhook`)."""
+        return await self.run(calls.create_webhook(url, secret, types))
+
+    async def list_webhooks(self) -> list[Webhook]:
+        return await self.run(calls.list_webhooks())
+
+    async def get_webhook(self, webhook: WebhookRef) -> Webhook:
+        return await self.run(calls.get_webhook(_webhook_id(webhook)))
+
+    async def delete_webhook(self, webhook: WebhookRef) -> None:
+        await self.run(calls.delete_webhook(_webhook_id(webhook)))
+
+    async def list_deliveries(self, webhook: WebhookRef) -> list[Delivery]:
+        """The latest delivery attempts of a webhook, newest first."""
+        return await self.run(calls.list_deliveries(_webhook_id(webhook)))
+
+    # -- admin (admin tokens only) --------------------------------------------------------
+
+    async def prune(self) -> PruneResult:
+        """Runs the server's retention pass now (see :meth:`Client.prune`)."""
+        return await self.run(calls.prune())
+
+
+class _AsyncSseStream(AsyncIterator[T]):
+    """The asynchronous :class:`_SseStream`, read with an :class:`AsyncClient`."""
+
+    def __init__(self, client: AsyncClient, state: _StreamState[T]) -> None:
         self._client = client
-        self._state = _StreamState(agent, after, last_event_id, reconnect, read_timeout, max_retries)
+        self._state = state
         self._response: Optional[httpx.Response] = None
         self._lines: Optional[AsyncIterator[str]] = None
 
     @property
     def last_event_id(self) -> Optional[str]:
+        """The SSE id of the last item received (its ``seq``): where a new stream resumes."""
         return self._state.last_event_id
 
-    def __aiter__(self) -> AsyncInboxStream:
+    def __aiter__(self) -> Self:
         return self
 
-    async def __aenter__(self) -> AsyncInboxStream:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -1336,6 +1672,8 @@ class AsyncInboxStream(AsyncIterator[Message]):
 
     async def _connect(self) -> AsyncIterator[str]:
         c = self._client
+        if self._state.anchor is not None:
+            self._state.anchored(await c.run(self._state.anchor))
         call = self._state.call()
         timeout = httpx.Timeout(c._timeout, read=self._state.read_timeout)
         request = c._http.build_request(
@@ -1356,7 +1694,7 @@ class AsyncInboxStream(AsyncIterator[Message]):
         self._state.restart()
         return response.aiter_lines()
 
-    async def __anext__(self) -> Message:
+    async def __anext__(self) -> T:
         state = self._state
         while True:
             if state.closed:
@@ -1365,9 +1703,9 @@ class AsyncInboxStream(AsyncIterator[Message]):
                 if self._lines is None:
                     self._lines = await self._connect()
                 async for line in self._lines:
-                    message = state.take(line)
-                    if message is not None:
-                        return message
+                    item = state.take(line)
+                    if item is not None:
+                        return item
                 ended: Optional[Exception] = None
             except (httpx.TransportError, TransportError) as e:
                 ended = e
@@ -1383,3 +1721,48 @@ class AsyncInboxStream(AsyncIterator[Message]):
                     raise StopAsyncIteration
                 raise _as_transport(self._client._base, ended) from ended
             await asyncio.sleep(state.retry_delay())
+
+
+class AsyncInboxStream(_AsyncSseStream[Message]):
+    """The asynchronous :class:`InboxStream`."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        agent: str,
+        *,
+        after: Optional[int],
+        last_event_id: Optional[str],
+        reconnect: bool,
+        read_timeout: float,
+        max_retries: int,
+    ) -> None:
+        super().__init__(
+            client,
+            _inbox_state(agent, after, last_event_id, reconnect, read_timeout, max_retries),
+        )
+
+
+class AsyncEventStream(_AsyncSseStream[Event]):
+    """The asynchronous :class:`EventStream`."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        types: Optional[EventTypes],
+        subject: Optional[str],
+        correlation_id: Optional[str],
+        after: Optional[int],
+        last_event_id: Optional[str],
+        reconnect: bool,
+        read_timeout: float,
+        max_retries: int,
+    ) -> None:
+        super().__init__(
+            client,
+            _event_state(
+                types, subject, correlation_id, after, last_event_id, reconnect, read_timeout,
+                max_retries,
+            ),
+        )

@@ -9,6 +9,7 @@ UTC; JSON payloads (``input``, ``result``, ``context``, message bodies) stay pla
 from __future__ import annotations
 
 import datetime as _dt
+import json
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Generic, Mapping, Optional, Sequence, TypeVar
@@ -24,6 +25,10 @@ __all__ = [
     "CompleteOutcome",
     "Completion",
     "Created",
+    "Delivery",
+    "Event",
+    "EventPage",
+    "EventType",
     "Health",
     "HealthReason",
     "InboxPage",
@@ -35,6 +40,7 @@ __all__ = [
     "NewArtifact",
     "NewTask",
     "Progress",
+    "PruneResult",
     "QueueStats",
     "Recipient",
     "RemovedAgent",
@@ -46,6 +52,10 @@ __all__ = [
     "TaskStatus",
     "TokenInfo",
     "TokenRole",
+    "Trace",
+    "Webhook",
+    "WebhookPayload",
+    "WebhookState",
 ]
 
 JSON = Any
@@ -777,3 +787,244 @@ class IssuedToken:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> IssuedToken:
         return cls(token=d["token"], info=TokenInfo.from_json(d))
+
+
+class EventType(_OpenEnum):
+    """What an event of the log says happened (its ``type``). Compares equal to its string
+    value; a type a newer server adds is kept as a pseudo-member. Filters also take a kind,
+    ``"task.*"``, for every type of it."""
+
+    TASK_CREATED = "task.created"
+    TASK_CLAIMED = "task.claimed"
+    #: A heartbeat that reported progress (one that only moved the lease is no event).
+    TASK_PROGRESS = "task.progress"
+    TASK_UPDATED = "task.updated"
+    TASK_COMPLETED = "task.completed"
+    #: An attempt failed; the task will be retried.
+    TASK_FAILED = "task.failed"
+    #: Failed for good: no attempts left, or the error was not retryable.
+    TASK_DEAD_LETTERED = "task.dead_lettered"
+    TASK_RELEASED = "task.released"
+    TASK_LEASE_EXPIRED = "task.lease_expired"
+    #: Its lease was taken away: its agent was declared gone, or removed.
+    TASK_LEASE_REVOKED = "task.lease_revoked"
+    TASK_CANCELLED = "task.cancelled"
+    TASK_REDRIVEN = "task.redriven"
+    #: A scheduled task came due: it is ready.
+    TASK_PROMOTED = "task.promoted"
+    AGENT_REGISTERED = "agent.registered"
+    AGENT_DRAINING = "agent.draining"
+    AGENT_GONE = "agent.gone"
+    #: A ``gone`` agent showed signs of life again.
+    AGENT_BACK = "agent.back"
+    AGENT_REMOVED = "agent.removed"
+    MESSAGE_SENT = "message.sent"
+    LIMIT_SET = "limit.set"
+    LIMIT_REMOVED = "limit.removed"
+
+    @property
+    def kind(self) -> str:
+        """What it happens to: ``task``, ``agent``, ``message`` or ``limit``."""
+        return str(self.value).partition(".")[0]
+
+
+@dataclass(frozen=True)
+class Event:
+    """An entry of the event log: what happened (``type``) to what (``subject``: ``task:<id>``,
+    ``agent:<name>``, ``message:<seq>`` or ``limit:<key>``), when, and who did it (``actor``,
+    the agent, when an agent did). ``seq`` grows across the whole yard: pass the last one seen
+    as ``after`` (or a stream's ``last_event_id``) to go on exactly where you stopped.
+    ``data`` holds the type's details (a task's ``queue``, ``status``, ``attempt``, ``error``…)."""
+
+    seq: int
+    ts: _dt.datetime
+    namespace: str
+    type: EventType
+    subject: str
+    actor: Optional[str] = None
+    correlation_id: Optional[str] = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Event:
+        data = d.get("data")
+        return cls(
+            seq=int(d["seq"]),
+            ts=parse_time(d["ts"]),
+            namespace=d["namespace"],
+            type=EventType(d["type"]),
+            subject=d["subject"],
+            actor=d.get("actor"),
+            correlation_id=d.get("correlation_id"),
+            data=dict(data) if isinstance(data, Mapping) else {},
+        )
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """One page of ``GET /v1/events``, in ``seq`` order. Pass ``next_after`` as ``after`` to go
+    on: every matching event up to it was returned. A page may be short, even empty, while
+    more lies further on (a filter had a long stretch to look through): the reader is caught
+    up only once ``next_after`` equals the ``after`` it sent. ``last_seq`` is the newest
+    ``seq`` of the whole yard's log when the page was read."""
+
+    events: list[Event]
+    next_after: int
+    last_seq: int
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> EventPage:
+        return cls(
+            events=[Event.from_json(e) for e in d["events"]],
+            next_after=int(d["next_after"]),
+            last_seq=int(d["last_seq"]),
+        )
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Everything that happened under one correlation id, in order (tasks, messages, agent
+    changes). At most 10,000 events: ``truncated`` says there are more (read them with
+    ``iter_events(correlation_id=…, after=events[-1].seq)``)."""
+
+    correlation_id: str
+    events: list[Event]
+    truncated: bool = False
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Trace:
+        return cls(
+            correlation_id=d["correlation_id"],
+            events=[Event.from_json(e) for e in d["events"]],
+            truncated=bool(d.get("truncated", False)),
+        )
+
+
+class WebhookState(_OpenEnum):
+    """Whether a webhook's deliveries go out."""
+
+    #: Delivering, or waiting for events.
+    ACTIVE = "active"
+    #: The last delivery failed; it is retried with backoff.
+    RETRYING = "retrying"
+    #: Failed too many times in a row: held until ``paused_until``, then tried again.
+    PAUSED = "paused"
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """A registered webhook (never its secret) with its delivery state as the node answering
+    delivers it. ``types`` are the exact event types it receives (a kind given as ``task.*``
+    comes back spelt out; empty: every type). ``cursor`` is the ``seq`` of the last event
+    delivered (before the first delivery: the newest event when it was made; a webhook gets
+    what happens after it exists)."""
+
+    id: str
+    namespace: str
+    url: str
+    types: list[EventType]
+    created_at: _dt.datetime
+    cursor: int
+    state: WebhookState = WebhookState.ACTIVE
+    #: Failed attempts since the last delivery that worked.
+    consecutive_failures: int = 0
+    last_error: Optional[str] = None
+    paused_until: Optional[_dt.datetime] = None
+    last_delivered_at: Optional[_dt.datetime] = None
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Webhook:
+        return cls(
+            id=d["id"],
+            namespace=d["namespace"],
+            url=d["url"],
+            types=[EventType(t) for t in d.get("types") or []],
+            created_at=parse_time(d["created_at"]),
+            cursor=int(d["cursor"]),
+            state=WebhookState(d.get("state", "active")),
+            consecutive_failures=int(d.get("consecutive_failures", 0)),
+            last_error=d.get("last_error"),
+            paused_until=_opt_time(d.get("paused_until")),
+            last_delivered_at=_opt_time(d.get("last_delivered_at")),
+        )
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One attempt to deliver one event to a webhook. ``id`` (``<webhook id>:<seq>``) is the
+    same on every attempt at one event; ``status`` is the receiver's HTTP status when it
+    answered, ``error`` why the attempt failed."""
+
+    id: str
+    seq: int
+    event_type: EventType
+    #: 1 for the first attempt at this event.
+    attempt: int
+    at: _dt.datetime
+    delivered: bool
+    duration_ms: int
+    status: Optional[int] = None
+    error: Optional[str] = None
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Delivery:
+        status = d.get("status")
+        return cls(
+            id=d["id"],
+            seq=int(d["seq"]),
+            event_type=EventType(d["event_type"]),
+            attempt=int(d["attempt"]),
+            at=parse_time(d["at"]),
+            delivered=bool(d["delivered"]),
+            duration_ms=int(d.get("duration_ms", 0)),
+            status=None if status is None else int(status),
+            error=d.get("error"),
+        )
+
+
+@dataclass(frozen=True)
+class WebhookPayload:
+    """The JSON body of a webhook delivery, for receivers: the ``event`` and its
+    ``delivery_id`` (the same on every attempt at one event: de-duplicate by it). Read it with
+    :meth:`parse` once :func:`~agentyard_client.verify_webhook` accepted the request."""
+
+    delivery_id: str
+    webhook_id: str
+    event: Event
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> WebhookPayload:
+        return cls(
+            delivery_id=d["delivery_id"],
+            webhook_id=d["webhook_id"],
+            event=Event.from_json(d["event"]),
+        )
+
+    @classmethod
+    def parse(cls, body: bytes | str) -> WebhookPayload:
+        """Reads a delivery's raw body (``ValueError`` when it is not one)."""
+        try:
+            doc = json.loads(body)
+            return cls.from_json(doc)
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"not an agentyard webhook delivery: {e!r}") from e
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What ``prune`` deleted, in every namespace: finished tasks, events, messages (acknowledged
+    by everyone they are for, or expired) and idempotency keys (their tasks and messages
+    stay)."""
+
+    tasks: int = 0
+    events: int = 0
+    messages: int = 0
+    idempotency_keys: int = 0
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> PruneResult:
+        return cls(**{k: int(d.get(k, 0)) for k in cls.__dataclass_fields__})
+
+    @property
+    def total(self) -> int:
+        return self.tasks + self.events + self.messages + self.idempotency_keys
