@@ -39,6 +39,11 @@ impl Deltas {
         entry[slot(to)] += 1;
     }
 
+    /// A task of the queue with status `from` was deleted.
+    pub(crate) fn removed(&mut self, ns: &Namespace, queue: &QueueName, from: TaskStatus) {
+        self.0.entry((ns.clone(), queue.clone())).or_default()[slot(from)] -= 1;
+    }
+
     pub(crate) fn merge(&mut self, other: Deltas) {
         for (key, d) in other.0 {
             let entry = self.0.entry(key).or_default();

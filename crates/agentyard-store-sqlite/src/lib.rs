@@ -60,11 +60,13 @@ mod messages;
 mod migrations;
 mod readers;
 mod reference;
+mod retention;
 mod running;
 mod stats;
 mod store;
 mod tasks;
 mod tokens;
+mod webhooks;
 mod writer;
 
 use std::fmt;

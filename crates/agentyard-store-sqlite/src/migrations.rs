@@ -186,6 +186,18 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX agents_forgettable ON agents (last_heartbeat, namespace, name)
         WHERE status = 'gone' AND implicit = 1;
     ",
+    // Webhooks: the document is the store's WebhookRecordV1 (secret and delivery cursor
+    // included); the delivery lease is a pair of columns.
+    r"
+    CREATE TABLE webhooks (
+        namespace    TEXT    NOT NULL,
+        id           TEXT    NOT NULL,
+        doc          TEXT    NOT NULL,
+        lease_holder TEXT,
+        lease_until  INTEGER,           -- unix ms
+        PRIMARY KEY (namespace, id)
+    );
+    ",
 ];
 
 /// Brings the schema up to date, one transaction per step, so a crash mid-way leaves the

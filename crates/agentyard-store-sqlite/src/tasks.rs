@@ -174,6 +174,15 @@ pub(crate) fn update(conn: &Connection, before: TaskStatus, task: &Task) -> Resu
     }
 }
 
+/// Deletes a task's row (retention; the writer keeps the counts).
+pub(crate) fn delete(conn: &Connection, ns: &Namespace, id: TaskId) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM tasks WHERE namespace = ?1 AND id = ?2")
+        .map_err(sql_error)?
+        .execute(params![ns.as_str(), id.to_string()])
+        .map_err(sql_error)?;
+    Ok(())
+}
+
 pub(crate) fn find_by_idempotency_key(
     conn: &Connection,
     ns: &Namespace,

@@ -102,6 +102,21 @@ impl WriteCtx<'_> {
         Ok(())
     }
 
+    /// Deletes a finished task (retention); running tasks are never deleted, so the running-task
+    /// cache holds none of them.
+    pub(crate) fn delete_finished(
+        &mut self,
+        ns: &Namespace,
+        queue: &QueueName,
+        status: TaskStatus,
+        id: TaskId,
+    ) -> Result<(), StoreError> {
+        self.in_transaction()?;
+        tasks::delete(self.conn, ns, id)?;
+        self.deltas.removed(ns, queue, status);
+        Ok(())
+    }
+
     /// Stores a changed task that had status `before`.
     pub(crate) fn update(&mut self, before: TaskStatus, task: &Task) -> Result<(), StoreError> {
         self.in_transaction()?;

@@ -63,3 +63,17 @@ mod tokens {
     use super::sqlite_token_store;
     agentyard_store::token_conformance_tests!(sqlite_token_store);
 }
+
+async fn sqlite_webhook_store() -> agentyard_store::conformance::webhooks::WebhookTestStore {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path().join("yard.db"), SqliteOptions::default()).expect("open");
+    agentyard_store::conformance::webhooks::WebhookTestStore {
+        webhooks: Arc::new(store),
+        _guard: Box::new(dir),
+    }
+}
+
+mod webhooks {
+    use super::sqlite_webhook_store;
+    agentyard_store::webhook_conformance_tests!(sqlite_webhook_store);
+}
