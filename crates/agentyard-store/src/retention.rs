@@ -21,7 +21,7 @@ pub struct PruneCutoffs {
     /// it). A message still unread somewhere is kept.
     pub messages: Option<Timestamp>,
     /// Idempotency keys of tasks and messages created at or before this moment: the task or
-    /// message stays, and the key is free again.
+    /// message stays, and the key is free again (a running task's, once it stopped running).
     pub idempotency_keys: Option<Timestamp>,
 }
 

@@ -97,7 +97,11 @@ impl State {
             let tasks: Vec<TaskId> = self
                 .tasks
                 .values()
-                .filter(|t| t.idempotency_key.is_some() && t.created_at <= cutoff)
+                .filter(|t| {
+                    t.idempotency_key.is_some()
+                        && t.status != agentyard_core::TaskStatus::Running
+                        && t.created_at <= cutoff
+                })
                 .take(limit)
                 .map(|t| t.id)
                 .collect();
