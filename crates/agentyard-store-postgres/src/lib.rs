@@ -40,6 +40,7 @@ mod store;
 mod tasks;
 pub mod testing;
 mod tokens;
+mod webhooks;
 mod work;
 
 pub use config::{DEFAULT_POOL_SIZE, DEFAULT_SCHEMA, PgOptions, PgUrlError};

@@ -184,6 +184,19 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX agents_forgettable ON agents (last_heartbeat, namespace COLLATE "C", name COLLATE "C")
         WHERE status = 'gone' AND implicit;
     "#,
+    // 4: webhooks: `doc` is the store's WebhookRecordV1 (secret and delivery cursor included);
+    // the node delivering a webhook holds its lease until `lease_until`. Listed by namespace and
+    // id bytewise, as every store orders them.
+    r#"
+    CREATE TABLE webhooks (
+        namespace    text COLLATE "C" NOT NULL,
+        id           text COLLATE "C" NOT NULL,
+        doc          jsonb  NOT NULL,
+        lease_holder text,
+        lease_until  bigint,
+        PRIMARY KEY (namespace, id)
+    );
+    "#,
 ];
 
 /// Key of the advisory lock that serializes migrations of one schema across nodes.

@@ -65,3 +65,16 @@ mod tokens {
     use super::pg_token_store;
     agentyard_store::token_conformance_tests!(optional pg_token_store);
 }
+
+async fn pg_webhook_store() -> Option<agentyard_store::conformance::webhooks::WebhookTestStore> {
+    let (store, schema) = open("webhook conformance").await?;
+    Some(agentyard_store::conformance::webhooks::WebhookTestStore {
+        webhooks: store,
+        _guard: Box::new(schema),
+    })
+}
+
+mod webhooks {
+    use super::pg_webhook_store;
+    agentyard_store::webhook_conformance_tests!(optional pg_webhook_store);
+}
