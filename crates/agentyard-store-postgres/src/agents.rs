@@ -6,6 +6,7 @@
 //! row lock also orders a heartbeat against the sweep: whichever commits second sees the other.
 
 use agentyard_core::agent::{Agent, AgentRegistration, AgentStatus, DEFAULT_SLOTS};
+use agentyard_core::event::{EventType, NewEvent, agent_event, agent_removed};
 use agentyard_core::{AgentName, Capability, Namespace, Task, TaskStatus, Timestamp};
 use agentyard_store::{AgentOptions, AgentStore, StoreError};
 use async_trait::async_trait;
@@ -180,13 +181,16 @@ async fn new_agent(
     })
 }
 
-/// Takes every lease the agent holds away (see `Task::release_lease`). Returns the released tasks.
+/// Takes every lease the agent holds away (see `Task::release_lease`), after logging `announce`
+/// with how many it held (the agent's own event comes before its tasks'). Returns the released
+/// tasks.
 async fn release_all(
     w: &mut Work<'_>,
     ns: &Namespace,
     name: &AgentName,
     now: Timestamp,
     reason: &str,
+    announce: impl FnOnce(usize) -> NewEvent,
 ) -> TxResult<Vec<Task>> {
     let stmt =
         w.tx.prepare_cached(&format!(
@@ -195,10 +199,15 @@ async fn release_all(
         ))
         .await?;
     let rows = w.tx.query(&stmt, &[&ns.as_str(), &name.as_str()]).await?;
+    w.log(announce(rows.len()));
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
         let mut task = decode_task(row)?;
+        let version = task.version;
         if task.release_lease(now, reason) {
+            if task.version != version {
+                w.log_task(&task);
+            }
             out.push(task);
         }
     }
@@ -228,7 +237,9 @@ async fn register(
         None => new_agent(w.tx, ns, name, reg, options, now).await?,
     };
     save(w.tx, &agent).await?;
-    with_running(w.tx, agent).await
+    let agent = with_running(w.tx, agent).await?;
+    w.log(agent_event(EventType::AgentRegistered, &agent, now));
+    Ok(agent)
 }
 
 async fn touch(
@@ -239,14 +250,15 @@ async fn touch(
     options: AgentOptions,
     now: Timestamp,
 ) -> TxResult<Agent> {
-    let agent = match load(w.tx, ns, name, true).await? {
+    let (agent, kind) = match load(w.tx, ns, name, true).await? {
         Some(mut a) => {
-            if a.status == AgentStatus::Gone {
+            let back = a.status == AgentStatus::Gone;
+            if back {
                 a.status = AgentStatus::Active;
             }
             // Heartbeats through several nodes arrive in any order: the latest one counts.
             a.last_heartbeat = a.last_heartbeat.max(now);
-            a
+            (a, back.then_some(EventType::AgentBack))
         }
         None => {
             let reg = AgentRegistration {
@@ -254,22 +266,38 @@ async fn touch(
                 slots: DEFAULT_SLOTS,
                 metadata: Value::Null,
             };
-            Agent {
+            let agent = Agent {
                 implicit: true,
                 ..new_agent(w.tx, ns, name, reg, options, now).await?
-            }
+            };
+            (agent, Some(EventType::AgentRegistered))
         }
     };
     save(w.tx, &agent).await?;
-    with_running(w.tx, agent).await
+    let agent = with_running(w.tx, agent).await?;
+    if let Some(kind) = kind {
+        w.log(agent_event(kind, &agent, now));
+    }
+    Ok(agent)
 }
 
-/// Loads a registered agent locked, changes it, stores it and returns its view.
-async fn change(w: &mut Work<'_>, ns: &Namespace, name: &AgentName, f: impl FnOnce(&mut Agent)) -> TxResult<Agent> {
+/// Loads a registered agent locked, changes it (`f` says which event that is, if any), stores it,
+/// logs the event and returns its view.
+async fn change(
+    w: &mut Work<'_>,
+    ns: &Namespace,
+    name: &AgentName,
+    now: Timestamp,
+    f: impl FnOnce(&mut Agent) -> Option<EventType>,
+) -> TxResult<Agent> {
     let mut agent = require(w.tx, ns, name, true).await?;
-    f(&mut agent);
+    let kind = f(&mut agent);
     save(w.tx, &agent).await?;
-    with_running(w.tx, agent).await
+    let agent = with_running(w.tx, agent).await?;
+    if let Some(kind) = kind {
+        w.log(agent_event(kind, &agent, now));
+    }
+    Ok(agent)
 }
 
 async fn delete(w: &mut Work<'_>, ns: &Namespace, name: &AgentName, now: Timestamp) -> TxResult<Vec<Task>> {
@@ -280,7 +308,8 @@ async fn delete(w: &mut Work<'_>, ns: &Namespace, name: &AgentName, now: Timesta
         return Err(agent_not_found(name).into());
     }
     messages::unsubscribe_all(w.tx, ns, name).await?;
-    release_all(w, ns, name, now, &format!("agent {name} was removed")).await
+    let reason = format!("agent {name} was removed");
+    release_all(w, ns, name, now, &reason, |held| agent_removed(ns, name, held, now)).await
 }
 
 async fn expire(w: &mut Work<'_>, now: Timestamp, timeout_ms: u64) -> TxResult<Vec<(Agent, Vec<Task>)>> {
@@ -300,7 +329,8 @@ async fn expire(w: &mut Work<'_>, now: Timestamp, timeout_ms: u64) -> TxResult<V
         agent.status = AgentStatus::Gone;
         save(w.tx, &agent).await?;
         let reason = format!("agent {} stopped heartbeating", agent.name);
-        let released = release_all(w, &agent.namespace, &agent.name, now, &reason).await?;
+        let gone = agent_event(EventType::AgentGone, &agent, now);
+        let released = release_all(w, &agent.namespace, &agent.name, now, &reason, |_| gone).await?;
         let agent = with_running(w.tx, agent).await?;
         out.push((agent, released));
     }
@@ -361,11 +391,13 @@ impl AgentStore for PgStore {
 
     async fn heartbeat_agent(&self, ns: &Namespace, name: &AgentName, now: Timestamp) -> Result<Agent, StoreError> {
         write_tx!(self, |w| {
-            change(&mut w, ns, name, |a| {
-                if a.status == AgentStatus::Gone {
+            change(&mut w, ns, name, now, |a| {
+                let back = a.status == AgentStatus::Gone;
+                if back {
                     a.status = AgentStatus::Active;
                 }
                 a.last_heartbeat = a.last_heartbeat.max(now);
+                back.then_some(EventType::AgentBack)
             })
             .await
         })
@@ -395,9 +427,11 @@ impl AgentStore for PgStore {
 
     async fn drain_agent(&self, ns: &Namespace, name: &AgentName, now: Timestamp) -> Result<Agent, StoreError> {
         write_tx!(self, |w| {
-            change(&mut w, ns, name, |a| {
+            change(&mut w, ns, name, now, |a| {
+                let draining = a.status != AgentStatus::Draining;
                 a.status = AgentStatus::Draining;
                 a.last_heartbeat = a.last_heartbeat.max(now);
+                draining.then_some(EventType::AgentDraining)
             })
             .await
         })

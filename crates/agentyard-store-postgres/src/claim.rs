@@ -5,9 +5,11 @@
 
 use std::collections::{HashMap, HashSet};
 
+use agentyard_core::event::{LastChange, TaskChange};
 use agentyard_core::{Capability, LeaseToken, Namespace, Task, TaskStatus, Timestamp};
 use agentyard_store::{Claim, StoreError};
 
+use crate::events::{CLAIMED_EVENT_FIELDS, TASK_ID_BITS};
 use crate::record::{TASK_COLUMN_COUNT, TASK_COLUMNS, decode, id_bytes, ms, u64_col};
 use crate::tasks::{to_i64, write_state};
 use crate::work::{TxError, TxResult, Work};
@@ -51,17 +53,21 @@ macro_rules! leased_then_keyed {
 const CLAIM_ROUND: &str = concat!(picked_and_leased!(), leased_then_keyed!());
 
 /// The first round of a claim on its own, outside any transaction: [`CLAIM_ROUND`] plus the
-/// claimed tasks' count deltas, so the statement is the whole change (PostgreSQL runs it as one
-/// transaction) and a claim of keyless tasks, or of an empty queue, costs one round trip. The
-/// keyed tasks it comes across are only looked at: its locks end with it, so they are left for
-/// [`claim_tasks`] in a transaction of its own.
+/// claimed tasks' count deltas and their `task.claimed` events (queued in claim order), so the
+/// statement is the whole change (PostgreSQL runs it as one transaction) and a claim of keyless
+/// tasks, or of an empty queue, costs one round trip. The keyed tasks it comes across are only
+/// looked at: its locks end with it, so they are left for [`claim_tasks`] in a transaction of its
+/// own.
 const CLAIM_FREE: &str = concat!(
     picked_and_leased!(),
     ", counted AS ( \
        INSERT INTO queue_counts AS c (namespace, queue, shard, scheduled, queued, running, succeeded, failed, cancelled) \
        SELECT $1, $2, pg_backend_pid() % 64, 0, -count(*), count(*), 0, 0, 0 FROM leased HAVING count(*) > 0 \
        ON CONFLICT (namespace, queue, shard) DO UPDATE SET \
-         queued = c.queued + excluded.queued, running = c.running + excluded.running)",
+         queued = c.queued + excluded.queued, running = c.running + excluded.running), \
+     logged AS ( \
+       INSERT INTO event_queue (namespace, ts, type, subject, actor, correlation_id, data) \
+       SELECT EVENT_FIELDS FROM leased, TASK_ID_BITS ORDER BY priority DESC, run_at, id)",
     leased_then_keyed!()
 );
 
@@ -87,7 +93,12 @@ pub(crate) async fn claim_free(
     }
     let caps: Vec<&str> = claim.capabilities.iter().map(Capability::as_str).collect();
     let stmt = client
-        .prepare_cached(&CLAIM_FREE.replace("COLUMNS", TASK_COLUMNS))
+        .prepare_cached(
+            &CLAIM_FREE
+                .replace("COLUMNS", TASK_COLUMNS)
+                .replace("EVENT_FIELDS", &CLAIMED_EVENT_FIELDS)
+                .replace("TASK_ID_BITS", TASK_ID_BITS),
+        )
         .await?;
     let none_seen: Vec<Vec<u8>> = Vec::new();
     let rows = client
@@ -180,6 +191,12 @@ pub(crate) async fn claim_tasks(
                 .try_get::<_, bool>(TASK_COLUMN_COUNT)
                 .map_err(|e| StoreError::Other(e.to_string()))?
             {
+                // Leased by the statement: the change `Task::claim` would have noted.
+                let mut task = task;
+                task.meta.change = LastChange(Some(TaskChange::Claimed {
+                    agent: claim.agent.clone(),
+                    waited_ms: now.millis_since(task.run_at),
+                }));
                 w.moved(TaskStatus::Queued, &task);
                 leased.push(task);
             } else if admit(w, ns, claim, &task, now, &mut taken_per_key, &mut locked_keys).await? {
@@ -199,8 +216,11 @@ pub(crate) async fn claim_tasks(
     let moved: Vec<(TaskStatus, &Task)> = admitted.iter().map(|t| (TaskStatus::Queued, t)).collect();
     write_state(w, &moved).await?;
     leased.append(&mut admitted);
-    // Claim order, whichever way each was leased.
+    // Claim order, whichever way each was leased; the events too.
     leased.sort_by(claim_order);
+    for task in &leased {
+        w.log_task(task);
+    }
     Ok(leased)
 }
 

@@ -23,6 +23,11 @@
 //! parked on node B wakes when node A creates a task. A change of limits or tokens is told the
 //! same way, so every node drops what it cached of them.
 //!
+//! # The event log
+//! Every change writes its events in its own transaction, without a place in the log; a
+//! sequencer, one at a time across the nodes, numbers the committed ones, so a reader going on
+//! from a seq never misses one that committed late (see `events.rs`).
+//!
 //! # What survives a crash
 //! An acknowledged write is a committed transaction: with PostgreSQL's default
 //! `synchronous_commit = on` it survives the node, the database process, and a power loss.
@@ -31,6 +36,7 @@ mod agents;
 mod claim;
 mod config;
 mod error;
+mod events;
 mod limits;
 mod messages;
 mod migrations;

@@ -1,6 +1,7 @@
 //! Dispatch limits on PostgreSQL: `LimitStore` (the limits set through the API, which every node
 //! reads), and the token buckets of rate-limit keys that claims on every node draw from.
 
+use agentyard_core::event::limit_changed;
 use agentyard_core::flow::{KeyLimit, RateLimit, TokenBucket};
 use agentyard_core::{Namespace, Timestamp};
 use agentyard_store::{LimitStore, StoreError, StoredLimit};
@@ -52,7 +53,7 @@ impl LimitStore for PgStore {
         ns: &Namespace,
         key: &str,
         limit: KeyLimit,
-        _now: agentyard_core::Timestamp,
+        now: agentyard_core::Timestamp,
     ) -> Result<(), StoreError> {
         write_tx!(self, |w| {
             let stmt =
@@ -69,6 +70,7 @@ impl LimitStore for PgStore {
             w.tx.execute(&stmt, &[&ns.as_str(), &key, &per_minute, &burst, &max])
                 .await?;
             w.notify(Notice::LimitsChanged);
+            w.log(limit_changed(ns, key, Some(&limit), now));
             TxResult::Ok(())
         })
     }
@@ -77,7 +79,7 @@ impl LimitStore for PgStore {
         &self,
         ns: &Namespace,
         key: &str,
-        _now: agentyard_core::Timestamp,
+        now: agentyard_core::Timestamp,
     ) -> Result<bool, StoreError> {
         write_tx!(self, |w| {
             let stmt =
@@ -86,6 +88,7 @@ impl LimitStore for PgStore {
             let deleted = w.tx.execute(&stmt, &[&ns.as_str(), &key]).await? == 1;
             if deleted {
                 w.notify(Notice::LimitsChanged);
+                w.log(limit_changed(ns, key, None, now));
             }
             TxResult::Ok(deleted)
         })

@@ -7,6 +7,7 @@
 //! visible in order: a reader that saw message 7 never later finds a 6 it skipped.
 
 use agentyard_core::agent::Agent;
+use agentyard_core::event::message_sent;
 use agentyard_core::message::{Message, NewMessage, Recipient, TopicName};
 use agentyard_core::{AgentName, Namespace, Timestamp};
 use agentyard_store::{InboxPage, MessageStore, SendOptions, Sent, StoreError};
@@ -258,6 +259,7 @@ async fn send(
     let stored = message.into_message(ns.clone(), seq, now);
     insert(w.tx, &stored).await?;
     w.notify(Notice::message(ns, &stored.to));
+    w.log(message_sent(&stored, now));
     Ok(Sent {
         message: stored,
         created: true,

@@ -27,6 +27,8 @@ pub struct PgStore {
     /// This process among the nodes: its own notifications are not news to it.
     pub(crate) node: String,
     listener: Listener,
+    /// Gives seqs to the events this node's changes wrote, soon after they commit.
+    pub(crate) sequencer: crate::events::Sequencer,
     schema_version: u32,
 }
 
@@ -73,6 +75,7 @@ impl PgStore {
         let node = format!("{:016x}", rand_u64());
         tracing::info!(url = options.shown(), schema = %options.schema, schema_version, pool_size = options.pool_size, %node, "opened the PostgreSQL store");
         Ok(Self {
+            sequencer: crate::events::Sequencer::start(pool.clone()),
             pool,
             channel: format!("{}_yard", options.schema),
             node,
@@ -150,7 +153,11 @@ macro_rules! write_tx {
             let (begun, result): (_, $crate::work::TxResult<_>) = tokio::join!(begin, body);
             match (begun, result) {
                 (Ok(()), Ok(value)) => {
+                    let logged = $w.logged();
                     open.finished();
+                    if logged > 0 {
+                        store.sequencer.nudge();
+                    }
                     break Ok(value);
                 }
                 // A pooled connection PostgreSQL closed (it restarted) fails at the first thing

@@ -9,13 +9,16 @@
 use std::collections::{BTreeMap, HashMap};
 
 use agentyard_core::api::{QueueStats, StatusCounts};
-use agentyard_core::{Applied, Namespace, NewTask, QueueName, Task, TaskCommand, TaskId, TaskStatus, Timestamp};
+use agentyard_core::event::{LastChange, NewEvent, TaskChange, task_event};
+use agentyard_core::{
+    AgentName, Applied, Namespace, NewTask, QueueName, Task, TaskCommand, TaskId, TaskStatus, Timestamp,
+};
 use agentyard_store::{Claim, CreateOptions, Created, Page, RemoteSink, Store, StoreError, TaskFilter};
 use async_trait::async_trait;
 use tokio_postgres::types::ToSql;
 
 use crate::error::pg_error;
-use crate::record::{TASK_COLUMNS, TaskColumns, decode, id_bytes, ms, u64_col};
+use crate::record::{TASK_COLUMN_COUNT, TASK_COLUMNS, TaskColumns, decode, id_bytes, ms, u64_col};
 use crate::store::{PgStore, write_tx};
 use crate::work::{TxError, TxResult, Work};
 
@@ -352,6 +355,7 @@ async fn create(
                 },
                 None => {
                     w.created(&task);
+                    w.log_task(&task);
                     Created { task, created: true }
                 }
             },
@@ -381,54 +385,67 @@ async fn apply_each(
     // match (a wrong token, a repeat, an unknown id) takes the general path below.
     let mut out: Vec<Option<Result<Task, StoreError>>> = vec![None; commands.len()];
     let done = complete_at_once(w, ns, &commands, now).await?;
-    let commands: Vec<(usize, TaskId, TaskCommand)> = commands
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, (id, command))| match done.get(&id) {
+    // The events of the changes, by the command that made them: logged in command order.
+    let mut events: Vec<(usize, NewEvent)> = Vec::new();
+    let mut log = |i: usize, task: &Task| {
+        if let Some(e) = task_event(task, task.updated_at) {
+            events.push((i, e));
+        }
+    };
+    let mut rest: Vec<(usize, TaskId, TaskCommand)> = Vec::with_capacity(commands.len());
+    for (i, (id, command)) in commands.into_iter().enumerate() {
+        match done.get(&id) {
             Some(task) if is_plain_complete(&command) => {
+                log(i, task);
                 out[i] = Some(Ok(task.clone()));
-                None
             }
-            _ => Some((i, id, command)),
-        })
-        .collect();
-    if commands.is_empty() {
-        return Ok(out.into_iter().flatten().collect());
-    }
-    let ids: Vec<TaskId> = commands.iter().map(|(_, id, _)| *id).collect();
-    let mut tasks = lock_tasks(w, ns, &ids).await?;
-    // Per changed task: its status as loaded, and whether a client-changeable field moved.
-    let mut changed: BTreeMap<TaskId, (TaskStatus, bool)> = BTreeMap::new();
-    for (i, id, command) in commands {
-        let Some(task) = tasks.get_mut(&id) else {
-            out[i] = Some(Err(StoreError::task_not_found(id)));
-            continue;
-        };
-        let full = matches!(command, TaskCommand::Update { .. });
-        let before = task.clone();
-        out[i] = Some(match task.apply(command, now) {
-            Ok(Applied::Changed) => {
-                let entry = changed.entry(id).or_insert((before.status, false));
-                entry.1 |= full;
-                Ok(task.clone())
-            }
-            Ok(Applied::Unchanged) => Ok(before),
-            Err(e) => {
-                *task = before;
-                Err(StoreError::from_transition(e, task))
-            }
-        });
-    }
-    let mut state: Vec<(TaskStatus, &Task)> = Vec::new();
-    for (id, (before, full)) in &changed {
-        let task = &tasks[id];
-        if *full {
-            write_all(w, *before, task).await?;
-        } else {
-            state.push((*before, task));
+            _ => rest.push((i, id, command)),
         }
     }
-    write_state(w, &state).await?;
+    let commands = rest;
+    if !commands.is_empty() {
+        let ids: Vec<TaskId> = commands.iter().map(|(_, id, _)| *id).collect();
+        let mut tasks = lock_tasks(w, ns, &ids).await?;
+        // Per changed task: its status as loaded, and whether a client-changeable field moved.
+        let mut changed: BTreeMap<TaskId, (TaskStatus, bool)> = BTreeMap::new();
+        for (i, id, command) in commands {
+            let Some(task) = tasks.get_mut(&id) else {
+                out[i] = Some(Err(StoreError::task_not_found(id)));
+                continue;
+            };
+            let full = matches!(command, TaskCommand::Update { .. });
+            let before = task.clone();
+            out[i] = Some(match task.apply(command, now) {
+                Ok(Applied::Changed) => {
+                    let entry = changed.entry(id).or_insert((before.status, false));
+                    entry.1 |= full;
+                    if task.version != before.version {
+                        log(i, task);
+                    }
+                    Ok(task.clone())
+                }
+                Ok(Applied::Unchanged) => Ok(before),
+                Err(e) => {
+                    *task = before;
+                    Err(StoreError::from_transition(e, task))
+                }
+            });
+        }
+        let mut state: Vec<(TaskStatus, &Task)> = Vec::new();
+        for (id, (before, full)) in &changed {
+            let task = &tasks[id];
+            if *full {
+                write_all(w, *before, task).await?;
+            } else {
+                state.push((*before, task));
+            }
+        }
+        write_state(w, &state).await?;
+    }
+    events.sort_by_key(|(i, _)| *i);
+    for (_, e) in events {
+        w.log(e);
+    }
     Ok(out.into_iter().flatten().collect())
 }
 
@@ -475,20 +492,35 @@ async fn complete_at_once(
             .await?;
     let mut out = HashMap::with_capacity(rows.len());
     for row in &rows {
-        let task = decode(row)?;
+        let mut task = decode(row)?;
+        // The lease it ended, for its event (as `Task::apply(Complete)` tells it).
+        let agent: String = row
+            .try_get(TASK_COLUMN_COUNT)
+            .map_err(|e| StoreError::Other(e.to_string()))?;
+        let acquired_at: i64 = row
+            .try_get(TASK_COLUMN_COUNT + 1)
+            .map_err(|e| StoreError::Other(e.to_string()))?;
+        let agent = AgentName::parse(&agent).map_err(|e| StoreError::Other(format!("task {}: {e}", task.id)))?;
+        task.meta.change = LastChange(Some(TaskChange::Completed {
+            agent,
+            run_ms: now.millis_since(Timestamp::from_millis(acquired_at)),
+        }));
         w.moved(TaskStatus::Running, &task);
         out.insert(task.id, task);
     }
     Ok(out)
 }
 
+/// `o` is the row as the statement found it, before the change: the lease it ends (the token
+/// names one lease, so its agent and start are those of the row changed).
 const COMPLETE_AT_ONCE: &str = "UPDATE tasks AS t SET status = 'succeeded', result = u.result, \
      lease_agent = NULL, lease_token = NULL, lease_expires_at = NULL, lease_acquired_at = NULL, \
      finished_at = $2::int8, finished_by = u.token, version = t.version + 1, updated_at = $2::int8 \
-     FROM unnest($3::bytea[], $4::text[], $5::jsonb[]) AS u(id, token, result) \
+     FROM unnest($3::bytea[], $4::text[], $5::jsonb[]) AS u(id, token, result), tasks AS o \
      WHERE t.namespace = $1 AND t.id = ANY($3::bytea[]) AND t.id = u.id \
        AND t.status = 'running' AND t.lease_token = u.token \
-     RETURNING COLUMNS";
+       AND o.namespace = $1 AND o.id = u.id AND o.lease_token = u.token \
+     RETURNING COLUMNS, o.lease_agent, o.lease_acquired_at";
 
 /// [`TASK_COLUMNS`] with each column prefixed (`t.`), for statements that join.
 fn prefixed(prefix: &str) -> String {
@@ -512,8 +544,11 @@ async fn change_due(
     let mut out = Vec::with_capacity(rows.len());
     let mut before = Vec::with_capacity(rows.len());
     for mut task in decode_all(&rows)? {
-        let status = task.status;
+        let (status, version) = (task.status, task.version);
         if change(&mut task) {
+            if task.version != version {
+                w.log_task(&task);
+            }
             before.push(status);
             out.push(task);
         }
@@ -643,7 +678,13 @@ impl Store for PgStore {
             first
         };
         let (mut leased, rest) = match first {
-            Ok(round) => (round.leased, round.rest),
+            Ok(round) => {
+                if !round.leased.is_empty() {
+                    // Their events were queued by the statement.
+                    self.sequencer.nudge();
+                }
+                (round.leased, round.rest)
+            }
             Err(TxError::Pg(e)) if e.code().is_none() || crate::error::is_retryable(&e) => (Vec::new(), claim.max),
             Err(e) => return Err(e.into_store()),
         };

@@ -1,15 +1,18 @@
 //! One write transaction and what it owes the database before it commits: the per-queue count
-//! deltas of the tasks it moved, and the notifications other nodes wait for. Both are written
-//! once, at the end, in the same transaction and the same round trip as its `COMMIT`, so a
-//! change, its counts and its wake-ups commit together or not at all.
+//! deltas of the tasks it moved, the events of its changes, and the notifications other nodes
+//! wait for. All are written once, at the end, in the same transaction and the same round trip as
+//! its `COMMIT`, so a change, its counts, its events and its wake-ups commit together or not at
+//! all.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use agentyard_core::event::{NewEvent, task_event};
 use agentyard_core::{Namespace, QueueName, Task, TaskStatus};
 use agentyard_store::StoreError;
 use deadpool_postgres::Object;
 
 use crate::error::pg_error;
+use crate::events::{EventColumns, QUEUE_EVENTS};
 use crate::notify::{Notice, ReadyCount};
 
 /// An error inside a transaction: the driver's (kept whole, so deadlocks can be retried) or the
@@ -101,6 +104,10 @@ pub(crate) struct Work<'a> {
     /// Queues that got ready tasks, and how many claimers that should wake on other nodes.
     ready: BTreeMap<(String, String), ReadyCount>,
     notices: BTreeSet<Notice>,
+    /// The events of its changes, in the order they happened.
+    events: Vec<NewEvent>,
+    /// How many events it wrote (known after the commit too).
+    logged: usize,
 }
 
 impl<'a> Work<'a> {
@@ -110,6 +117,8 @@ impl<'a> Work<'a> {
             deltas: BTreeMap::new(),
             ready: BTreeMap::new(),
             notices: BTreeSet::new(),
+            events: Vec::new(),
+            logged: 0,
         }
     }
 
@@ -154,6 +163,25 @@ impl<'a> Work<'a> {
         }
     }
 
+    /// Logs an event of this transaction's changes.
+    pub(crate) fn log(&mut self, event: NewEvent) {
+        self.events.push(event);
+    }
+
+    /// Logs the latest change of a task, as `task_event` tells it (a heartbeat that only moved
+    /// the lease logs nothing), at the time it changed. Callers log only changes that moved the
+    /// task's version, as every store does (a repeated completion logs nothing).
+    pub(crate) fn log_task(&mut self, task: &Task) {
+        if let Some(event) = task_event(task, task.updated_at) {
+            self.events.push(event);
+        }
+    }
+
+    /// How many events the transaction wrote.
+    pub(crate) fn logged(&self) -> usize {
+        self.logged
+    }
+
     /// Something else other nodes must hear of, once this transaction commits.
     pub(crate) fn notify(&mut self, notice: Notice) {
         self.notices.insert(notice);
@@ -186,6 +214,9 @@ impl<'a> Work<'a> {
             });
         }
         let payloads: Vec<String> = notices.iter().map(|n| n.encode(node)).collect();
+        let events = std::mem::take(&mut self.events);
+        self.logged = events.len();
+        let events = EventColumns::of(events);
         let add_counts = match ns.is_empty() {
             true => None,
             false => Some(self.tx.prepare_cached(ADD_COUNTS).await?),
@@ -193,6 +224,10 @@ impl<'a> Work<'a> {
         let notify = match payloads.is_empty() {
             true => None,
             false => Some(self.tx.prepare_cached(NOTIFY).await?),
+        };
+        let queue_events = match events.ts.is_empty() {
+            true => None,
+            false => Some(self.tx.prepare_cached(QUEUE_EVENTS).await?),
         };
         let tx = self.tx;
         let counted = async {
@@ -213,10 +248,34 @@ impl<'a> Work<'a> {
                 None => Ok(()),
             }
         };
+        let queued = async {
+            match &queue_events {
+                Some(stmt) => {
+                    let e = &events;
+                    tx.execute(
+                        stmt,
+                        &[
+                            &e.namespace,
+                            &e.ts,
+                            &e.kind,
+                            &e.subject,
+                            &e.actor,
+                            &e.correlation_id,
+                            &e.data,
+                        ],
+                    )
+                    .await
+                    .map(drop)
+                }
+                None => Ok(()),
+            }
+        };
         // Polled in this order, so sent in this order.
-        let (counted, notified, committed) = tokio::join!(counted, notified, tx.batch_execute("COMMIT"));
+        let (counted, notified, queued, committed) =
+            tokio::join!(counted, notified, queued, tx.batch_execute("COMMIT"));
         counted?;
         notified?;
+        queued?;
         committed?;
         Ok(())
     }

@@ -78,3 +78,16 @@ mod webhooks {
     use super::pg_webhook_store;
     agentyard_store::webhook_conformance_tests!(optional pg_webhook_store);
 }
+
+async fn pg_event_store() -> Option<agentyard_store::conformance::events::EventTestStore> {
+    let (store, schema) = open("event conformance").await?;
+    Some(agentyard_store::conformance::events::EventTestStore {
+        store,
+        _guard: Box::new(schema),
+    })
+}
+
+mod events {
+    use super::pg_event_store;
+    agentyard_store::event_conformance_tests!(optional pg_event_store);
+}

@@ -1,14 +1,17 @@
 //! Several stores on one schema, as several nodes see it: notifications reach the other nodes,
-//! tokens made on one are known to all, and limits, concurrency keys and expiry hold across them
-//! as if there were one.
+//! tokens made on one are known to all, limits, concurrency keys and expiry hold across them
+//! as if there were one, and a follower of the event log sees every node's events once, in order.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentyard_core::event::Event;
 use agentyard_core::flow::RateLimit;
 use agentyard_core::message::{NewMessage, Recipient};
 use agentyard_core::{AgentName, Namespace, NewTask, QueueName, TaskStatus, Timestamp};
+use agentyard_core::{Completion, TaskCommand};
 use agentyard_store::agents::{AgentOptions, AgentStore};
+use agentyard_store::events::{EventFilter, EventStore};
 use agentyard_store::{
     Claim, CreateOptions, DispatchGate, LimitStore, MessageStore, RemoteChange, SendOptions, Store, StoredToken,
     TokenStore,
@@ -282,4 +285,110 @@ async fn every_node_expires_leases_and_each_task_once() {
     for t in &expired {
         assert_eq!((t.status, t.attempt), (TaskStatus::Queued, 1), "{t:?}");
     }
+}
+
+/// Writers on two nodes create, claim and complete tasks while a follower reads the log with
+/// `after = next`, from either node, until they are done: it sees every event exactly once, in
+/// seq order, none skipped (what a full read afterwards finds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_sees_every_nodes_events_once_in_order() {
+    let Some((stores, _schema)) = nodes("event follower", 2).await else {
+        return;
+    };
+    let (writers, per_writer) = (8usize, 25usize);
+    let mut handles = Vec::new();
+    for w in 0..writers {
+        let store = stores[w % 2].clone();
+        handles.push(tokio::spawn(async move {
+            let queue = q(&format!("q{w}"));
+            let who = agent(&format!("w{w}"));
+            for n in 0..per_writer {
+                let created = store
+                    .create_tasks(
+                        &ns(),
+                        vec![NewTask::on(queue.clone(), serde_json::json!({ "n": n }))],
+                        CreateOptions::default(),
+                        now(),
+                    )
+                    .await
+                    .expect("create");
+                let claimed = store
+                    .claim_tasks(&ns(), &Claim::new(queue.clone(), who.clone(), 1, 60_000), now())
+                    .await
+                    .expect("claim");
+                assert_eq!(claimed.len(), 1);
+                assert_eq!(claimed[0].id, created[0].task.id);
+                let token = claimed[0].lease.as_ref().expect("leased").token.clone();
+                let done = TaskCommand::Complete {
+                    token,
+                    completion: Completion::default(),
+                };
+                store.apply(&ns(), claimed[0].id, done, now()).await.expect("complete");
+            }
+        }));
+    }
+    let everyone = EventFilter::default();
+    let mut seen: Vec<Event> = Vec::new();
+    let mut after = 0;
+    let mut reads = 0usize;
+    loop {
+        let writing = handles.iter().any(|h| !h.is_finished());
+        let page = stores[reads % 2]
+            .read_events(&ns(), &everyone, after, 50)
+            .await
+            .expect("read");
+        reads += 1;
+        assert!(page.next >= after);
+        seen.extend(page.events);
+        let caught_up = page.next == after;
+        after = page.next;
+        if !writing && caught_up {
+            break;
+        }
+    }
+    for h in handles {
+        h.await.expect("writer");
+    }
+    // Whatever committed after the last read of the loop (none should have).
+    loop {
+        let page = stores[0].read_events(&ns(), &everyone, after, 50).await.expect("read");
+        if page.next == after {
+            break;
+        }
+        seen.extend(page.events);
+        after = page.next;
+    }
+    for pair in seen.windows(2) {
+        assert!(
+            pair[0].seq < pair[1].seq,
+            "in seq order, once: {} then {}",
+            pair[0].seq,
+            pair[1].seq
+        );
+    }
+    let mut full = Vec::new();
+    let mut from = 0;
+    loop {
+        let page = stores[1]
+            .read_events(&ns(), &everyone, from, 1_000)
+            .await
+            .expect("read");
+        if page.next == from {
+            break;
+        }
+        full.extend(page.events);
+        from = page.next;
+    }
+    assert_eq!(full.len(), writers * per_writer * 3, "three events a task");
+    assert_eq!(
+        seen, full,
+        "the follower saw the whole log, nothing twice, nothing skipped"
+    );
+    let seqs: Vec<u64> = full.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "seqs are given without holes"
+    );
+    assert!(reads > 3, "the follower read while the writers wrote ({reads} reads)");
 }
