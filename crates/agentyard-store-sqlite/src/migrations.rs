@@ -186,7 +186,33 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX agents_forgettable ON agents (last_heartbeat, namespace, name)
         WHERE status = 'gone' AND implicit = 1;
     ",
-    // Webhooks: the document is the store's WebhookRecordV1 (secret and delivery cursor
+    // 7: the event log (`events.rs`): one row per change of a task, an agent, a message or a
+    // limit, appended in the transaction of the change.
+    //
+    // `seq` is the rowid, in the order the writer appended them; AUTOINCREMENT keeps the highest
+    // seq ever given in `sqlite_sequence`, so a seq is never given twice, also once old events
+    // are deleted (a reader past them must not miss new ones). `type` is the API name of the
+    // event type (frozen with `EventRecordV1`), `data` its JSON. Two indexes, for the only
+    // lookups over the whole log: a subject's history and a correlation id's trace. Both end in
+    // the rowid, so their entries come out in seq order and `seq > ?` is a range of them; the
+    // correlation index holds only the events that have one. Everything else reads a window of
+    // the primary key.
+    r"
+    CREATE TABLE events (
+        seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts             INTEGER NOT NULL, -- unix ms
+        namespace      TEXT    NOT NULL,
+        type           TEXT    NOT NULL, -- task.created, agent.gone, …
+        subject        TEXT    NOT NULL, -- task:<id>, agent:<name>, message:<seq>, limit:<key>
+        actor          TEXT,
+        correlation_id TEXT,
+        data           TEXT    NOT NULL  -- JSON
+    );
+    CREATE INDEX events_by_subject ON events (namespace, subject);
+    CREATE INDEX events_by_correlation ON events (namespace, correlation_id)
+        WHERE correlation_id IS NOT NULL;
+    ",
+    // 8: webhooks: the document is the store's WebhookRecordV1 (secret and delivery cursor
     // included); the delivery lease is a pair of columns.
     r"
     CREATE TABLE webhooks (

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use agentyard_store::conformance::TestStore;
 use agentyard_store::conformance::agents::AgentTestStore;
+use agentyard_store::conformance::events::EventTestStore;
 use agentyard_store::conformance::limits::LimitTestStore;
 use agentyard_store::conformance::tokens::TokenTestStore;
 use agentyard_store_sqlite::{SqliteOptions, SqliteStore};
@@ -76,4 +77,33 @@ async fn sqlite_webhook_store() -> agentyard_store::conformance::webhooks::Webho
 mod webhooks {
     use super::sqlite_webhook_store;
     agentyard_store::webhook_conformance_tests!(sqlite_webhook_store);
+}
+
+/// Tasks, agents, messages and limits in one store, seen with its event log.
+async fn sqlite_event_store() -> EventTestStore {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path().join("yard.db"), SqliteOptions::default()).expect("open");
+    EventTestStore {
+        store: Arc::new(store),
+        _guard: Box::new(dir),
+    }
+}
+
+mod events {
+    use super::sqlite_event_store;
+    agentyard_store::event_conformance_tests!(sqlite_event_store);
+}
+
+async fn sqlite_retention_store() -> agentyard_store::conformance::retention::RetentionTestStore {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path().join("yard.db"), SqliteOptions::default()).expect("open");
+    agentyard_store::conformance::retention::RetentionTestStore {
+        store: Arc::new(store),
+        _guard: Box::new(dir),
+    }
+}
+
+mod retention {
+    use super::sqlite_retention_store;
+    agentyard_store::retention_conformance_tests!(sqlite_retention_store);
 }
