@@ -42,6 +42,7 @@ mod messages;
 mod migrations;
 mod notify;
 mod record;
+mod retention;
 mod store;
 mod tasks;
 pub mod testing;

@@ -91,3 +91,16 @@ mod events {
     use super::pg_event_store;
     agentyard_store::event_conformance_tests!(optional pg_event_store);
 }
+
+async fn pg_retention_store() -> Option<agentyard_store::conformance::retention::RetentionTestStore> {
+    let (store, schema) = open("retention conformance").await?;
+    Some(agentyard_store::conformance::retention::RetentionTestStore {
+        store,
+        _guard: Box::new(schema),
+    })
+}
+
+mod retention {
+    use super::pg_retention_store;
+    agentyard_store::retention_conformance_tests!(optional pg_retention_store);
+}
