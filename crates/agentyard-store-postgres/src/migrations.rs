@@ -292,9 +292,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "#,
     // 5: webhooks: `doc` is the store's WebhookRecordV1 (secret and delivery cursor included);
     // the node delivering a webhook holds its lease until `lease_until`. Listed by namespace and
-    // id bytewise, as every store orders them.
+    // id bytewise, as every store orders them. Written to run again on a schema that has it (as
+    // the migration tests replay steps).
     r#"
-    CREATE TABLE webhooks (
+    CREATE TABLE IF NOT EXISTS webhooks (
         namespace    text COLLATE "C" NOT NULL,
         id           text COLLATE "C" NOT NULL,
         doc          jsonb  NOT NULL,
