@@ -222,7 +222,10 @@ impl Worker {
                 return;
             }
             match self.deliver_while_held().await {
-                Stop::Shutdown => return,
+                Stop::Shutdown => {
+                    self.release_lease().await;
+                    return;
+                }
                 Stop::NotOurs => continue,
             }
         }
@@ -244,6 +247,21 @@ impl Worker {
                 tracing::warn!(error = %e, webhook = %self.key.1, "webhooks: cannot take the delivery lease");
                 None
             }
+        }
+    }
+
+    /// Hands the lease back at shutdown, so the next process (or node) delivers at once rather
+    /// than after the lease ran out.
+    async fn release_lease(&self) {
+        let now = self.s.clock.now();
+        let node = &self.s.webhooks.node;
+        if let Err(e) = self
+            .s
+            .store
+            .lease_webhook(&self.key.0, &self.key.1, node, now, now)
+            .await
+        {
+            tracing::debug!(error = %e, webhook = %self.key.1, "webhooks: cannot hand the delivery lease back");
         }
     }
 
