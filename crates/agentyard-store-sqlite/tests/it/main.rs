@@ -26,6 +26,7 @@ mod events;
 mod limits;
 mod lock;
 mod model;
+mod retention;
 mod tokens;
 
 const T0: i64 = 1_800_000_000_000;
