@@ -91,6 +91,7 @@ pub struct WebhookView {
     pub state: WebhookState,
     /// Failed attempts since the last delivery that worked.
     pub consecutive_failures: u32,
+    /// Why the latest attempt failed; cleared by a delivery that works.
     pub last_error: Option<String>,
     pub paused_until: Option<Timestamp>,
     pub last_delivered_at: Option<Timestamp>,

@@ -137,7 +137,7 @@ pub async fn delete_webhook(
             hook.hook.id
         )));
     }
-    s.webhooks.forget(&ns, &hook.hook.id);
+    s.webhooks.removed(&ns, &hook.hook.id);
     tracing::info!(webhook = %hook.hook.id, namespace = %ns, "webhook removed");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -40,6 +40,9 @@ pub struct Webhooks {
     node: String,
     http: reqwest::Client,
     states: Mutex<HashMap<Key, Status>>,
+    /// Webhooks removed through this node: their workers stop before their next delivery (one
+    /// removed through another node stops at its next cursor move).
+    removed: Mutex<std::collections::HashSet<Key>>,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +82,7 @@ impl Webhooks {
             node: format!("node-{}", ulid::Ulid::new().to_string().to_lowercase()),
             http,
             states: Mutex::new(HashMap::new()),
+            removed: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -115,6 +119,24 @@ impl Webhooks {
 
     pub fn forget(&self, ns: &Namespace, id: &str) {
         self.states().remove(&(ns.clone(), id.to_owned()));
+    }
+
+    /// The webhook was removed: its worker delivers nothing more.
+    pub fn removed(&self, ns: &Namespace, id: &str) {
+        self.forget(ns, id);
+        self.removed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((ns.clone(), id.to_owned()));
+    }
+
+    fn was_removed(&self, key: &Key) -> bool {
+        self.removed.lock().unwrap_or_else(|e| e.into_inner()).contains(key)
+    }
+
+    /// Its worker stopped: an id is never made again, so the mark can go.
+    fn stopped(&self, key: &Key) {
+        self.removed.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 }
 
@@ -181,6 +203,8 @@ impl WebhookLoop {
 enum Stop {
     /// The server shuts down.
     Shutdown,
+    /// The webhook was removed through this node.
+    Removed,
     /// Another node holds the lease, or the webhook was removed.
     NotOurs,
 }
@@ -224,6 +248,10 @@ impl Worker {
             match self.deliver_while_held().await {
                 Stop::Shutdown => {
                     self.release_lease().await;
+                    return;
+                }
+                Stop::Removed => {
+                    webhooks.stopped(&self.key);
                     return;
                 }
                 Stop::NotOurs => continue,
@@ -373,6 +401,9 @@ impl Worker {
         .unwrap_or_default();
         let mut attempt: u32 = 0;
         loop {
+            if webhooks.was_removed(&self.key) {
+                return Err(Stop::Removed);
+            }
             attempt += 1;
             if renewed.elapsed() >= config.lease / 3 {
                 match self.take_lease().await {
@@ -436,6 +467,7 @@ impl Worker {
                     st.state = WebhookState::Active;
                     st.failures = 0;
                     st.paused_until = None;
+                    st.last_error = None;
                     st.last_delivered_at = Some(now);
                     return;
                 }

@@ -214,8 +214,16 @@ async fn deliveries_are_signed_in_order_and_resume_after_a_pause(backend: Backen
         .expect_err("no such type");
     assert_eq!(crate::problem(&typo).field.as_deref(), Some("types[0]"));
 
+    let delivered = got.taken.lock().unwrap().len();
     app.client.delete_webhook(&id).await.expect("delete");
     assert!(app.client.webhooks().await.expect("list").is_empty());
+    make(&app.client, 1, "after the webhook was removed").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        got.taken.lock().unwrap().len(),
+        delivered,
+        "nothing more is delivered once removed"
+    );
     let err = app.client.webhook(&id).await.expect_err("gone");
     assert_eq!(crate::problem(&err).status, 404);
 }
