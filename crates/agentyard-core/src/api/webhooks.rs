@@ -20,7 +20,11 @@ pub struct CreateWebhookRequest {
     /// An http:// or https:// URL that takes POSTed JSON.
     #[cfg_attr(
         feature = "openapi",
-        schema(max_length = 2048, example = "https://ci.example.com/agentyard")
+        schema(
+            max_length = 2048,
+            pattern = r"^https?://([A-Za-z][A-Za-z0-9-]*(\.[A-Za-z][A-Za-z0-9-]*)*|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?(/[A-Za-z0-9._~%/-]*)?$",
+            example = "https://ci.example.com/agentyard"
+        )
     )]
     pub url: String,
     /// The key of each delivery's HMAC-SHA256 signature (16 to 1024 bytes). Kept by the
@@ -32,14 +36,64 @@ pub struct CreateWebhookRequest {
     pub types: Vec<String>,
 }
 
+/// Is `url` an `http://` or `https://` URL of the form webhooks take: a host name whose labels
+/// start with a letter (`hooks.example.com`, `localhost`) or a dotted IPv4 address, an optional
+/// port from 1 to 65535, and a path of unreserved characters, `/` and `%`. The document's
+/// `pattern` for `url` says the same.
+pub fn webhook_url_ok(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) else {
+        return false;
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let (host, port) = match authority.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    let port_ok = port.is_none_or(|p| {
+        p.bytes().all(|b| b.is_ascii_digit())
+            && !p.starts_with('0')
+            && p.parse::<u32>().is_ok_and(|n| (1..=65_535).contains(&n))
+    });
+    let name_ok = !host.is_empty()
+        && host.split('.').all(|label| {
+            label.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    let octets: Vec<&str> = host.split('.').collect();
+    let ipv4_ok = octets.len() == 4
+        && octets.iter().all(|o| {
+            !o.is_empty()
+                && o.len() <= 3
+                && o.bytes().all(|b| b.is_ascii_digit())
+                && (o.len() == 1 || !o.starts_with('0'))
+                && o.parse::<u16>().is_ok_and(|n| n <= 255)
+        });
+    let path_ok = path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'%' | b'/' | b'-'));
+    (name_ok || ipv4_ok) && port_ok && path_ok
+}
+
 impl CreateWebhookRequest {
-    /// Checks the secret's length and the types (the URL is the server's to check) and gives
-    /// the types named.
+    /// Checks the URL's form, the secret's length and the types, and gives the types named.
     pub fn check(&self) -> Result<Vec<EventType>, FieldError> {
         if self.url.is_empty() || self.url.len() > MAX_WEBHOOK_URL_LEN {
             return Err(FieldError::new(
                 "url",
                 format!("must be 1 to {MAX_WEBHOOK_URL_LEN} bytes"),
+            ));
+        }
+        if !webhook_url_ok(&self.url) {
+            return Err(FieldError::new(
+                "url",
+                format!(
+                    "{:?}: must be an http:// or https:// URL with a host name or an IPv4 address, a port from 1 to \
+                     65535 and a plain path (letters, digits, . _ ~ % / -)",
+                    self.url
+                ),
             ));
         }
         let n = self.secret.len();
@@ -128,4 +182,38 @@ pub struct Delivery {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeliveryList {
     pub deliveries: Vec<Delivery>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_urls_are_http_with_a_plain_host_port_and_path() {
+        for ok in [
+            "http://127.0.0.1:8080/hook",
+            "https://hooks.example.com/agentyard/v1",
+            "http://localhost",
+            "http://a-b.c9:1/x%20y",
+            "http://127.0.0.1:65535/",
+            "http://0.0.0.0/",
+        ] {
+            assert!(webhook_url_ok(ok), "{ok}");
+        }
+        for bad in [
+            "ftp://example.com/",
+            "http://",
+            "http://9abc.com/",
+            "http://256.1.1.1/",
+            "http://01.1.1.1/",
+            "http://example.com:0/",
+            "http://example.com:65536/",
+            "http://example.com/a?b",
+            "http://exa mple.com/",
+            "http://.com/",
+            "0000",
+        ] {
+            assert!(!webhook_url_ok(bad), "{bad}");
+        }
+    }
 }

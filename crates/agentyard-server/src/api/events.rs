@@ -43,8 +43,10 @@ pub struct EventFilterParams {
     #[param(rename = "type")]
     pub types: Option<String>,
     /// Only events of this subject: `task:<id>`, `agent:<name>`, `message:<seq>`, `limit:<key>`.
+    #[param(min_length = 1, max_length = 1024)]
     pub subject: Option<String>,
     /// Only events under this correlation id.
+    #[param(min_length = 1, max_length = 1024)]
     pub correlation_id: Option<String>,
 }
 

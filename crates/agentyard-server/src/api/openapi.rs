@@ -102,7 +102,7 @@ pub fn finish(doc: &mut utoipa::openapi::OpenApi) {
         {
             stream.schema = Some(utoipa::openapi::Ref::from_schema_name("InboxEvent").into());
         }
-        let namespaced = path.starts_with("/v1/") && !path.starts_with("/v1/tokens");
+        let namespaced = path.starts_with("/v1/") && !path.starts_with("/v1/tokens") && !path.starts_with("/v1/admin/");
         let secured = !OPEN_PATHS.contains(&path.as_str());
         let operations = [
             &mut item.get,
