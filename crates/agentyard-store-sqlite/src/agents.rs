@@ -3,6 +3,7 @@
 //! on every read (it is never stored, so it cannot drift from the tasks).
 
 use agentyard_core::agent::{Agent, AgentRegistration, AgentStatus, DEFAULT_SLOTS};
+use agentyard_core::event::{EventType, agent_event, agent_removed};
 use agentyard_core::{AgentName, Capability, Namespace, Task, Timestamp};
 use agentyard_store::record::AgentRecordV1;
 use agentyard_store::{AgentOptions, AgentStore, StoreError};
@@ -203,6 +204,27 @@ fn release_all(
     reason: &str,
 ) -> Result<Vec<Task>, StoreError> {
     let held = tasks::running_of(ctx.conn(), ns, name)?;
+    release(ctx, held, now, reason)
+}
+
+/// Removes the agent (its row and subscriptions) and takes its leases away, logging its removal
+/// (with how many leases it held) before the leases it lost. `None` if there was no such agent.
+fn remove(
+    ctx: &mut WriteCtx<'_>,
+    ns: &Namespace,
+    name: &AgentName,
+    now: Timestamp,
+) -> Result<Option<Vec<Task>>, StoreError> {
+    if !delete(ctx.conn(), ns, name)? {
+        return Ok(None);
+    }
+    let held = tasks::running_of(ctx.conn(), ns, name)?;
+    ctx.log(&agent_removed(ns, name, held.len(), now))?;
+    release(ctx, held, now, &format!("agent {name} was removed")).map(Some)
+}
+
+/// Takes the lease of each of `held` away, in their order (each change logs its event).
+fn release(ctx: &mut WriteCtx<'_>, held: Vec<Task>, now: Timestamp, reason: &str) -> Result<Vec<Task>, StoreError> {
     let mut out = Vec::with_capacity(held.len());
     for mut task in held {
         let before = task.status;
@@ -236,7 +258,8 @@ fn register(
         None => new_agent(conn, ns, name, reg, options, now)?,
     };
     save(conn, &agent)?;
-    with_running(conn, agent)
+    ctx.log(&agent_event(EventType::AgentRegistered, &agent, now))?;
+    with_running(ctx.conn(), agent)
 }
 
 fn touch(
@@ -248,13 +271,14 @@ fn touch(
     now: Timestamp,
 ) -> Result<Agent, StoreError> {
     let conn = ctx.conn();
-    let agent = match load(conn, ns, name)? {
+    let (agent, logged) = match load(conn, ns, name)? {
         Some(mut a) => {
-            if a.status == AgentStatus::Gone {
+            let back = a.status == AgentStatus::Gone;
+            if back {
                 a.status = AgentStatus::Active;
             }
             a.last_heartbeat = now;
-            a
+            (a, back.then_some(EventType::AgentBack))
         }
         None => {
             let reg = AgentRegistration {
@@ -262,28 +286,37 @@ fn touch(
                 slots: DEFAULT_SLOTS,
                 metadata: serde_json::Value::Null,
             };
-            Agent {
+            let agent = Agent {
                 implicit: true,
                 ..new_agent(conn, ns, name, reg, options, now)?
-            }
+            };
+            (agent, Some(EventType::AgentRegistered))
         }
     };
     save(conn, &agent)?;
-    with_running(conn, agent)
+    if let Some(kind) = logged {
+        ctx.log(&agent_event(kind, &agent, now))?;
+    }
+    with_running(ctx.conn(), agent)
 }
 
-/// Loads a registered agent, changes it, stores it and returns its view.
+/// Loads a registered agent, changes it, stores it, logs the event `f` names (if any) at `now`
+/// and returns its view.
 fn change(
     ctx: &mut WriteCtx<'_>,
     ns: &Namespace,
     name: &AgentName,
-    f: impl FnOnce(&mut Agent),
+    now: Timestamp,
+    f: impl FnOnce(&mut Agent) -> Option<EventType>,
 ) -> Result<Agent, StoreError> {
     let conn = ctx.conn();
     let mut agent = require(conn, ns, name)?;
-    f(&mut agent);
+    let logged = f(&mut agent);
     save(conn, &agent)?;
-    with_running(conn, agent)
+    if let Some(kind) = logged {
+        ctx.log(&agent_event(kind, &agent, now))?;
+    }
+    with_running(ctx.conn(), agent)
 }
 
 fn expire(ctx: &mut WriteCtx<'_>, now: Timestamp, timeout_ms: u64) -> Result<Vec<(Agent, Vec<Task>)>, StoreError> {
@@ -296,6 +329,7 @@ fn expire(ctx: &mut WriteCtx<'_>, now: Timestamp, timeout_ms: u64) -> Result<Vec
     for mut agent in silent {
         agent.status = AgentStatus::Gone;
         save(ctx.conn(), &agent)?;
+        ctx.log(&agent_event(EventType::AgentGone, &agent, now))?;
         let reason = format!("agent {} stopped heartbeating", agent.name);
         let released = release_all(ctx, &agent.namespace, &agent.name, now, &reason)?;
         out.push((with_running(ctx.conn(), agent)?, released));
@@ -313,9 +347,7 @@ fn forget(
     let mut out = Vec::with_capacity(agents.len());
     for agent in agents {
         let agent = with_running(ctx.conn(), agent)?;
-        delete(ctx.conn(), &agent.namespace, &agent.name)?;
-        let reason = format!("agent {} was removed", agent.name);
-        let released = release_all(ctx, &agent.namespace, &agent.name, now, &reason)?;
+        let released = remove(ctx, &agent.namespace, &agent.name, now)?.unwrap_or_default();
         out.push((agent, released));
     }
     Ok(out)
@@ -355,11 +387,13 @@ impl AgentStore for SqliteStore {
         let (ns, name) = (ns.clone(), name.clone());
         self.writer
             .run(move |ctx| {
-                change(ctx, &ns, &name, |a| {
-                    if a.status == AgentStatus::Gone {
+                change(ctx, &ns, &name, now, |a| {
+                    let back = a.status == AgentStatus::Gone;
+                    if back {
                         a.status = AgentStatus::Active;
                     }
                     a.last_heartbeat = now;
+                    back.then_some(EventType::AgentBack)
                 })
             })
             .await
@@ -379,9 +413,11 @@ impl AgentStore for SqliteStore {
         let (ns, name) = (ns.clone(), name.clone());
         self.writer
             .run(move |ctx| {
-                change(ctx, &ns, &name, |a| {
+                change(ctx, &ns, &name, now, |a| {
+                    let draining = a.status != AgentStatus::Draining;
                     a.status = AgentStatus::Draining;
                     a.last_heartbeat = a.last_heartbeat.max(now);
+                    draining.then_some(EventType::AgentDraining)
                 })
             })
             .await
@@ -390,12 +426,7 @@ impl AgentStore for SqliteStore {
     async fn delete_agent(&self, ns: &Namespace, name: &AgentName, now: Timestamp) -> Result<Vec<Task>, StoreError> {
         let (ns, name) = (ns.clone(), name.clone());
         self.writer
-            .run(move |ctx| {
-                if !delete(ctx.conn(), &ns, &name)? {
-                    return Err(agent_not_found(&name));
-                }
-                release_all(ctx, &ns, &name, now, &format!("agent {name} was removed"))
-            })
+            .run(move |ctx| remove(ctx, &ns, &name, now)?.ok_or_else(|| agent_not_found(&name)))
             .await
     }
 

@@ -1,6 +1,7 @@
 //! The SQLite backend of the yard ([`Store`](agentyard_store::Store),
 //! [`AgentStore`](agentyard_store::AgentStore), [`MessageStore`](agentyard_store::MessageStore),
-//! [`LimitStore`](agentyard_store::LimitStore), [`TokenStore`](agentyard_store::TokenStore)):
+//! [`LimitStore`](agentyard_store::LimitStore), [`TokenStore`](agentyard_store::TokenStore),
+//! [`EventStore`](agentyard_store::EventStore)):
 //! one database file in WAL mode, one writer connection that commits commands in groups, and a pool
 //! of read-only connections.
 //!
@@ -36,6 +37,10 @@
 //! Dispatch limits set through the API are rows of `limits` (`limits.rs`), one per namespace and
 //! key. API tokens are rows of `tokens` (`tokens.rs`), one per token, revoked ones kept.
 //!
+//! The event log ([`EventStore`](agentyard_store::EventStore)) is the table `events`
+//! (`events.rs`): every change appends its event through the writer, in the same transaction
+//! (and savepoint) as the change, so a change rolled back leaves no event.
+//!
 //! # What survives a crash
 //! A write is acknowledged only after its transaction committed to the write-ahead log.
 //! - [`Durability::Normal`] (WAL, `synchronous=NORMAL`): an acknowledged write survives the
@@ -54,6 +59,7 @@ mod checkpoint;
 mod connection;
 mod counts;
 mod error;
+mod events;
 mod limits;
 mod lock;
 mod messages;

@@ -1,8 +1,9 @@
 //! The limits table, and `LimitStore` on SQLite: setting and removing a key's limits are writer
 //! commands, the listing goes to the reader pool.
 
-use agentyard_core::Namespace;
+use agentyard_core::event::limit_changed;
 use agentyard_core::flow::{KeyLimit, RateLimit};
+use agentyard_core::{Namespace, Timestamp};
 use agentyard_store::{LimitStore, StoreError, StoredLimit};
 use async_trait::async_trait;
 use rusqlite::{Connection, Row, params};
@@ -93,25 +94,27 @@ impl LimitStore for SqliteStore {
         self.readers.run(list).await
     }
 
-    async fn put_limit(
-        &self,
-        ns: &Namespace,
-        key: &str,
-        limit: KeyLimit,
-        _now: agentyard_core::Timestamp,
-    ) -> Result<(), StoreError> {
+    async fn put_limit(&self, ns: &Namespace, key: &str, limit: KeyLimit, now: Timestamp) -> Result<(), StoreError> {
         let (ns, key) = (ns.clone(), key.to_owned());
-        self.writer.run(move |ctx| put(ctx.conn(), &ns, &key, limit)).await
+        self.writer
+            .run(move |ctx| {
+                put(ctx.conn(), &ns, &key, limit)?;
+                ctx.log(&limit_changed(&ns, &key, Some(&limit), now))
+            })
+            .await
     }
 
-    async fn delete_limit(
-        &self,
-        ns: &Namespace,
-        key: &str,
-        _now: agentyard_core::Timestamp,
-    ) -> Result<bool, StoreError> {
+    async fn delete_limit(&self, ns: &Namespace, key: &str, now: Timestamp) -> Result<bool, StoreError> {
         let (ns, key) = (ns.clone(), key.to_owned());
-        self.writer.run(move |ctx| delete(ctx.conn(), &ns, &key)).await
+        self.writer
+            .run(move |ctx| {
+                let removed = delete(ctx.conn(), &ns, &key)?;
+                if removed {
+                    ctx.log(&limit_changed(&ns, &key, None, now))?;
+                }
+                Ok(removed)
+            })
+            .await
     }
 }
 

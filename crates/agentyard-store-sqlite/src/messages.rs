@@ -7,6 +7,7 @@
 //! many messages the namespace holds. Only the documents of the messages returned are read.
 
 use agentyard_core::agent::Agent;
+use agentyard_core::event::message_sent;
 use agentyard_core::message::{Message, NewMessage, Recipient, TopicName};
 use agentyard_core::{AgentName, Namespace, Timestamp};
 use agentyard_store::record::MessageRecordV1;
@@ -286,6 +287,7 @@ fn send(
     let seq = next_seq(conn, ns)?;
     let stored = message.into_message(ns.clone(), seq, now);
     insert(conn, &stored)?;
+    ctx.log(&message_sent(&stored, now))?;
     Ok(Sent {
         message: stored,
         created: true,

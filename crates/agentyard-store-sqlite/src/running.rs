@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 
+use agentyard_core::event::LastChange;
 use agentyard_core::{Namespace, Task, TaskId, TaskStatus};
 
 /// Most tasks kept; beyond it, newly claimed tasks are simply read from their rows again.
@@ -32,9 +33,12 @@ impl RunningTasks {
         }
     }
 
-    /// Keeps `task` if it is running (and there is room), else forgets it.
-    pub(crate) fn keep(&mut self, task: Task) {
+    /// Keeps `task` if it is running (and there is room), else forgets it. It is kept without its
+    /// last change, which was logged when it was written: the next command that takes it out
+    /// starts from no change, as if it had read the row, so nothing is ever logged twice.
+    pub(crate) fn keep(&mut self, mut task: Task) {
         if task.status == TaskStatus::Running && (self.tasks.len() < CAPACITY || self.tasks.contains_key(&task.id)) {
+            task.meta.change = LastChange::default();
             self.tasks.insert(task.id, task);
         } else {
             self.tasks.remove(&task.id);

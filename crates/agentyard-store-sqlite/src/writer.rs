@@ -29,6 +29,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
+use agentyard_core::event::{NewEvent, task_event};
 use agentyard_core::{Namespace, QueueName, Task, TaskId, TaskStatus};
 use agentyard_store::StoreError;
 use rusqlite::Connection;
@@ -37,6 +38,7 @@ use tokio::sync::oneshot;
 use crate::checkpoint::{Checkpointer, reset_wal_pages, take_wal_pages};
 use crate::counts::{Counts, Deltas};
 use crate::error::sql_error;
+use crate::events;
 use crate::running::RunningTasks;
 use crate::tasks;
 
@@ -94,20 +96,37 @@ impl WriteCtx<'_> {
         Ok(())
     }
 
+    /// Appends an event to the log, in this command's transaction (see `events.rs`).
+    pub(crate) fn log(&mut self, event: &NewEvent) -> Result<(), StoreError> {
+        self.in_transaction()?;
+        events::append(self.conn, event)
+    }
+
+    /// The event of a task's change, if it logs one: every write of a task goes through here,
+    /// once per change (a task read back, from its row or from the running tasks, carries none).
+    fn log_task(&mut self, task: &Task) -> Result<(), StoreError> {
+        match task_event(task, task.updated_at) {
+            Some(event) => events::append(self.conn, &event),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) fn insert(&mut self, task: &Task) -> Result<(), StoreError> {
         self.in_transaction()?;
         self.touched.push(task.id);
         tasks::insert(self.conn, task)?;
+        self.log_task(task)?;
         self.deltas.record(&task.namespace, &task.queue, None, task.status);
         Ok(())
     }
 
-    /// Stores a changed task that had status `before`.
+    /// Stores a changed task that had status `before`, with the event of its change.
     pub(crate) fn update(&mut self, before: TaskStatus, task: &Task) -> Result<(), StoreError> {
         self.in_transaction()?;
         self.touched.push(task.id);
         self.running.forget(task.id);
         tasks::update(self.conn, before, task)?;
+        self.log_task(task)?;
         if task.status == TaskStatus::Running {
             self.running.keep(task.clone());
         }
@@ -666,6 +685,48 @@ mod tests {
 
     fn depth(counts: &Counts) -> u64 {
         counts.depth(&ns(), &queue(), &[])
+    }
+
+    /// The events of the committed changes, as `(subject, type)` in seq order.
+    fn logged(conn: &Connection) -> Vec<(String, String)> {
+        let mut stmt = conn
+            .prepare("SELECT subject, type FROM events ORDER BY seq")
+            .expect("prepare");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+
+    /// A change that is rolled back, alone (its savepoint) or with its group, takes its event
+    /// with it; the events of the commands that commit stay, in their order.
+    #[test]
+    fn a_rolled_back_change_leaves_no_event() {
+        use agentyard_core::event::{agent_removed, task_subject};
+
+        let (conn, counts) = setup();
+        let (a, b, c, d) = (task(), task(), task(), task());
+        let (sa, sc) = (task_subject(a.id), task_subject(c.id));
+        let (first, _) = job(move |ctx| ctx.insert(&a));
+        let (failing, _) = job(move |ctx| -> Result<(), StoreError> {
+            ctx.insert(&b)?;
+            let name = agentyard_core::AgentName::parse("w").expect("valid");
+            ctx.log(&agent_removed(&ns(), &name, 0, Timestamp::from_millis(0)))?;
+            Err(StoreError::Invalid {
+                message: "refused".into(),
+            })
+        });
+        let (third, _) = job(move |ctx| ctx.insert(&c));
+        run_group(&conn, &counts, vec![first, failing, third]).expect("the group commits");
+        let (halfway, _) = guarded_job(Guard::CheckFirst, move |ctx| -> Result<(), StoreError> {
+            ctx.insert(&d)?;
+            Err(StoreError::Invalid {
+                message: "a bug".into(),
+            })
+        });
+        run_group(&conn, &counts, vec![halfway]).expect_err("the group fails");
+        let created = "task.created".to_owned();
+        assert_eq!(logged(&conn), vec![(sa, created.clone()), (sc, created)]);
     }
 
     #[test]

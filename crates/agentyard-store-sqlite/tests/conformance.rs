@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use agentyard_store::conformance::TestStore;
 use agentyard_store::conformance::agents::AgentTestStore;
+use agentyard_store::conformance::events::EventTestStore;
 use agentyard_store::conformance::limits::LimitTestStore;
 use agentyard_store::conformance::tokens::TokenTestStore;
 use agentyard_store_sqlite::{SqliteOptions, SqliteStore};
@@ -62,4 +63,19 @@ async fn sqlite_token_store() -> TokenTestStore {
 mod tokens {
     use super::sqlite_token_store;
     agentyard_store::token_conformance_tests!(sqlite_token_store);
+}
+
+/// Tasks, agents, messages and limits in one store, seen with its event log.
+async fn sqlite_event_store() -> EventTestStore {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path().join("yard.db"), SqliteOptions::default()).expect("open");
+    EventTestStore {
+        store: Arc::new(store),
+        _guard: Box::new(dir),
+    }
+}
+
+mod events {
+    use super::sqlite_event_store;
+    agentyard_store::event_conformance_tests!(sqlite_event_store);
 }

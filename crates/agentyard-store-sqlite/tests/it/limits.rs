@@ -103,7 +103,7 @@ async fn a_database_from_before_limits_gains_them_at_open() {
     {
         let conn = rusqlite::Connection::open(&path).expect("raw open");
         conn.execute_batch(
-            "DROP TABLE limits; DROP TABLE tokens; DROP INDEX agents_forgettable; \
+            "DROP TABLE events; DROP TABLE events_floor; DROP TABLE limits; DROP TABLE tokens; DROP INDEX agents_forgettable; \
              ALTER TABLE agents DROP COLUMN implicit; PRAGMA user_version = 3;",
         )
         .expect("back to version 3");
@@ -124,7 +124,7 @@ async fn a_database_from_before_limits_gains_them_at_open() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 6, "every step since ran too");
+    assert_eq!(version, 7, "every step since ran too");
     let store = open(&path);
     assert_eq!(
         store.list_limits().await.expect("list"),

@@ -1,7 +1,8 @@
 //! SQLite-specific behaviour beyond the shared conformance suite: what survives a reopen or a
 //! `kill -9`, durability settings, group commit under concurrency, damaged rows; agents and
 //! messages (`agents.rs`); dispatch limits (`limits.rs`); API tokens (`tokens.rs`); the stored
-//! documents (`documents.rs`); one store per file (`lock.rs`).
+//! documents (`documents.rs`); the event log across a reopen (`events.rs`); one store per file
+//! (`lock.rs`).
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -21,6 +22,7 @@ use tempfile::TempDir;
 mod agent_model;
 mod agents;
 mod documents;
+mod events;
 mod limits;
 mod lock;
 mod model;

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use agentyard_core::event::LastChange;
 use agentyard_core::{
     AgentName, Backoff, Capability, Completion, LeaseToken, NewTask, Task, TaskCommand, TaskError, TaskId, TaskPatch,
     TaskStatus,
@@ -69,6 +70,9 @@ impl Side {
         if t.meta.finished_by.is_some() {
             t.meta.finished_by = Some(LeaseToken::new("token"));
         }
+        // What changed a task last is no part of its value (equal tasks may differ in it): the
+        // memory store keeps it on every task, this store only on those it just wrote.
+        t.meta.change = LastChange::default();
         t
     }
 
