@@ -3,9 +3,10 @@
 //! itself, so a change rolled back takes its event with it; reads go to the reader pool.
 //!
 //! A row holds the fields of an event as columns (the type by its API name, frozen with
-//! `agentyard_store::record::EventRecordV1`; the data as JSON text). `seq` is the rowid, given by
-//! `AUTOINCREMENT`: the highest seq ever given stays in `sqlite_sequence`, so a seq is never given
-//! again, also once old events are deleted, and [`last_seq`] reads it there.
+//! `agentyard_store::record::EventRecordV1`; the data as JSON text). `seq` is the rowid; an append
+//! takes the next seq after the newest row and after the highest seq ever deleted (kept in
+//! `events_floor` by a trigger, see `migrations.rs`), so a seq is never given twice, also once old
+//! events are deleted, and [`last_seq`] reads it the same way.
 
 use agentyard_core::event::{Event, EventType, NewEvent};
 use agentyard_core::{Namespace, Timestamp};
@@ -16,10 +17,15 @@ use rusqlite::{Connection, Row, params};
 use crate::error::{corrupt_record, sql_error};
 use crate::store::SqliteStore;
 
-const APPEND: &str = "INSERT INTO events (ts, namespace, type, subject, actor, correlation_id, data) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+/// The highest seq given: that of the newest row, or the highest ever deleted if higher (the
+/// newest rows deleted too). Both are single lookups: the last entry of the primary key, the one
+/// row of `events_floor`.
+const LAST_SEQ: &str = "SELECT max(coalesce((SELECT max(seq) FROM events), 0), \
+     coalesce((SELECT last FROM events_floor), 0))";
 
-const LAST_SEQ: &str = "SELECT seq FROM sqlite_sequence WHERE name = 'events'";
+const APPEND: &str = "INSERT INTO events (seq, ts, namespace, type, subject, actor, correlation_id, data) \
+     VALUES (max(coalesce((SELECT max(seq) FROM events), 0), coalesce((SELECT last FROM events_floor), 0)) + 1, \
+     ?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
 /// A namespace's events after a seq up to another, through the primary key (`+namespace` keeps
 /// the planner off `events_by_subject`, which would read the namespace's whole history and sort
@@ -57,14 +63,8 @@ pub(crate) fn append(conn: &Connection, event: &NewEvent) -> Result<(), StoreErr
 /// The highest seq given so far; 0 when none was.
 fn last_seq(conn: &Connection) -> Result<u64, StoreError> {
     let mut stmt = conn.prepare_cached(LAST_SEQ).map_err(sql_error)?;
-    let mut rows = stmt.query([]).map_err(sql_error)?;
-    match rows.next().map_err(sql_error)? {
-        Some(row) => {
-            let seq: i64 = row.get(0).map_err(sql_error)?;
-            Ok(u64::try_from(seq).unwrap_or(0))
-        }
-        None => Ok(0),
-    }
+    let seq: i64 = stmt.query_row([], |row| row.get(0)).map_err(sql_error)?;
+    Ok(u64::try_from(seq).unwrap_or(0))
 }
 
 fn seq_param(seq: u64) -> i64 {

@@ -189,17 +189,21 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 7: the event log (`events.rs`): one row per change of a task, an agent, a message or a
     // limit, appended in the transaction of the change.
     //
-    // `seq` is the rowid, in the order the writer appended them; AUTOINCREMENT keeps the highest
-    // seq ever given in `sqlite_sequence`, so a seq is never given twice, also once old events
-    // are deleted (a reader past them must not miss new ones). `type` is the API name of the
-    // event type (frozen with `EventRecordV1`), `data` its JSON. Two indexes, for the only
-    // lookups over the whole log: a subject's history and a correlation id's trace. Both end in
-    // the rowid, so their entries come out in seq order and `seq > ?` is a range of them; the
-    // correlation index holds only the events that have one. Everything else reads a window of
-    // the primary key.
+    // `seq` is the rowid, in the order the writer appended them. A seq is never given twice, also
+    // once old events are deleted (a reader past them must not miss new ones): the trigger keeps
+    // the highest seq ever deleted in `events_floor`, and an append takes the next after both the
+    // newest row and that floor. AUTOINCREMENT would do the same by rewriting `sqlite_sequence`
+    // at every append: one more page in every commit (4.9 → 8.9 pages a claim or completion with
+    // it, 7.9 without; BENCHMARKS.md), where the trigger writes only when events are deleted.
+    // `type` is the API name of the event type (frozen with `EventRecordV1`), `data` its JSON.
+    //
+    // Two indexes, for the only lookups over the whole log: a subject's history and a
+    // correlation id's trace. Both end in the rowid, so their entries come out in seq order and
+    // `seq > ?` is a range of them; the correlation index holds only the events that have one.
+    // Everything else reads a window of the primary key.
     r"
     CREATE TABLE events (
-        seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq            INTEGER PRIMARY KEY,
         ts             INTEGER NOT NULL, -- unix ms
         namespace      TEXT    NOT NULL,
         type           TEXT    NOT NULL, -- task.created, agent.gone, …
@@ -211,6 +215,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_by_subject ON events (namespace, subject);
     CREATE INDEX events_by_correlation ON events (namespace, correlation_id)
         WHERE correlation_id IS NOT NULL;
+
+    -- One row: the highest seq of the events deleted so far (0: none).
+    CREATE TABLE events_floor (last INTEGER NOT NULL);
+    INSERT INTO events_floor (last) VALUES (0);
+    CREATE TRIGGER events_floor_on_delete AFTER DELETE ON events
+        WHEN old.seq > (SELECT last FROM events_floor)
+    BEGIN
+        UPDATE events_floor SET last = old.seq;
+    END;
     ",
     // 8: webhooks: the document is the store's WebhookRecordV1 (secret and delivery cursor
     // included); the delivery lease is a pair of columns.

@@ -103,7 +103,7 @@ async fn a_database_from_before_limits_gains_them_at_open() {
     {
         let conn = rusqlite::Connection::open(&path).expect("raw open");
         conn.execute_batch(
-            "DROP TABLE webhooks; DROP TABLE events; DROP TABLE limits; DROP TABLE tokens; DROP INDEX agents_forgettable; \
+            "DROP TABLE webhooks; DROP TABLE events; DROP TABLE events_floor; DROP TABLE limits; DROP TABLE tokens; DROP INDEX agents_forgettable; \
              ALTER TABLE agents DROP COLUMN implicit; PRAGMA user_version = 3;",
         )
         .expect("back to version 3");

@@ -80,7 +80,7 @@ async fn a_database_from_before_tokens_gains_them_at_open() {
     {
         let conn = rusqlite::Connection::open(&path).expect("raw open");
         conn.execute_batch(
-            "DROP TABLE webhooks; DROP TABLE events; DROP TABLE tokens; DROP INDEX agents_forgettable; ALTER TABLE agents DROP COLUMN implicit; \
+            "DROP TABLE webhooks; DROP TABLE events; DROP TABLE events_floor; DROP TABLE tokens; DROP INDEX agents_forgettable; ALTER TABLE agents DROP COLUMN implicit; \
              PRAGMA user_version = 4; \
              INSERT INTO limits (namespace, key, max_concurrent) VALUES ('default', 'openai', 2);",
         )
