@@ -216,7 +216,7 @@ pub struct EventStreamParams {
     ),
     responses(
         (status = 200, description = "An event stream: each SSE event's id is the event's seq, its name the \
-            event's type, its data the event as JSON (see Event)", content_type = "text/event-stream", body = String),
+            event's type, its data the event as JSON (see LogEvent)", content_type = "text/event-stream", body = String),
         (status = 422, description = "Invalid parameter or header", body = Problem,
             content_type = "application/problem+json"),
     )

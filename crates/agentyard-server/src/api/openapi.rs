@@ -94,13 +94,19 @@ pub fn finish(doc: &mut utoipa::openapi::OpenApi) {
     }
     broadcast_is_true(components);
     components.schemas.insert("InboxEvent".to_owned(), inbox_event().into());
+    components.schemas.insert("LogEvent".to_owned(), log_event().into());
     for (path, item) in doc.paths.paths.iter_mut() {
-        if path == "/v1/agents/{name}/inbox/stream"
+        let sse = match path.as_str() {
+            "/v1/agents/{name}/inbox/stream" => Some("InboxEvent"),
+            "/v1/events/stream" => Some("LogEvent"),
+            _ => None,
+        };
+        if let Some(sse) = sse
             && let Some(utoipa::openapi::RefOr::T(ok)) =
                 item.get.as_mut().and_then(|op| op.responses.responses.get_mut("200"))
             && let Some(stream) = ok.content.get_mut("text/event-stream")
         {
-            stream.schema = Some(utoipa::openapi::Ref::from_schema_name("InboxEvent").into());
+            stream.schema = Some(utoipa::openapi::Ref::from_schema_name(sse).into());
         }
         let namespaced = path.starts_with("/v1/") && !path.starts_with("/v1/tokens") && !path.starts_with("/v1/admin/");
         let secured = !OPEN_PATHS.contains(&path.as_str());
@@ -271,13 +277,34 @@ fn broadcast_is_true(components: &mut utoipa::openapi::Components) {
 /// One event of the inbox stream: `id` is the message's `seq`, `event` is `message`, `data` is
 /// the message as JSON (OpenAPI 3.1: the media type's schema describes each event).
 fn inbox_event() -> utoipa::openapi::schema::Object {
+    sse_event(
+        "One Server-Sent Event: `id` is the message's `seq` (send it back as `Last-Event-ID` to \
+         resume), `event` is `message`, `data` is the message as JSON. Idle streams get comment lines.",
+        &["message"],
+        "Message",
+    )
+}
+
+/// One event of `GET /v1/events/stream`.
+fn log_event() -> utoipa::openapi::schema::Object {
+    let names: Vec<&str> = agentyard_core::event::EventType::ALL
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
+    sse_event(
+        "One Server-Sent Event: `id` is the event's `seq` (send it back as `Last-Event-ID` to \
+         resume), `event` is its type, `data` is the event as JSON. Idle streams get comment lines.",
+        &names,
+        "Event",
+    )
+}
+
+/// A Server-Sent Event whose `event` is one of `names` and whose data is the JSON of `schema`.
+fn sse_event(description: &str, names: &[&str], schema: &str) -> utoipa::openapi::schema::Object {
     use utoipa::openapi::extensions::Extensions;
     ObjectBuilder::new()
         .schema_type(Type::Object)
-        .description(Some(
-            "One Server-Sent Event: `id` is the message's `seq` (send it back as `Last-Event-ID` to \
-             resume), `event` is `message`, `data` is the message as JSON. Idle streams get comment lines.",
-        ))
+        .description(Some(description))
         .property(
             "id",
             ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[0-9]+$")),
@@ -287,7 +314,7 @@ fn inbox_event() -> utoipa::openapi::schema::Object {
             "event",
             ObjectBuilder::new()
                 .schema_type(Type::String)
-                .enum_values(Some(["message"])),
+                .enum_values(Some(names.iter().copied())),
         )
         .required("event")
         .property(
@@ -297,7 +324,7 @@ fn inbox_event() -> utoipa::openapi::schema::Object {
                 .content_media_type("application/json")
                 .extensions(Some(Extensions::from_iter([(
                     "contentSchema",
-                    serde_json::json!({"$ref": "#/components/schemas/Message"}),
+                    serde_json::json!({ "$ref": format!("#/components/schemas/{schema}") }),
                 )]))),
         )
         .required("data")
